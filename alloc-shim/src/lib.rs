@@ -1,0 +1,115 @@
+//! The allocation hot path of [classtrack](https://docs.rs/classtrack).
+//!
+//! This crate holds the part of classtrack that every allocation touches: [`TrackingAlloc`],
+//! a wrapping [`GlobalAlloc`](std::alloc::GlobalAlloc) that tags every block with the
+//! thread's current [`Tag`] (a class id and an object id) and counts bytes and blocks per
+//! class in per-thread counter shards. It is small and changes rarely; users depend on
+//! `classtrack`, which re-exports [`TrackingAlloc`] and builds scopes, names and snapshots on
+//! top of the primitives here.
+//!
+//! # Invariants of the hot path
+//!
+//! On the steady-state path `alloc`, `alloc_zeroed`, `dealloc` and `realloc`:
+//! - take no lock, make no allocation and make no system call;
+//! - do no atomic read-modify-write: each thread writes only its own counter shard, with a
+//!   relaxed load followed by a store; the snapshot reader sums the shards;
+//! - find the owner of a block without a lookup: an 8-byte trailer after the user's bytes holds
+//!   the block's [`Tag`], so a free (or realloc) on any thread credits the class that allocated
+//!   the block;
+//! - never panic, and pass the inner allocator's null through with no counter change.
+//!
+//! The cold paths (the first allocation of a thread, the first use of a class on a thread, a
+//! thread that is exiting) are marked `#[cold]` and may do a compare-and-swap or a
+//! `fetch_add`; none of them takes a lock or allocates through the global allocator.
+//!
+//! # Consistency of a read
+//!
+//! Counters are monotonic (bytes and blocks allocated, bytes and blocks freed). [`read_totals`]
+//! reads every *freed* counter with acquire ordering before it reads any *allocated* counter,
+//! and frees are published with release stores. So a read that sees a free also sees the
+//! allocation it undoes: live figures (allocated − freed) are never negative and never wrap,
+//! even while other threads allocate. A read is not a single instant: allocations that happen
+//! during the read may or may not be included.
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod local;
+mod shard;
+mod tracking;
+
+pub use local::{current_tag, replace_tag, OverheadGuard};
+pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
+pub use tracking::TrackingAlloc;
+
+/// Bytes of metadata stored in each tracked block, after the user's bytes.
+///
+/// This is what classtrack adds to every block; it is reported as overhead, never as a
+/// class's live bytes.
+pub const METADATA_BYTES_PER_BLOCK: usize = tracking::TRAILER;
+
+/// The identity of a class: a small integer handed out by classtrack's registry.
+///
+/// Ids below [`ClassId::FIRST_USER`] are reserved. Ids at or above [`ClassId::LIMIT`] are
+/// never handed out; should one reach the allocator it is counted as
+/// [`ClassId::UNTRACKED`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClassId(pub u32);
+
+impl ClassId {
+    /// Memory allocated outside any class scope.
+    pub const UNTRACKED: ClassId = ClassId(0);
+    /// Memory allocated by classtrack itself (its maps, names and snapshots).
+    pub const OVERHEAD: ClassId = ClassId(1);
+    /// The first id that names a user class.
+    pub const FIRST_USER: ClassId = ClassId(2);
+    /// One past the largest class id the counters can hold (2^24, about 16.7 million classes).
+    pub const LIMIT: u32 = 1 << 24;
+
+    /// The id as an index into per-class tables.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The owner of an allocation: the class scope and the tracked object (0 for none) that were
+/// current on the allocating thread.
+///
+/// A tag travels in its block, so the block's bytes are credited to the same owner when the
+/// block is resized or freed, on any thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag {
+    /// The class the block is charged to.
+    pub class: ClassId,
+    /// The tracked object the block is charged to, or 0 for none.
+    pub object: u32,
+}
+
+impl Tag {
+    /// Allocations outside any scope.
+    pub const UNTRACKED: Tag = Tag::class(ClassId::UNTRACKED);
+    /// classtrack's own allocations.
+    pub const OVERHEAD: Tag = Tag::class(ClassId::OVERHEAD);
+
+    /// A tag for `class` with no object.
+    #[inline]
+    pub const fn class(class: ClassId) -> Tag {
+        Tag { class, object: 0 }
+    }
+
+    /// Packs the tag into the 64-bit word stored in a block's trailer.
+    #[inline]
+    pub(crate) const fn to_bits(self) -> u64 {
+        (self.class.0 as u64) | ((self.object as u64) << 32)
+    }
+
+    /// Unpacks a trailer word. Class bits at or above [`ClassId::LIMIT`] are reserved for
+    /// flags and ignored here.
+    #[inline]
+    pub(crate) const fn from_bits(bits: u64) -> Tag {
+        Tag {
+            class: ClassId((bits as u32) & (ClassId::LIMIT - 1)),
+            object: (bits >> 32) as u32,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The thread's current tag and its counter shard.
+//!
+//! Both live in one `const`-initialised thread-local without a destructor, so reading them
+//! never registers anything, never allocates and works at every point of a thread's life,
+//! including while its other thread-locals are being destroyed. Retiring the shard at thread
+//! exit needs a destructor; it lives in a second thread-local ([`RETIRE`]) that is touched
+//! once, on the thread's first allocation, from the cold path.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ptr;
+
+use crate::shard::{self, Shard};
+use crate::{ClassId, Tag};
+
+/// The thread has not allocated yet: no shard.
+const FRESH: u8 = 0;
+/// The thread owns a shard.
+const ACTIVE: u8 = 1;
+/// The thread is claiming its shard; nested allocations use the shared shard.
+const BUSY: u8 = 2;
+/// The thread's shard has been retired (the thread is exiting): use the shared shard.
+const EXITED: u8 = 3;
+
+pub(crate) struct Local {
+    /// The current tag, packed with [`Tag::to_bits`].
+    tag: Cell<u64>,
+    /// The shard this thread owns, or null.
+    shard: Cell<*const Shard>,
+    /// One of [`FRESH`], [`ACTIVE`], [`BUSY`], [`EXITED`].
+    state: Cell<u8>,
+}
+
+thread_local! {
+    static LOCAL: Local = const {
+        Local { tag: Cell::new(0), shard: Cell::new(ptr::null()), state: Cell::new(FRESH) }
+    };
+    /// Its destructor hands the thread's shard back for the next new thread.
+    static RETIRE: Retire = const { Retire };
+}
+
+struct Retire;
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        // `LOCAL` has no destructor, so it is still readable here.
+        let _ = LOCAL.try_with(|local| {
+            let shard = local.shard.replace(ptr::null());
+            local.state.set(EXITED);
+            if !shard.is_null() {
+                // SAFETY: shards are never freed (they live in a push-only list), so the
+                // pointer stays valid; this thread owns it until the store below.
+                unsafe { (*shard).release() };
+            }
+        });
+    }
+}
+
+/// Runs `f` with the thread's current tag and the shard to count into.
+#[inline(always)]
+pub(crate) fn with_local<R>(f: impl FnOnce(Tag, &'static Shard) -> R) -> R {
+    match LOCAL.try_with(|local| {
+        let tag = Tag::from_bits(local.tag.get());
+        let shard = local.shard.get();
+        let shard = if shard.is_null() {
+            shard_slow(local)
+        } else {
+            // SAFETY: a non-null `shard` was claimed by this thread in `shard_slow` and is only
+            // cleared (by `Retire::drop`) before the shard is released; shards are never freed.
+            unsafe { &*shard }
+        };
+        (tag, shard)
+    }) {
+        Ok((tag, shard)) => f(tag, shard),
+        // Unreachable in practice: `LOCAL` has no destructor. Count into the shared shard.
+        Err(_) => f(Tag::UNTRACKED, shard::shared()),
+    }
+}
+
+/// The first allocation of a thread (claim a shard), or one made while the thread claims
+/// its shard or after it retired it (use the shared shard).
+#[cold]
+#[inline(never)]
+fn shard_slow(local: &Local) -> &'static Shard {
+    if local.state.get() != FRESH {
+        return shard::shared();
+    }
+    local.state.set(BUSY);
+    let Some(shard) = shard::claim() else {
+        // The system allocator had no memory for a shard: count through the shared shard
+        // and try again on the next allocation.
+        local.state.set(FRESH);
+        return shard::shared();
+    };
+    local.shard.set(shard);
+    // Registering `RETIRE`'s destructor may allocate (the standard library keeps a list of
+    // destructors). Those nested allocations find the shard set above and are classtrack's
+    // own, so they are charged to the overhead class.
+    let prev = local.tag.replace(Tag::OVERHEAD.to_bits());
+    let registered = RETIRE.try_with(|_| ()).is_ok();
+    local.tag.set(prev);
+    if registered {
+        local.state.set(ACTIVE);
+        shard
+    } else {
+        // The thread is already running its thread-local destructors: nothing would retire
+        // the shard, so give it back now and count the rest of this thread's life through
+        // the shared shard.
+        local.shard.set(ptr::null());
+        local.state.set(EXITED);
+        shard.release();
+        shard::shared()
+    }
+}
+
+/// The current thread's tag: the class scope and object that new allocations are charged to.
+#[inline]
+pub fn current_tag() -> Tag {
+    LOCAL
+        .try_with(|l| Tag::from_bits(l.tag.get()))
+        .unwrap_or(Tag::UNTRACKED)
+}
+
+/// Makes `tag` the current thread's tag and returns the previous one.
+///
+/// This is the primitive under classtrack's scopes: the caller restores the returned tag when
+/// its scope ends. A class id at or above [`ClassId::LIMIT`] is replaced by
+/// [`ClassId::UNTRACKED`].
+#[inline]
+pub fn replace_tag(tag: Tag) -> Tag {
+    let tag = if tag.class.0 < ClassId::LIMIT {
+        tag
+    } else {
+        Tag { class: ClassId::UNTRACKED, ..tag }
+    };
+    LOCAL
+        .try_with(|l| Tag::from_bits(l.tag.replace(tag.to_bits())))
+        .unwrap_or(Tag::UNTRACKED)
+}
+
+/// Charges the current thread's allocations to classtrack's overhead class until dropped.
+///
+/// **WARNING**: all classtrack code that may allocate (registries, names, snapshots, reports)
+/// runs under this guard, so that no tracker memory is ever charged to a user's class. The
+/// guard restores the previous tag when dropped, also during a panic unwind. It is `!Send`:
+/// it must be dropped on the thread that made it.
+#[must_use = "the overhead scope ends when the guard is dropped"]
+pub struct OverheadGuard {
+    prev: Tag,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl OverheadGuard {
+    /// Enters the overhead class on this thread.
+    #[inline]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> OverheadGuard {
+        OverheadGuard {
+            prev: replace_tag(Tag::OVERHEAD),
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for OverheadGuard {
+    #[inline]
+    fn drop(&mut self) {
+        replace_tag(self.prev);
+    }
+}
+
+/// Used by tests to check which shard the current thread counts into.
+#[cfg(test)]
+pub(crate) fn owns_shard() -> bool {
+    LOCAL.with(|l| !l.shard.get().is_null())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_tag_round_trips_and_clamps() {
+        let t = Tag {
+            class: ClassId(77),
+            object: 5,
+        };
+        let prev = replace_tag(t);
+        assert_eq!(current_tag(), t);
+        replace_tag(Tag::class(ClassId(ClassId::LIMIT + 3)));
+        assert_eq!(current_tag(), Tag::UNTRACKED);
+        replace_tag(prev);
+        assert_eq!(current_tag(), prev);
+    }
+
+    #[test]
+    fn overhead_guard_restores() {
+        let prev = replace_tag(Tag::class(ClassId(9)));
+        {
+            let _g = OverheadGuard::new();
+            assert_eq!(current_tag(), Tag::OVERHEAD);
+        }
+        assert_eq!(current_tag(), Tag::class(ClassId(9)));
+        replace_tag(prev);
+    }
+
+    #[test]
+    fn shard_is_claimed_and_retired() {
+        std::thread::spawn(|| {
+            let before = crate::shim_stats().shards_in_use;
+            let a = crate::TrackingAlloc::new(std::alloc::System);
+            let layout = std::alloc::Layout::new::<u64>();
+            // SAFETY: the layout is non-zero; the block is freed with the same layout.
+            unsafe {
+                let p = std::alloc::GlobalAlloc::alloc(&a, layout);
+                assert!(!p.is_null());
+                std::alloc::GlobalAlloc::dealloc(&a, p, layout);
+            }
+            assert!(owns_shard());
+            assert!(crate::shim_stats().shards_in_use >= before.min(1));
+        })
+        .join()
+        .unwrap();
+    }
+}

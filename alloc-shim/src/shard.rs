@@ -1,0 +1,419 @@
+//! Per-thread counter shards.
+//!
+//! A shard holds four monotonic counters per class (bytes and blocks allocated, bytes and
+//! blocks freed) in pages of [`PAGE`] classes, found through a two-level directory, so a class
+//! id is an index and any number of classes up to [`ClassId::LIMIT`] fits. Pages are taken
+//! from [`System`] (never through tracking) the first time a class is used on a shard.
+//!
+//! A shard is written by the one thread that owns it, with a relaxed load and a store (no
+//! read-modify-write); the reader sums all shards. Shards live in a push-only list and are
+//! never freed: when a thread exits its shard is released and the next new thread claims it,
+//! counts included. One static *shared* shard, written with `fetch_add`, takes the counts of
+//! threads that have no shard of their own (while exiting, or while claiming one).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+use crate::ClassId;
+
+/// Classes per page.
+const PAGE: usize = 128;
+/// Pages per mid-level table.
+const MID: usize = 512;
+/// Mid-level tables per shard.
+const ROOT: usize = ClassId::LIMIT as usize / (PAGE * MID);
+
+/// The counters of one class in one shard.
+#[derive(Default)]
+pub(crate) struct Counters {
+    alloc_bytes: AtomicU64,
+    allocs: AtomicU64,
+    freed_bytes: AtomicU64,
+    frees: AtomicU64,
+}
+
+struct Page {
+    counters: [Counters; PAGE],
+}
+
+struct Mid {
+    pages: [AtomicPtr<Page>; MID],
+}
+
+pub(crate) struct Shard {
+    root: [AtomicPtr<Mid>; ROOT],
+    /// Whether a thread owns the shard. The shared shard is always owned.
+    owned: AtomicBool,
+    /// Written with `fetch_add` by any thread (the shared shard), or by its owner only.
+    shared: bool,
+    /// The next shard in the list; written once, before the shard is published.
+    next: AtomicPtr<Shard>,
+}
+
+/// The head of the push-only list of per-thread shards.
+static SHARDS: AtomicPtr<Shard> = AtomicPtr::new(ptr::null_mut());
+/// Counts of threads without a shard of their own.
+static SHARED: Shard = Shard {
+    root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
+    owned: AtomicBool::new(true),
+    shared: true,
+    next: AtomicPtr::new(ptr::null_mut()),
+};
+/// Bytes taken from `System` for shards and pages.
+static SHARD_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Shards ever created.
+static SHARD_COUNT: AtomicU64 = AtomicU64::new(0);
+/// Counter updates dropped because `System` had no memory for a page.
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
+pub(crate) fn shared() -> &'static Shard {
+    &SHARED
+}
+
+/// Allocates zeroed memory for a `T` whose all-zero bit pattern is valid, from `System`.
+fn zeroed_from_system<T>() -> *mut T {
+    let layout = Layout::new::<T>();
+    // SAFETY: `T` is a shard, mid table or page: non-zero size.
+    let p = unsafe { System.alloc_zeroed(layout) }.cast::<T>();
+    if !p.is_null() {
+        // Relaxed: a statistic, read without any ordering requirement.
+        SHARD_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+    }
+    p
+}
+
+/// Claims a released shard or creates one. Cold: once per thread.
+pub(crate) fn claim() -> Option<&'static Shard> {
+    // Acquire: the shards we walk were published with release; see their `next` and `owned`.
+    let mut p = SHARDS.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: shards in the list are never freed.
+        let shard = unsafe { &*p };
+        // Acquire on success: pairs with the release in `release`, so the counts the previous
+        // owner stored are visible before this thread continues them with load + store.
+        if shard
+            .owned
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(shard);
+        }
+        p = shard.next.load(Ordering::Relaxed);
+    }
+    let p = zeroed_from_system::<Shard>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a fresh, zeroed, exclusively owned allocation; all-zero is a valid
+    // `Shard` (null pointers, false, zero). Not yet published, so plain access is fine.
+    let shard = unsafe { &*p };
+    shard.owned.store(true, Ordering::Relaxed);
+    let mut head = SHARDS.load(Ordering::Relaxed);
+    loop {
+        shard.next.store(head, Ordering::Relaxed);
+        // Release: publishes the shard's initialised fields to readers that acquire the head.
+        match SHARDS.compare_exchange_weak(head, p, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
+    // Relaxed: a statistic.
+    SHARD_COUNT.fetch_add(1, Ordering::Relaxed);
+    Some(shard)
+}
+
+impl Shard {
+    /// Hands the shard to the next new thread.
+    pub(crate) fn release(&self) {
+        // Release: everything this thread stored in the shard happens-before the next owner's
+        // acquire in `claim`.
+        self.owned.store(false, Ordering::Release);
+    }
+
+    /// The counters of `class`, creating its page if needed. `None` only when `System` has
+    /// no memory for a page.
+    #[inline(always)]
+    fn counters(&self, class: ClassId) -> Option<&Counters> {
+        let i = class.index();
+        debug_assert!(i < ClassId::LIMIT as usize);
+        // Acquire (free on x86): pairs with the release that installed the table, so its
+        // zeroed contents are visible. Indices are masked so a bad id cannot go out of bounds.
+        let mid = self.root[(i / (PAGE * MID)) % ROOT].load(Ordering::Acquire);
+        if !mid.is_null() {
+            // SAFETY: installed tables are never freed.
+            let page = unsafe { &*mid }.pages[(i / PAGE) % MID].load(Ordering::Acquire);
+            if !page.is_null() {
+                // SAFETY: installed pages are never freed.
+                return Some(&unsafe { &*page }.counters[i % PAGE]);
+            }
+        }
+        self.counters_slow(i)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn counters_slow(&self, i: usize) -> Option<&Counters> {
+        let mid = install(&self.root[(i / (PAGE * MID)) % ROOT])?;
+        let page = install(&mid.pages[(i / PAGE) % MID])?;
+        Some(&page.counters[i % PAGE])
+    }
+
+    /// Counts a new block of `bytes` for `class`.
+    #[inline(always)]
+    pub(crate) fn on_alloc(&self, class: ClassId, bytes: usize) {
+        let Some(c) = self.counters(class) else {
+            return lost();
+        };
+        if self.shared {
+            return c.shared_add(&c.alloc_bytes, &c.allocs, bytes, Ordering::Relaxed);
+        }
+        // Relaxed load + store: only the owning thread writes this shard. Allocations need no
+        // release: a reader that sees a free acquires everything that happened before it.
+        c.alloc_bytes.store(
+            c.alloc_bytes.load(Ordering::Relaxed) + bytes as u64,
+            Ordering::Relaxed,
+        );
+        c.allocs
+            .store(c.allocs.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Counts the free of a block of `bytes` charged to `class`.
+    #[inline(always)]
+    pub(crate) fn on_free(&self, class: ClassId, bytes: usize) {
+        let Some(c) = self.counters(class) else {
+            return lost();
+        };
+        if self.shared {
+            return c.shared_add(&c.freed_bytes, &c.frees, bytes, Ordering::Release);
+        }
+        // Release store: a reader that acquires this free also sees the allocation it undoes
+        // (which happened before it), so live figures never go negative. A plain store on x86.
+        c.freed_bytes.store(
+            c.freed_bytes.load(Ordering::Relaxed) + bytes as u64,
+            Ordering::Release,
+        );
+        c.frees
+            .store(c.frees.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// Counts a block of `class` resized from `old` to `new` bytes.
+    #[inline(always)]
+    pub(crate) fn on_resize(&self, class: ClassId, old: usize, new: usize) {
+        use std::cmp::Ordering::*;
+        let Some(c) = self.counters(class) else {
+            return lost();
+        };
+        match new.cmp(&old) {
+            Equal => {}
+            Greater => {
+                let grow = (new - old) as u64;
+                if self.shared {
+                    c.alloc_bytes.fetch_add(grow, Ordering::Relaxed);
+                } else {
+                    // Relaxed: as in `on_alloc`.
+                    c.alloc_bytes.store(
+                        c.alloc_bytes.load(Ordering::Relaxed) + grow,
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+            Less => {
+                let shrink = (old - new) as u64;
+                if self.shared {
+                    c.freed_bytes.fetch_add(shrink, Ordering::Release);
+                } else {
+                    // Release: as in `on_free`.
+                    c.freed_bytes.store(
+                        c.freed_bytes.load(Ordering::Relaxed) + shrink,
+                        Ordering::Release,
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Counters {
+    /// The shared shard's update: any thread may write, so read-modify-write. Cold in practice.
+    #[cold]
+    fn shared_add(&self, bytes_c: &AtomicU64, blocks_c: &AtomicU64, bytes: usize, o: Ordering) {
+        bytes_c.fetch_add(bytes as u64, o);
+        blocks_c.fetch_add(1, o);
+    }
+}
+
+#[cold]
+fn lost() {
+    // Relaxed: a statistic.
+    LOST.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Returns the table behind `slot`, installing a zeroed one if there is none yet.
+fn install<T>(slot: &AtomicPtr<T>) -> Option<&T> {
+    // Acquire: see the zeroed contents of a table another thread installed.
+    let cur = slot.load(Ordering::Acquire);
+    if !cur.is_null() {
+        // SAFETY: installed tables are never freed.
+        return Some(unsafe { &*cur });
+    }
+    let new = zeroed_from_system::<T>();
+    if new.is_null() {
+        return None;
+    }
+    // Release on success: publishes the zeroed table; Acquire on failure: see the winner's.
+    match slot.compare_exchange(ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `new` is a valid zeroed `T` (all-zero is valid for pages and tables) that is
+        // now installed for good.
+        Ok(_) => Some(unsafe { &*new }),
+        Err(winner) => {
+            // SAFETY: `new` came from `System.alloc_zeroed` with this layout and was never
+            // shared.
+            unsafe { System.dealloc(new.cast(), Layout::new::<T>()) };
+            // Relaxed: a statistic.
+            SHARD_BYTES.fetch_sub(std::mem::size_of::<T>() as u64, Ordering::Relaxed);
+            // SAFETY: installed tables are never freed.
+            Some(unsafe { &*winner })
+        }
+    }
+}
+
+/// One class's totals over all threads, as read by [`read_totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClassCounters {
+    /// Bytes ever allocated (new blocks plus realloc growth).
+    pub allocated_bytes: u64,
+    /// Blocks ever allocated.
+    pub allocations: u64,
+    /// Bytes ever freed (freed blocks plus realloc shrinkage).
+    pub freed_bytes: u64,
+    /// Blocks ever freed.
+    pub frees: u64,
+}
+
+impl ClassCounters {
+    /// Bytes live now: allocated minus freed.
+    pub fn live_bytes(&self) -> u64 {
+        debug_assert!(self.allocated_bytes >= self.freed_bytes);
+        self.allocated_bytes.saturating_sub(self.freed_bytes)
+    }
+
+    /// Blocks live now: allocated minus freed.
+    pub fn live_blocks(&self) -> u64 {
+        debug_assert!(self.allocations >= self.frees);
+        self.allocations.saturating_sub(self.frees)
+    }
+}
+
+/// Calls `f` with every page of `shard` that exists, and the first class id of the page.
+fn for_each_page(shard: &Shard, classes: usize, mut f: impl FnMut(usize, &Page)) {
+    for (r, slot) in shard.root.iter().enumerate() {
+        let base_r = r * PAGE * MID;
+        if base_r >= classes {
+            break;
+        }
+        // Acquire: see the contents of tables installed by other threads.
+        let mid = slot.load(Ordering::Acquire);
+        if mid.is_null() {
+            continue;
+        }
+        // SAFETY: installed tables are never freed.
+        for (m, slot) in unsafe { &*mid }.pages.iter().enumerate() {
+            let base = base_r + m * PAGE;
+            if base >= classes {
+                break;
+            }
+            let page = slot.load(Ordering::Acquire);
+            if !page.is_null() {
+                // SAFETY: installed pages are never freed.
+                f(base, unsafe { &*page });
+            }
+        }
+    }
+}
+
+/// Calls `f` with the shared shard and every per-thread shard. The list head is acquired, so
+/// every shard published before the call is seen.
+fn for_each_shard(mut f: impl FnMut(&Shard)) {
+    f(&SHARED);
+    let mut p = SHARDS.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: shards in the list are never freed.
+        let shard = unsafe { &*p };
+        f(shard);
+        p = shard.next.load(Ordering::Relaxed);
+    }
+}
+
+/// Sums every shard's counters for the class ids below `classes`.
+///
+/// Reads all *freed* counters (acquire) before all *allocated* counters, so a free is never
+/// seen without the allocation it undoes: each class's live figures are never negative. This
+/// allocates the returned vector; call it outside the hot path (classtrack calls it under its
+/// [`OverheadGuard`](crate::OverheadGuard)).
+pub fn read_totals(classes: usize) -> Vec<ClassCounters> {
+    let classes = classes.min(ClassId::LIMIT as usize);
+    let mut out = vec![ClassCounters::default(); classes];
+    for_each_shard(|shard| {
+        for_each_page(shard, classes, |base, page| {
+            for (k, c) in page.counters.iter().enumerate() {
+                let Some(o) = out.get_mut(base + k) else { break };
+                // Acquire: pairs with the release stores of frees (see `on_free`).
+                o.frees += c.frees.load(Ordering::Acquire);
+                o.freed_bytes += c.freed_bytes.load(Ordering::Acquire);
+            }
+        })
+    });
+    // The list is walked again: a shard published after the first walk may hold the
+    // allocation of a block whose free the first walk saw.
+    for_each_shard(|shard| {
+        for_each_page(shard, classes, |base, page| {
+            for (k, c) in page.counters.iter().enumerate() {
+                let Some(o) = out.get_mut(base + k) else { break };
+                // Relaxed: every allocation that happened before a free seen above is already
+                // visible through that acquire; later ones may or may not be counted.
+                o.allocations += c.allocs.load(Ordering::Relaxed);
+                o.allocated_bytes += c.alloc_bytes.load(Ordering::Relaxed);
+            }
+        })
+    });
+    out
+}
+
+/// Statistics about the shim itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShimStats {
+    /// Bytes of counter shards and pages, taken from the system allocator.
+    pub shard_bytes: u64,
+    /// Shards ever created: at most the largest number of threads alive at once, plus those
+    /// created while others were being retired.
+    pub shards: u64,
+    /// Shards owned by a live thread now.
+    pub shards_in_use: u64,
+    /// Counter updates dropped because the system allocator had no memory for a page (0 in
+    /// any healthy process).
+    pub lost_updates: u64,
+}
+
+/// Reads the shim's own statistics.
+pub fn shim_stats() -> ShimStats {
+    let mut in_use = 0;
+    let mut p = SHARDS.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: shards in the list are never freed.
+        let shard = unsafe { &*p };
+        // Relaxed: a statistic.
+        in_use += u64::from(shard.owned.load(Ordering::Relaxed));
+        p = shard.next.load(Ordering::Relaxed);
+    }
+    // Relaxed: statistics.
+    ShimStats {
+        shard_bytes: SHARD_BYTES.load(Ordering::Relaxed),
+        shards: SHARD_COUNT.load(Ordering::Relaxed),
+        shards_in_use: in_use,
+        lost_updates: LOST.load(Ordering::Relaxed),
+    }
+}

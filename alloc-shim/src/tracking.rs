@@ -1,0 +1,245 @@
+//! [`TrackingAlloc`]: the wrapping global allocator.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ptr;
+
+use crate::local::with_local;
+use crate::Tag;
+
+/// Bytes of metadata after each block: the block's [`Tag`], little-endian, unaligned.
+pub(crate) const TRAILER: usize = 8;
+
+/// A [`GlobalAlloc`] that wraps another and charges every block to the class scope that was
+/// current on the allocating thread.
+///
+/// Each block carries its owner in an 8-byte trailer after the user's bytes, so alignment is
+/// never padded for metadata and a free, on any thread, credits the class that allocated the
+/// block. `realloc` keeps the block's owner and uses the inner allocator's `realloc`, so
+/// in-place growth stays possible.
+///
+/// ```
+/// use std::alloc::System;
+/// use classtrack_shim::TrackingAlloc;
+///
+/// #[global_allocator]
+/// static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+///
+/// let v = vec![1u8; 100];
+/// assert_eq!(v.len(), 100);
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TrackingAlloc<A> {
+    inner: A,
+}
+
+impl<A> TrackingAlloc<A> {
+    /// Wraps `inner`. A `const fn`, so it can initialise a `#[global_allocator]` static.
+    pub const fn new(inner: A) -> Self {
+        TrackingAlloc { inner }
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+/// The layout asked of the inner allocator for a user layout of `size` and `align`, or `None`
+/// when adding the trailer would overflow what a `Layout` can describe.
+#[inline(always)]
+fn outer(size: usize, align: usize) -> Option<Layout> {
+    // A valid layout needs size rounded up to align <= isize::MAX; this bound keeps
+    // `size + TRAILER` rounded up within it.
+    if size > isize::MAX as usize - TRAILER - (align - 1) {
+        return None;
+    }
+    // SAFETY: `align` comes from a valid `Layout` (a non-zero power of two) and the bound above
+    // keeps the rounded size within isize::MAX.
+    Some(unsafe { Layout::from_size_align_unchecked(size + TRAILER, align) })
+}
+
+/// Writes `tag` in the trailer of the block at `p` whose user size is `size`.
+///
+/// # Safety
+/// `p` must point to a live block of at least `size + TRAILER` bytes.
+#[inline(always)]
+unsafe fn write_tag(p: *mut u8, size: usize, tag: Tag) {
+    // SAFETY: the caller guarantees `size + TRAILER` bytes at `p`; the write is unaligned.
+    unsafe { ptr::write_unaligned(p.add(size).cast::<u64>(), tag.to_bits().to_le()) }
+}
+
+/// Reads the tag in the trailer of the block at `p` whose user size is `size`.
+///
+/// # Safety
+/// `p` must point to a live block allocated by [`TrackingAlloc`] with user size `size`.
+#[inline(always)]
+unsafe fn read_tag(p: *const u8, size: usize) -> Tag {
+    // SAFETY: the block was allocated with `size + TRAILER` bytes and its trailer written at
+    // allocation (or resize); the read is unaligned.
+    Tag::from_bits(u64::from_le(unsafe {
+        ptr::read_unaligned(p.add(size).cast::<u64>())
+    }))
+}
+
+impl<A: GlobalAlloc> TrackingAlloc<A> {
+    #[inline(always)]
+    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let Some(outer) = outer(layout.size(), layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `outer` is a valid layout with non-zero size (at least TRAILER bytes).
+        let p = unsafe {
+            if zeroed {
+                self.inner.alloc_zeroed(outer)
+            } else {
+                self.inner.alloc(outer)
+            }
+        };
+        if p.is_null() {
+            return p;
+        }
+        with_local(|tag, shard| {
+            // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
+            unsafe { write_tag(p, layout.size(), tag) };
+            shard.on_alloc(tag.class, layout.size());
+        });
+        p
+    }
+}
+
+// SAFETY: every method forwards to the inner allocator with the user's layout grown by
+// `TRAILER` bytes at the same alignment, and returns the inner allocator's pointer unchanged,
+// so the block is at least `layout.size()` bytes and aligned to `layout.align()`. `dealloc`
+// and `realloc` rebuild exactly the outer layout the block was allocated with (the user must
+// pass the same layout, as `GlobalAlloc` requires). Nothing here panics or unwinds.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.alloc_with(layout, false) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded caller contract. The trailer is written over zeroed bytes past the
+        // user's, so the user's bytes stay zero.
+        unsafe { self.alloc_with(layout, true) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller passes a block from this allocator with its layout.
+        let tag = unsafe { read_tag(ptr, layout.size()) };
+        // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
+        let outer =
+            unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
+        // SAFETY: `ptr` was returned by the inner allocator for `outer`.
+        unsafe { self.inner.dealloc(ptr, outer) };
+        with_local(|_, shard| shard.on_free(tag.class, layout.size()));
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(new_outer) = outer(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the caller passes a block from this allocator with its layout.
+        let tag = unsafe { read_tag(ptr, layout.size()) };
+        // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
+        let old_outer =
+            unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
+        // SAFETY: `ptr` was returned by the inner allocator for `old_outer`; the new size is
+        // non-zero and valid for the alignment (checked by `outer`).
+        let p = unsafe { self.inner.realloc(ptr, old_outer, new_outer.size()) };
+        if p.is_null() {
+            // The old block is untouched, trailer included: no counter changes.
+            return p;
+        }
+        // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.
+        unsafe { write_tag(p, new_size, tag) };
+        with_local(|_, shard| shard.on_resize(tag.class, layout.size(), new_size));
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{replace_tag, ClassId};
+    use std::alloc::System;
+
+    static A: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+    #[test]
+    fn aligned_and_large_layouts() {
+        let mut align = 1;
+        while align <= 1 << 16 {
+            for size in [1, 7, 8, 9, 63, 64, 4095, 4096, 4097, 100_000, 1 << 21] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: non-zero layout; freed below with the same layout.
+                unsafe {
+                    let p = A.alloc(layout);
+                    assert!(!p.is_null());
+                    assert_eq!(p as usize % align, 0, "align {align} size {size}");
+                    p.write_bytes(0xA5, size);
+                    let q = A.realloc(p, layout, size * 2 + 3);
+                    assert!(!q.is_null());
+                    assert_eq!(q as usize % align, 0);
+                    assert_eq!(*q.add(size - 1), 0xA5);
+                    let l2 = Layout::from_size_align(size * 2 + 3, align).unwrap();
+                    let r = A.realloc(q, l2, size);
+                    assert_eq!(*r, 0xA5);
+                    A.dealloc(r, layout);
+                }
+            }
+            align <<= 1;
+        }
+    }
+
+    #[test]
+    fn tag_survives_realloc_under_another_tag() {
+        let prev = replace_tag(Tag::class(ClassId(42)));
+        let layout = Layout::from_size_align(24, 8).unwrap();
+        // SAFETY: as above.
+        unsafe {
+            let p = A.alloc(layout);
+            replace_tag(Tag::class(ClassId(43)));
+            assert_eq!(read_tag(p, 24).class, ClassId(42));
+            let q = A.realloc(p, layout, 1000);
+            assert_eq!(read_tag(q, 1000).class, ClassId(42));
+            let q2 = A.realloc(q, Layout::from_size_align(1000, 8).unwrap(), 5);
+            assert_eq!(read_tag(q2, 5).class, ClassId(42));
+            A.dealloc(q2, Layout::from_size_align(5, 8).unwrap());
+        }
+        replace_tag(prev);
+    }
+
+    #[test]
+    fn zeroed_is_zero() {
+        for size in [1usize, 13, 4096, 1 << 20] {
+            let layout = Layout::from_size_align(size, 16).unwrap();
+            // SAFETY: as above.
+            unsafe {
+                let p = A.alloc(layout);
+                p.write_bytes(0xFF, size);
+                A.dealloc(p, layout);
+                let z = A.alloc_zeroed(layout);
+                assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                A.dealloc(z, layout);
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_layout_gives_null_not_panic() {
+        let layout = Layout::from_size_align(isize::MAX as usize - 4, 1).unwrap();
+        // SAFETY: non-zero layout; null is expected.
+        unsafe {
+            assert!(A.alloc(layout).is_null());
+            let small = Layout::from_size_align(8, 8).unwrap();
+            let p = A.alloc(small);
+            assert!(A.realloc(p, small, isize::MAX as usize - 2).is_null());
+            A.dealloc(p, small);
+        }
+    }
+}
