@@ -1,1 +1,128 @@
+//! Which kinds of objects own your heap.
+//!
+//! classtrack is a wrapping global allocator that charges every allocation to the *class
+//! scope* that was current when it was made (a type, or a named subsystem) and keeps exact
+//! live bytes and blocks per class, cheaply enough to leave on in production. It is the Rust
+//! counterpart of pympler's `ClassTracker`, built on the allocator instead of on walking
+//! object graphs.
+//!
+//! # Setup
+//!
+//! Install the tracking allocator around the allocator you use now:
+//!
+//! ```
+//! use std::alloc::System;
+//! use classtrack::TrackingAlloc;
+//!
+//! #[global_allocator]
+//! static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+//! # fn main() {}
+//! ```
+//!
+//! Any `GlobalAlloc` can be wrapped (jemalloc, mimalloc, …). Each block costs 8 extra bytes
+//! (its owner's tag, stored after the user's bytes), reported as overhead.
+//!
+//! # Scopes
+//!
+//! A scope names the class that the current thread's allocations are charged to:
+//!
+//! ```
+//! struct Order { lines: Vec<String> }
+//!
+//! // closure form, by type: the class is named `std::any::type_name::<Order>()`
+//! let order = classtrack::scope::<Order, _>(|| Order { lines: vec!["2 x bolt".into()] });
+//! // closure form, by name, for subsystems that are not one type
+//! let cache = classtrack::scope_named("cache", || vec![0u8; 1024]);
+//! // guard form: the scope ends when the guard is dropped
+//! {
+//!     let _guard = classtrack::enter::<Order>();
+//!     let more: Vec<u64> = Vec::with_capacity(16); // charged to Order
+//! #   drop(more);
+//! }
+//! # drop((order, cache));
+//! ```
+//!
+//! Scopes nest; the innermost wins. A scope ends on panic as on return. Entering a scope
+//! whose class this thread has used before takes no lock (a thread-local lookup).
+//!
+//! What users must know, because it differs from pympler (which charges memory to whatever
+//! object *reaches* it at snapshot time):
+//! - memory is charged to the scope that **allocated** it, for the block's whole life;
+//! - `realloc` keeps the block's owner: a `Vec` built in `Order`'s scope and grown later
+//!   elsewhere still charges `Order`;
+//! - a free on another thread credits the class that allocated the block;
+//! - allocations outside any scope go to the reserved class `<untracked>`, classtrack's own
+//!   to `<classtrack overhead>`; so the classes always sum to the allocator's live total.
+//!
+//! Classes are identified by name: a type's class and a named scope with the same name are
+//! one class. Up to 2^24 (about 16.7 million) classes are supported; names beyond that share
+//! `<untracked>`.
+//!
+//! # Snapshots
+//!
+//! A [`ClassTracker`] takes [`Snapshot`]s: per-class [`ClassTotals`], the allocator's totals,
+//! the process's resident and virtual memory, and the tracker's own overhead.
+//!
+//! ```
+//! let tracker = classtrack::ClassTracker::new();
+//! let snap = tracker.create_snapshot("after load");
+//! for class in snap.user_classes() {
+//!     println!("{}: {} live bytes in {} blocks", class.name, class.live_bytes, class.live_blocks);
+//! }
+//! snap.write_table(&mut std::io::stdout()).unwrap();
+//! ```
+//!
+//! `write_table` prints (from `cargo run --release --example quickstart`):
+//!
+//! ```text
+//! snapshot "book built" at 0.021 s
+//! class                    live blocks    live bytes     average   share
+//! quickstart::Order              40000       4.3 MiB       112 B   48.4%
+//! quickstart::PriceLevel           400       2.6 MiB     6.7 KiB   29.2%
+//! symbol cache                    2001       1.7 MiB       905 B   19.5%
+//! ...
+//! ```
+//!
+//! **Consistency.** Each thread counts into its own counter shard; a snapshot sums them. It
+//! reads all "freed" counters before all "allocated" counters, and frees are published with
+//! release stores, so a snapshot that sees a free also sees its allocation: live figures are
+//! never negative and never wrap, even while other threads allocate. A snapshot is not one
+//! instant: allocations made while it reads may or may not be included.
+//!
+//! # Testing
+//!
+//! Tests that check figures should have their own integration-test file with its own
+//! `#[global_allocator]`, use class names that no other test uses, and compare differences
+//! between two snapshots.
+//!
+//! # Feature flags
+//!
+//! None yet.
+#![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod registry;
+pub mod report;
+mod scope;
+mod snapshot;
+mod tracker;
+
+pub use classtrack_shim::{ClassId, TrackingAlloc, METADATA_BYTES_PER_BLOCK};
+pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
+pub use scope::{
+    class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named,
+    ScopeGuard,
+};
+pub use snapshot::{AllocatorTotals, ClassTotals, Overhead, ProcessMemory, Snapshot};
+pub use tracker::ClassTracker;
+
+/// Whether a [`TrackingAlloc`] has counted any allocation in this process.
+///
+/// `false` means figures will all be zero: install `TrackingAlloc` as the
+/// `#[global_allocator]`.
+pub fn allocator_installed() -> bool {
+    classtrack_shim::shim_stats().shards > 0
+}
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

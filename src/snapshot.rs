@@ -1,0 +1,237 @@
+//! Snapshots: per-class totals, allocator totals, process memory and tracker overhead at one
+//! moment.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use classtrack_shim::{read_totals, shim_stats, ClassId, OverheadGuard, METADATA_BYTES_PER_BLOCK};
+use hashbrown::HashMap;
+
+use crate::registry;
+
+/// One class's memory at the time of a snapshot.
+///
+/// `live_bytes` counts what the program asked for (`Layout::size()`), never classtrack's
+/// metadata. A block is charged to the class whose scope allocated it, for the block's whole
+/// life: growth by `realloc` is charged to that class too, whichever scope is current then.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ClassTotals {
+    /// The class id.
+    pub id: ClassId,
+    /// The class name: `std::any::type_name::<T>()` for a type, the given name for a named
+    /// scope, or one of the reserved names `<untracked>` and `<classtrack overhead>`.
+    pub name: Arc<str>,
+    /// Bytes live now.
+    pub live_bytes: u64,
+    /// Blocks live now.
+    pub live_blocks: u64,
+    /// Bytes ever allocated: new blocks plus `realloc` growth.
+    pub allocated_bytes: u64,
+    /// Blocks ever allocated.
+    pub allocations: u64,
+    /// Bytes ever freed: freed blocks plus `realloc` shrinkage.
+    pub freed_bytes: u64,
+    /// Blocks ever freed.
+    pub frees: u64,
+}
+
+impl ClassTotals {
+    /// Average size of a live block in bytes (0 when no block is live).
+    pub fn average_bytes(&self) -> f64 {
+        if self.live_blocks == 0 {
+            0.0
+        } else {
+            self.live_bytes as f64 / self.live_blocks as f64
+        }
+    }
+
+    /// Whether this is one of classtrack's reserved classes (untracked or overhead).
+    pub fn is_reserved(&self) -> bool {
+        self.id < ClassId::FIRST_USER
+    }
+}
+
+/// The sum over all classes, reserved ones included: everything the tracking allocator has
+/// handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AllocatorTotals {
+    /// Bytes live now.
+    pub live_bytes: u64,
+    /// Blocks live now.
+    pub live_blocks: u64,
+    /// Bytes ever allocated.
+    pub allocated_bytes: u64,
+    /// Blocks ever allocated.
+    pub allocations: u64,
+    /// Bytes ever freed.
+    pub freed_bytes: u64,
+    /// Blocks ever freed.
+    pub frees: u64,
+}
+
+/// The process's memory as the operating system reports it (from the `memory-stats` crate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessMemory {
+    /// Resident set size in bytes.
+    pub resident_bytes: u64,
+    /// Virtual memory size in bytes.
+    pub virtual_bytes: u64,
+}
+
+/// What tracking costs in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Overhead {
+    /// Live bytes of classtrack's own allocations (registries, names, snapshots): the
+    /// `<classtrack overhead>` class.
+    pub tracker_bytes: u64,
+    /// The 8-byte tag stored with every live block.
+    pub metadata_bytes: u64,
+    /// Per-thread counter shards, taken from the system allocator outside tracking.
+    pub shard_bytes: u64,
+}
+
+impl Overhead {
+    /// All of the above.
+    pub fn total_bytes(&self) -> u64 {
+        self.tracker_bytes + self.metadata_bytes + self.shard_bytes
+    }
+}
+
+/// Memory per class at one moment, taken by
+/// [`ClassTracker::create_snapshot`](crate::ClassTracker::create_snapshot).
+///
+/// Each class's figures are consistent with each other: a free is never seen without its
+/// allocation, so live figures are never negative. Classes are read one after the other while
+/// the program runs, so allocations made during the snapshot may or may not be included.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Seconds since the tracker was created.
+    pub time: f64,
+    /// Wall-clock time of the snapshot.
+    pub timestamp: SystemTime,
+    /// The description given to `create_snapshot`.
+    pub description: String,
+    /// Every class that has allocated at least once, plus the two reserved classes, in class
+    /// id order (the order classes were first used).
+    pub classes: Vec<ClassTotals>,
+    /// The sum over all classes.
+    pub allocator: AllocatorTotals,
+    /// The process's resident and virtual memory, when the platform reports them.
+    pub process: Option<ProcessMemory>,
+    /// What tracking costs.
+    pub overhead: Overhead,
+    index: HashMap<Arc<str>, usize>,
+}
+
+impl Snapshot {
+    /// Reads the counters now.
+    pub(crate) fn take(time: f64, description: &str) -> Snapshot {
+        let _g = OverheadGuard::new();
+        let names = registry::names();
+        let counters = read_totals(names.len());
+        let shim = shim_stats();
+        let process = memory_stats::memory_stats().map(|m| ProcessMemory {
+            resident_bytes: m.physical_mem as u64,
+            virtual_bytes: m.virtual_mem as u64,
+        });
+        let mut allocator = AllocatorTotals::default();
+        let mut classes = Vec::new();
+        for (i, (c, name)) in counters.iter().zip(names).enumerate() {
+            allocator.live_bytes += c.live_bytes();
+            allocator.live_blocks += c.live_blocks();
+            allocator.allocated_bytes += c.allocated_bytes;
+            allocator.allocations += c.allocations;
+            allocator.freed_bytes += c.freed_bytes;
+            allocator.frees += c.frees;
+            if c.allocations == 0 && i >= ClassId::FIRST_USER.index() {
+                continue;
+            }
+            classes.push(ClassTotals {
+                id: ClassId(i as u32),
+                name,
+                live_bytes: c.live_bytes(),
+                live_blocks: c.live_blocks(),
+                allocated_bytes: c.allocated_bytes,
+                allocations: c.allocations,
+                freed_bytes: c.freed_bytes,
+                frees: c.frees,
+            });
+        }
+        let index = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let tracker_bytes = classes
+            .get(ClassId::OVERHEAD.index())
+            .map_or(0, |c| c.live_bytes);
+        Snapshot {
+            time,
+            timestamp: SystemTime::now(),
+            description: description.to_owned(),
+            overhead: Overhead {
+                tracker_bytes,
+                metadata_bytes: allocator.live_blocks * METADATA_BYTES_PER_BLOCK as u64,
+                shard_bytes: shim.shard_bytes,
+            },
+            classes,
+            allocator,
+            process,
+            index,
+        }
+    }
+
+    /// The class named `name`, or `None` if no class of that name had allocated by the time of
+    /// the snapshot.
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// let snap = tracker.create_snapshot("start");
+    /// assert!(snap.class_named("no such class").is_none());
+    /// ```
+    pub fn class_named(&self, name: &str) -> Option<&ClassTotals> {
+        self.index.get(name).map(|&i| &self.classes[i])
+    }
+
+    /// The class of type `T` (named `std::any::type_name::<T>()`), or `None` if it had not
+    /// allocated by the time of the snapshot.
+    pub fn class_of<T: ?Sized>(&self) -> Option<&ClassTotals> {
+        self.class_named(std::any::type_name::<T>())
+    }
+
+    /// The class of allocations made outside any scope.
+    pub fn untracked(&self) -> &ClassTotals {
+        &self.classes[ClassId::UNTRACKED.index()]
+    }
+
+    /// The class of classtrack's own allocations.
+    pub fn tracker_class(&self) -> &ClassTotals {
+        &self.classes[ClassId::OVERHEAD.index()]
+    }
+
+    /// The user's classes (all but the two reserved ones), in class id order.
+    pub fn user_classes(&self) -> impl Iterator<Item = &ClassTotals> {
+        self.classes.iter().filter(|c| !c.is_reserved())
+    }
+
+    /// Writes a per-class table: class, live blocks, live bytes, average block size and share
+    /// of the allocator's live bytes, largest first, then the reserved classes, the total,
+    /// process memory and tracker overhead.
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// let snap = tracker.create_snapshot("start");
+    /// let mut out = Vec::new();
+    /// snap.write_table(&mut out).unwrap();
+    /// assert!(String::from_utf8(out).unwrap().contains("<untracked>"));
+    /// ```
+    pub fn write_table(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let _g = OverheadGuard::new();
+        crate::report::console::write_table(self, out)
+    }
+}
