@@ -37,7 +37,7 @@ mod local;
 mod shard;
 mod tracking;
 
-pub use local::{current_tag, replace_tag, OverheadGuard};
+pub use local::{current_tag, replace_tag, thread_owns_shard, OverheadGuard};
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
 

@@ -169,10 +169,15 @@ impl Drop for OverheadGuard {
     }
 }
 
-/// Used by tests to check which shard the current thread counts into.
-#[cfg(test)]
-pub(crate) fn owns_shard() -> bool {
-    LOCAL.with(|l| !l.shard.get().is_null())
+/// Whether the current thread counts into a counter shard of its own.
+///
+/// `false` before the thread's first tracked allocation, and once the thread has retired its
+/// shard while exiting (its last allocations, made from thread-local destructors, are then
+/// counted through a shared shard, exactly as before).
+pub fn thread_owns_shard() -> bool {
+    LOCAL
+        .try_with(|l| !l.shard.get().is_null())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -216,7 +221,7 @@ mod tests {
                 assert!(!p.is_null());
                 std::alloc::GlobalAlloc::dealloc(&a, p, layout);
             }
-            assert!(owns_shard());
+            assert!(thread_owns_shard());
             assert!(crate::shim_stats().shards_in_use >= before.min(1));
         })
         .join()
