@@ -1,0 +1,52 @@
+//! 100,000 distinct classes, each counted exactly, on two threads.
+
+use std::alloc::System;
+
+use classtrack::{ClassTracker, TrackingAlloc};
+
+#[global_allocator]
+static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+const CLASSES: usize = 100_000;
+
+fn size_of_class(i: usize) -> usize {
+    1 + i % 97
+}
+
+#[test]
+fn one_hundred_thousand_named_classes() {
+    let tracker = ClassTracker::new();
+    let names: Vec<String> = (0..CLASSES).map(|i| format!("many::class{i:06}")).collect();
+    // Each class gets one block on this thread and one on another thread.
+    let here: Vec<Box<[u8]>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| classtrack::scope_named(n, || vec![0u8; size_of_class(i)].into_boxed_slice()))
+        .collect();
+    let names2 = names.clone();
+    let there: Vec<Box<[u8]>> = std::thread::spawn(move || {
+        names2
+            .iter()
+            .enumerate()
+            .map(|(i, n)| classtrack::scope_named(n, || vec![1u8; 2 * size_of_class(i)].into_boxed_slice()))
+            .collect()
+    })
+    .join()
+    .unwrap();
+    assert!(classtrack::class_count() >= CLASSES + 2);
+
+    let snap = tracker.create_snapshot("many");
+    for (i, n) in names.iter().enumerate() {
+        let c = snap.class_named(n).unwrap_or_else(|| panic!("{n} missing"));
+        assert_eq!(c.live_bytes, 3 * size_of_class(i) as u64, "{n}");
+        assert_eq!(c.live_blocks, 2, "{n}");
+    }
+    // Frees on the main thread of blocks allocated on the other one credit the same classes.
+    drop(there);
+    drop(here);
+    let snap = tracker.create_snapshot("freed");
+    for n in &names {
+        let c = snap.class_named(n).unwrap();
+        assert_eq!((c.live_bytes, c.live_blocks, c.frees), (0, 0, 2), "{n}");
+    }
+}
