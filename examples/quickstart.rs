@@ -121,10 +121,19 @@ impl OrderBook {
     }
 
     fn cancel_every_other(&mut self) {
-        let ids: Vec<u64> = self.orders.keys().copied().filter(|id| id % 2 == 0).collect();
+        let ids: Vec<u64> = self
+            .orders
+            .keys()
+            .copied()
+            .filter(|id| id % 2 == 0)
+            .collect();
         for id in ids {
             if let Some(o) = self.orders.remove(&id) {
-                let side = if o.id % 4 == 0 { &mut self.bids } else { &mut self.asks };
+                let side = if o.id % 4 == 0 {
+                    &mut self.bids
+                } else {
+                    &mut self.asks
+                };
                 if let Some(level) = side.get_mut(&o.price) {
                     level.queue.retain(|&q| q != id);
                 }

@@ -55,7 +55,10 @@ fn alignments_1_to_65536_are_honoured_and_counted() {
         }
         let snap = tracker.create_snapshot(&class);
         let c = snap.class_named(&class).unwrap();
-        assert_eq!((c.live_bytes, c.live_blocks, c.frees), (0, 0, sizes.len() as u64));
+        assert_eq!(
+            (c.live_bytes, c.live_blocks, c.frees),
+            (0, 0, sizes.len() as u64)
+        );
         align <<= 1;
     }
 }
@@ -66,7 +69,9 @@ fn over_aligned_types_through_box_and_vec() {
     struct Page([u8; 4096]);
     let tracker = ClassTracker::new();
     let pages = classtrack::scope::<Page, _>(|| {
-        (0..10).map(|_| Box::new(Page([7; 4096]))).collect::<Vec<_>>()
+        (0..10)
+            .map(|_| Box::new(Page([7; 4096])))
+            .collect::<Vec<_>>()
     });
     for p in &pages {
         assert_eq!(&**p as *const Page as usize % 4096, 0);
@@ -75,7 +80,10 @@ fn over_aligned_types_through_box_and_vec() {
     let snap = tracker.create_snapshot("pages");
     let c = snap.class_of::<Page>().unwrap();
     // Ten pages plus the vector holding ten pointers.
-    assert_eq!(c.live_bytes, 10 * 4096 + 10 * std::mem::size_of::<usize>() as u64);
+    assert_eq!(
+        c.live_bytes,
+        10 * 4096 + 10 * std::mem::size_of::<usize>() as u64
+    );
     assert_eq!(c.live_blocks, 11);
 }
 

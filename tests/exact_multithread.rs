@@ -65,7 +65,12 @@ fn check_fill(b: &Block) {
 fn free_block(b: Block, t: &mut Truth) {
     check_fill(&b);
     // SAFETY: allocated with exactly this layout, freed once.
-    unsafe { dealloc(b.ptr as *mut u8, Layout::from_size_align(b.size, b.align).unwrap()) };
+    unsafe {
+        dealloc(
+            b.ptr as *mut u8,
+            Layout::from_size_align(b.size, b.align).unwrap(),
+        )
+    };
     t.freed_bytes[b.class] += b.size as u64;
     t.frees[b.class] += 1;
 }
@@ -90,7 +95,13 @@ fn worker(seed: u64, to_next: Sender<Block>, inbox: Receiver<Block>) -> (Vec<Blo
                 unsafe { p.write_bytes(fill, size) };
                 t.allocated_bytes[class] += size as u64;
                 t.allocations[class] += 1;
-                mine.push(Block { ptr: p as usize, size, align, class, fill });
+                mine.push(Block {
+                    ptr: p as usize,
+                    size,
+                    align,
+                    class,
+                    fill,
+                });
             }
             40..=59 if !mine.is_empty() => {
                 let i = rng.usize(0..mine.len());

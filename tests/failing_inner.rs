@@ -58,25 +58,45 @@ fn null_from_inner_allocator_changes_no_counter() {
     assert!(!p.is_null());
     // SAFETY: fresh 100-byte block.
     unsafe { p.write_bytes(0x5A, 100) };
-    let before = tracker.create_snapshot("before").class_named("flaky::class").cloned().unwrap();
+    let before = tracker
+        .create_snapshot("before")
+        .class_named("flaky::class")
+        .cloned()
+        .unwrap();
 
     FAIL.with(|f| f.set(true));
     let (a, z, r) = classtrack::scope_named("flaky::class", || {
         // SAFETY: non-zero sizes; `p` is live with `layout`.
-        unsafe { (alloc(layout), alloc_zeroed(layout), realloc(p, layout, 5000)) }
+        unsafe {
+            (
+                alloc(layout),
+                alloc_zeroed(layout),
+                realloc(p, layout, 5000),
+            )
+        }
     });
     FAIL.with(|f| f.set(false));
     assert!(a.is_null() && z.is_null() && r.is_null());
 
-    let after = tracker.create_snapshot("after").class_named("flaky::class").cloned().unwrap();
+    let after = tracker
+        .create_snapshot("after")
+        .class_named("flaky::class")
+        .cloned()
+        .unwrap();
     assert_eq!(before, after);
     // The original block is intact, its owner too: growing it now charges flaky::class.
     // SAFETY: `p` is still live with `layout`.
     let q = unsafe { realloc(p, layout, 5000) };
     assert!(!q.is_null());
     // SAFETY: the first 100 bytes were carried over.
-    assert!(unsafe { std::slice::from_raw_parts(q, 100) }.iter().all(|&b| b == 0x5A));
-    let grown = tracker.create_snapshot("grown").class_named("flaky::class").cloned().unwrap();
+    assert!(unsafe { std::slice::from_raw_parts(q, 100) }
+        .iter()
+        .all(|&b| b == 0x5A));
+    let grown = tracker
+        .create_snapshot("grown")
+        .class_named("flaky::class")
+        .cloned()
+        .unwrap();
     assert_eq!(grown.live_bytes, 5000);
     assert_eq!(grown.allocated_bytes, 5000);
     // SAFETY: live block of 5000 bytes at align 32.
@@ -90,7 +110,10 @@ fn oversized_requests_fail_cleanly() {
     // SAFETY: non-zero size; null is expected.
     let p = classtrack::scope_named("flaky::huge", || unsafe { alloc(huge) });
     assert!(p.is_null());
-    assert!(tracker.create_snapshot("s").class_named("flaky::huge").is_none());
+    assert!(tracker
+        .create_snapshot("s")
+        .class_named("flaky::huge")
+        .is_none());
     // A Vec that cannot grow reports an error instead of aborting.
     let mut v: Vec<u8> = Vec::new();
     assert!(v.try_reserve(isize::MAX as usize - 2).is_err());

@@ -28,7 +28,9 @@ fn one_hundred_thousand_named_classes() {
         names2
             .iter()
             .enumerate()
-            .map(|(i, n)| classtrack::scope_named(n, || vec![1u8; 2 * size_of_class(i)].into_boxed_slice()))
+            .map(|(i, n)| {
+                classtrack::scope_named(n, || vec![1u8; 2 * size_of_class(i)].into_boxed_slice())
+            })
             .collect()
     })
     .join()

@@ -88,13 +88,22 @@ fn classes_sum_to_inner_allocator() {
     let bytes: u64 = totals.iter().map(|c| c.live_bytes()).sum();
     let blocks: u64 = totals.iter().map(|c| c.live_blocks()).sum();
     assert_eq!(blocks, inner_blocks);
-    assert_eq!(bytes + blocks * METADATA_BYTES_PER_BLOCK as u64, inner_bytes);
+    assert_eq!(
+        bytes + blocks * METADATA_BYTES_PER_BLOCK as u64,
+        inner_bytes
+    );
 }
 
 fn main() {
     let tests: [(&str, fn()); 2] = [
-        ("tracker_work_inside_user_scope_is_overhead", tracker_work_inside_user_scope_is_overhead),
-        ("classes_sum_to_inner_allocator", classes_sum_to_inner_allocator),
+        (
+            "tracker_work_inside_user_scope_is_overhead",
+            tracker_work_inside_user_scope_is_overhead,
+        ),
+        (
+            "classes_sum_to_inner_allocator",
+            classes_sum_to_inner_allocator,
+        ),
     ];
     for (name, test) in tests {
         test();

@@ -49,7 +49,7 @@ fn panic_inside_closure_scope_restores_outer() {
     let g = classtrack::enter_named("panic::outer");
     let r = catch_unwind(|| {
         classtrack::scope_named("panic::inner", || {
-            let _v = vec![0u8; 10];
+            let _v = std::hint::black_box(vec![0u8; 10]);
             panic!("boom");
         })
     });
@@ -77,7 +77,10 @@ fn panic_inside_guard_scope_restores_outer() {
     let _o = classtrack::enter::<Outer>();
     let r = catch_unwind(AssertUnwindSafe(|| {
         let _i = classtrack::enter::<Inner>();
-        assert_eq!(classtrack::current_class(), classtrack::class_id_of::<Inner>());
+        assert_eq!(
+            classtrack::current_class(),
+            classtrack::class_id_of::<Inner>()
+        );
         panic!("boom");
     }));
     assert!(r.is_err());

@@ -37,7 +37,8 @@ fn exited_threads_keep_counts_and_shards_are_reused() {
     // One thread allocates 10 blocks and exits without freeing them.
     let leaked = std::thread::spawn(|| {
         classtrack::scope_named("exit::kept", || {
-            (0..10).map(|i| Box::leak(vec![0u8; 100 + i].into_boxed_slice()).as_ptr() as usize)
+            (0..10)
+                .map(|i| Box::leak(vec![0u8; 100 + i].into_boxed_slice()).as_ptr() as usize)
                 .collect::<Vec<_>>()
         })
     })
@@ -62,7 +63,10 @@ fn exited_threads_keep_counts_and_shards_are_reused() {
     }
     let snap = tracker.create_snapshot("after churn");
     let churn = snap.class_named("exit::churn").unwrap();
-    assert_eq!((churn.allocations, churn.frees, churn.live_bytes), (200, 200, 0));
+    assert_eq!(
+        (churn.allocations, churn.frees, churn.live_bytes),
+        (200, 200, 0)
+    );
     let per_shard = 10 * 1024;
     assert!(
         snap.overhead.shard_bytes - shard_bytes_before < 20 * per_shard,
@@ -79,8 +83,14 @@ fn allocations_in_pthread_key_destructors_after_exit_are_counted() {
         // SAFETY: `key` is a valid out-pointer; the destructor is an `extern "C"` fn that never
         // unwinds; the value is a non-null dummy so that the destructor runs.
         unsafe {
-            assert_eq!(libc::pthread_key_create(&mut key, Some(allocates_on_exit)), 0);
-            assert_eq!(libc::pthread_setspecific(key, 1 as *const libc::c_void), 0);
+            assert_eq!(
+                libc::pthread_key_create(&mut key, Some(allocates_on_exit)),
+                0
+            );
+            assert_eq!(
+                libc::pthread_setspecific(key, std::ptr::dangling::<libc::c_void>()),
+                0
+            );
         }
         let v = classtrack::scope_named("exit::body", || vec![0u8; 10]);
         assert!(classtrack_shim::thread_owns_shard());

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr;
 
-use crate::shard::{self, Shard};
+use crate::shard::{self, page_key, Event, Page, Shard, Sink};
 use crate::{ClassId, Tag};
 
 /// The thread has not allocated yet: no shard.
@@ -21,10 +21,16 @@ const ACTIVE: u8 = 1;
 const BUSY: u8 = 2;
 /// The thread's shard has been retired (the thread is exiting): use the shared shard.
 const EXITED: u8 = 3;
+/// A `page_key` no class has: the page cache is empty.
+const NO_PAGE: u32 = u32::MAX;
 
 pub(crate) struct Local {
     /// The current tag, packed with [`Tag::to_bits`].
     tag: Cell<u64>,
+    /// The page of the last class counted, in this thread's own shard: its key and address.
+    /// The hot path counts through it without walking the shard's directory.
+    page_key: Cell<u32>,
+    page: Cell<*const Page>,
     /// The shard this thread owns, or null.
     shard: Cell<*const Shard>,
     /// One of [`FRESH`], [`ACTIVE`], [`BUSY`], [`EXITED`].
@@ -33,7 +39,13 @@ pub(crate) struct Local {
 
 thread_local! {
     static LOCAL: Local = const {
-        Local { tag: Cell::new(0), shard: Cell::new(ptr::null()), state: Cell::new(FRESH) }
+        Local {
+            tag: Cell::new(0),
+            page_key: Cell::new(NO_PAGE),
+            page: Cell::new(ptr::null()),
+            shard: Cell::new(ptr::null()),
+            state: Cell::new(FRESH),
+        }
     };
     /// Its destructor hands the thread's shard back for the next new thread.
     static RETIRE: Retire = const { Retire };
@@ -46,6 +58,7 @@ impl Drop for Retire {
         // `LOCAL` has no destructor, so it is still readable here.
         let _ = LOCAL.try_with(|local| {
             let shard = local.shard.replace(ptr::null());
+            local.page_key.set(NO_PAGE);
             local.state.set(EXITED);
             if !shard.is_null() {
                 // SAFETY: shards are never freed (they live in a push-only list), so the
@@ -56,41 +69,93 @@ impl Drop for Retire {
     }
 }
 
-/// Runs `f` with the thread's current tag and the shard to count into.
+/// Counts `event` for the current tag's class and returns the tag.
 #[inline(always)]
-pub(crate) fn with_local<R>(f: impl FnOnce(Tag, &'static Shard) -> R) -> R {
-    match LOCAL.try_with(|local| {
-        let tag = Tag::from_bits(local.tag.get());
-        let shard = local.shard.get();
-        let shard = if shard.is_null() {
-            shard_slow(local)
-        } else {
-            // SAFETY: a non-null `shard` was claimed by this thread in `shard_slow` and is only
-            // cleared (by `Retire::drop`) before the shard is released; shards are never freed.
-            unsafe { &*shard }
-        };
-        (tag, shard)
-    }) {
-        Ok((tag, shard)) => f(tag, shard),
-        // Unreachable in practice: `LOCAL` has no destructor. Count into the shared shard.
-        Err(_) => f(Tag::UNTRACKED, shard::shared()),
+pub(crate) fn count_current(event: Event) -> Tag {
+    LOCAL
+        .try_with(|local| {
+            let tag = Tag::from_bits(local.tag.get());
+            count_in(local, tag.class, event);
+            tag
+        })
+        // Unreachable in practice: `LOCAL` has no destructor.
+        .unwrap_or_else(|_| {
+            shared_sink(ClassId::UNTRACKED).apply(event);
+            Tag::UNTRACKED
+        })
+}
+
+/// Counts `event` (a free or resize of a block of `class`) on this thread.
+#[inline(always)]
+pub(crate) fn count(class: ClassId, event: Event) {
+    if LOCAL
+        .try_with(|local| count_in(local, class, event))
+        .is_err()
+    {
+        shared_sink(class).apply(event);
     }
 }
 
-/// The first allocation of a thread (claim a shard), or one made while the thread claims
-/// its shard or after it retired it (use the shared shard).
+#[inline(always)]
+fn count_in(local: &Local, class: ClassId, event: Event) {
+    if local.page_key.get() == page_key(class) {
+        // SAFETY: the cached page was set by `sink_slow` from the shard this thread owns (it is
+        // cleared before that shard is released), holds `class` (same key), and pages are
+        // never freed.
+        let counters = unsafe { &*local.page.get() }.counters(class);
+        Sink::Owned(counters).apply(event)
+    } else {
+        sink_slow(local, class).apply(event)
+    }
+}
+
+/// A class on another page than the last one, or a thread without its own shard.
 #[cold]
 #[inline(never)]
-fn shard_slow(local: &Local) -> &'static Shard {
+fn sink_slow(local: &Local, class: ClassId) -> Sink {
+    let shard = local.shard.get();
+    let shard = if shard.is_null() {
+        shard_slow(local)
+    } else {
+        // SAFETY: a non-null `shard` was claimed by this thread in `shard_slow` and is only
+        // cleared (by `Retire::drop`) before the shard is released; shards are never freed.
+        Some(unsafe { &*shard })
+    };
+    let Some(shard) = shard else {
+        return shared_sink(class);
+    };
+    match shard.page(class) {
+        Some(page) => {
+            local.page_key.set(page_key(class));
+            local.page.set(page);
+            Sink::Owned(page.counters(class))
+        }
+        None => Sink::Lost,
+    }
+}
+
+#[cold]
+fn shared_sink(class: ClassId) -> Sink {
+    match shard::shared().page(class) {
+        Some(page) => Sink::Shared(page.counters(class)),
+        None => Sink::Lost,
+    }
+}
+
+/// The first allocation of a thread: claim a shard. `None` when the thread is claiming its
+/// shard already (a nested allocation) or has retired it (it is exiting): use the shared shard.
+#[cold]
+#[inline(never)]
+fn shard_slow(local: &Local) -> Option<&'static Shard> {
     if local.state.get() != FRESH {
-        return shard::shared();
+        return None;
     }
     local.state.set(BUSY);
     let Some(shard) = shard::claim() else {
         // The system allocator had no memory for a shard: count through the shared shard
         // and try again on the next allocation.
         local.state.set(FRESH);
-        return shard::shared();
+        return None;
     };
     local.shard.set(shard);
     // Registering `RETIRE`'s destructor may allocate (the standard library keeps a list of
@@ -101,15 +166,16 @@ fn shard_slow(local: &Local) -> &'static Shard {
     local.tag.set(prev);
     if registered {
         local.state.set(ACTIVE);
-        shard
+        Some(shard)
     } else {
         // The thread is already running its thread-local destructors: nothing would retire
         // the shard, so give it back now and count the rest of this thread's life through
         // the shared shard.
         local.shard.set(ptr::null());
+        local.page_key.set(NO_PAGE);
         local.state.set(EXITED);
         shard.release();
-        shard::shared()
+        None
     }
 }
 
@@ -131,7 +197,10 @@ pub fn replace_tag(tag: Tag) -> Tag {
     let tag = if tag.class.0 < ClassId::LIMIT {
         tag
     } else {
-        Tag { class: ClassId::UNTRACKED, ..tag }
+        Tag {
+            class: ClassId::UNTRACKED,
+            ..tag
+        }
     };
     LOCAL
         .try_with(|l| Tag::from_bits(l.tag.replace(tag.to_bits())))

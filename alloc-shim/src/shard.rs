@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use crate::ClassId;
 
 /// Classes per page.
-const PAGE: usize = 128;
+pub(crate) const PAGE: usize = 128;
 /// Pages per mid-level table.
 const MID: usize = 512;
 /// Mid-level tables per shard.
@@ -33,7 +33,7 @@ pub(crate) struct Counters {
     frees: AtomicU64,
 }
 
-struct Page {
+pub(crate) struct Page {
     counters: [Counters; PAGE],
 }
 
@@ -45,8 +45,6 @@ pub(crate) struct Shard {
     root: [AtomicPtr<Mid>; ROOT],
     /// Whether a thread owns the shard. The shared shard is always owned.
     owned: AtomicBool,
-    /// Written with `fetch_add` by any thread (the shared shard), or by its owner only.
-    shared: bool,
     /// The next shard in the list; written once, before the shard is published.
     next: AtomicPtr<Shard>,
 }
@@ -57,7 +55,6 @@ static SHARDS: AtomicPtr<Shard> = AtomicPtr::new(ptr::null_mut());
 static SHARED: Shard = Shard {
     root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
     owned: AtomicBool::new(true),
-    shared: true,
     next: AtomicPtr::new(ptr::null_mut()),
 };
 /// Bytes taken from `System` for shards and pages.
@@ -132,116 +129,129 @@ impl Shard {
         self.owned.store(false, Ordering::Release);
     }
 
-    /// The counters of `class`, creating its page if needed. `None` only when `System` has
-    /// no memory for a page.
-    #[inline(always)]
-    fn counters(&self, class: ClassId) -> Option<&Counters> {
+    /// The page holding `class`'s counters, creating it (and its table) if needed. `None` only
+    /// when `System` has no memory for a page. Off the hot path: the caller caches the page.
+    pub(crate) fn page(&'static self, class: ClassId) -> Option<&'static Page> {
         let i = class.index();
         debug_assert!(i < ClassId::LIMIT as usize);
-        // Acquire (free on x86): pairs with the release that installed the table, so its
-        // zeroed contents are visible. Indices are masked so a bad id cannot go out of bounds.
-        let mid = self.root[(i / (PAGE * MID)) % ROOT].load(Ordering::Acquire);
-        if !mid.is_null() {
-            // SAFETY: installed tables are never freed.
-            let page = unsafe { &*mid }.pages[(i / PAGE) % MID].load(Ordering::Acquire);
-            if !page.is_null() {
-                // SAFETY: installed pages are never freed.
-                return Some(&unsafe { &*page }.counters[i % PAGE]);
-            }
-        }
-        self.counters_slow(i)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn counters_slow(&self, i: usize) -> Option<&Counters> {
+        // Indices are masked so that a bad id cannot go out of bounds.
         let mid = install(&self.root[(i / (PAGE * MID)) % ROOT])?;
-        let page = install(&mid.pages[(i / PAGE) % MID])?;
-        Some(&page.counters[i % PAGE])
+        install(&mid.pages[(i / PAGE) % MID])
     }
+}
 
-    /// Counts a new block of `bytes` for `class`.
+impl Page {
+    /// The counters of `class`, which must belong to this page.
     #[inline(always)]
-    pub(crate) fn on_alloc(&self, class: ClassId, bytes: usize) {
-        let Some(c) = self.counters(class) else {
-            return lost();
-        };
-        if self.shared {
-            return c.shared_add(&c.alloc_bytes, &c.allocs, bytes, Ordering::Relaxed);
+    pub(crate) fn counters(&self, class: ClassId) -> &Counters {
+        &self.counters[class.index() % PAGE]
+    }
+}
+
+/// The page (a group of [`PAGE`] consecutive class ids) that holds `class`.
+#[inline(always)]
+pub(crate) const fn page_key(class: ClassId) -> u32 {
+    class.0 / PAGE as u32
+}
+
+/// Where an allocator event is counted.
+pub(crate) enum Sink {
+    /// Counters in a shard that only this thread writes: load + store.
+    Owned(&'static Counters),
+    /// Counters in the shared shard: `fetch_add`.
+    Shared(&'static Counters),
+    /// No memory for a page: the event is counted in [`ShimStats::lost_updates`] only.
+    Lost,
+}
+
+/// An allocator event to count.
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    /// A new block of this many bytes.
+    Alloc(usize),
+    /// A freed block of this many bytes.
+    Free(usize),
+    /// A block resized from the first size to the second.
+    Resize(usize, usize),
+}
+
+impl Sink {
+    /// Counts `event`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, event: Event) {
+        match event {
+            Event::Alloc(bytes) => self.alloc(bytes),
+            Event::Free(bytes) => self.free(bytes),
+            Event::Resize(old, new) => self.resize(old, new),
         }
-        // Relaxed load + store: only the owning thread writes this shard. Allocations need no
-        // release: a reader that sees a free acquires everything that happened before it.
-        c.alloc_bytes.store(
-            c.alloc_bytes.load(Ordering::Relaxed) + bytes as u64,
-            Ordering::Relaxed,
-        );
-        c.allocs
-            .store(c.allocs.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
-    /// Counts the free of a block of `bytes` charged to `class`.
+    /// Counts a new block of `bytes`.
     #[inline(always)]
-    pub(crate) fn on_free(&self, class: ClassId, bytes: usize) {
-        let Some(c) = self.counters(class) else {
-            return lost();
-        };
-        if self.shared {
-            return c.shared_add(&c.freed_bytes, &c.frees, bytes, Ordering::Release);
+    fn alloc(&self, bytes: usize) {
+        match self {
+            Sink::Owned(c) => {
+                // Relaxed load + store: only the owning thread writes this shard. Allocations
+                // need no release: a reader that sees a free acquires everything that happened
+                // before it, the allocation included.
+                store_add(&c.alloc_bytes, bytes as u64, Ordering::Relaxed);
+                store_add(&c.allocs, 1, Ordering::Relaxed);
+            }
+            Sink::Shared(c) => shared_add(&c.alloc_bytes, &c.allocs, bytes, Ordering::Relaxed),
+            Sink::Lost => lost(),
         }
-        // Release store: a reader that acquires this free also sees the allocation it undoes
-        // (which happened before it), so live figures never go negative. A plain store on x86.
-        c.freed_bytes.store(
-            c.freed_bytes.load(Ordering::Relaxed) + bytes as u64,
-            Ordering::Release,
-        );
-        c.frees
-            .store(c.frees.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
-    /// Counts a block of `class` resized from `old` to `new` bytes.
+    /// Counts the free of a block of `bytes`.
     #[inline(always)]
-    pub(crate) fn on_resize(&self, class: ClassId, old: usize, new: usize) {
-        use std::cmp::Ordering::*;
-        let Some(c) = self.counters(class) else {
-            return lost();
+    fn free(&self, bytes: usize) {
+        match self {
+            Sink::Owned(c) => {
+                // Release store: a reader that acquires this free also sees the allocation it
+                // undoes (which happened before it), so live figures never go negative. A
+                // plain store on x86.
+                store_add(&c.freed_bytes, bytes as u64, Ordering::Release);
+                store_add(&c.frees, 1, Ordering::Release);
+            }
+            Sink::Shared(c) => shared_add(&c.freed_bytes, &c.frees, bytes, Ordering::Release),
+            Sink::Lost => lost(),
+        }
+    }
+
+    /// Counts a block resized from `old` to `new` bytes: growth as allocated bytes, shrinkage
+    /// as freed bytes (with the orderings of `alloc` and `free`).
+    #[inline(always)]
+    fn resize(&self, old: usize, new: usize) {
+        let (counter, delta, order) = match (self, new >= old) {
+            (Sink::Lost, _) => return lost(),
+            (Sink::Owned(c) | Sink::Shared(c), true) => {
+                (&c.alloc_bytes, (new - old) as u64, Ordering::Relaxed)
+            }
+            (Sink::Owned(c) | Sink::Shared(c), false) => {
+                (&c.freed_bytes, (old - new) as u64, Ordering::Release)
+            }
         };
-        match new.cmp(&old) {
-            Equal => {}
-            Greater => {
-                let grow = (new - old) as u64;
-                if self.shared {
-                    c.alloc_bytes.fetch_add(grow, Ordering::Relaxed);
-                } else {
-                    // Relaxed: as in `on_alloc`.
-                    c.alloc_bytes.store(
-                        c.alloc_bytes.load(Ordering::Relaxed) + grow,
-                        Ordering::Relaxed,
-                    );
-                }
-            }
-            Less => {
-                let shrink = (old - new) as u64;
-                if self.shared {
-                    c.freed_bytes.fetch_add(shrink, Ordering::Release);
-                } else {
-                    // Release: as in `on_free`.
-                    c.freed_bytes.store(
-                        c.freed_bytes.load(Ordering::Relaxed) + shrink,
-                        Ordering::Release,
-                    );
-                }
-            }
+        if matches!(self, Sink::Owned(_)) {
+            store_add(counter, delta, order);
+        } else {
+            counter.fetch_add(delta, order);
         }
     }
 }
 
-impl Counters {
-    /// The shared shard's update: any thread may write, so read-modify-write. Cold in practice.
-    #[cold]
-    fn shared_add(&self, bytes_c: &AtomicU64, blocks_c: &AtomicU64, bytes: usize, o: Ordering) {
-        bytes_c.fetch_add(bytes as u64, o);
-        blocks_c.fetch_add(1, o);
-    }
+/// Adds to a counter that only the current thread writes: a relaxed load and a store with
+/// `order`, no read-modify-write.
+#[inline(always)]
+fn store_add(counter: &AtomicU64, n: u64, order: Ordering) {
+    counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), order);
+}
+
+/// The shared shard's update: any thread may write, so read-modify-write. Cold in practice
+/// (threads without a shard of their own: exiting, or claiming one).
+#[cold]
+fn shared_add(bytes_c: &AtomicU64, blocks_c: &AtomicU64, bytes: usize, order: Ordering) {
+    bytes_c.fetch_add(bytes as u64, order);
+    blocks_c.fetch_add(1, order);
 }
 
 #[cold]
@@ -359,7 +369,9 @@ pub fn read_totals(classes: usize) -> Vec<ClassCounters> {
     for_each_shard(|shard| {
         for_each_page(shard, classes, |base, page| {
             for (k, c) in page.counters.iter().enumerate() {
-                let Some(o) = out.get_mut(base + k) else { break };
+                let Some(o) = out.get_mut(base + k) else {
+                    break;
+                };
                 // Acquire: pairs with the release stores of frees (see `on_free`).
                 o.frees += c.frees.load(Ordering::Acquire);
                 o.freed_bytes += c.freed_bytes.load(Ordering::Acquire);
@@ -371,7 +383,9 @@ pub fn read_totals(classes: usize) -> Vec<ClassCounters> {
     for_each_shard(|shard| {
         for_each_page(shard, classes, |base, page| {
             for (k, c) in page.counters.iter().enumerate() {
-                let Some(o) = out.get_mut(base + k) else { break };
+                let Some(o) = out.get_mut(base + k) else {
+                    break;
+                };
                 // Relaxed: every allocation that happened before a free seen above is already
                 // visible through that acquire; later ones may or may not be counted.
                 o.allocations += c.allocs.load(Ordering::Relaxed);

@@ -3,7 +3,8 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 
-use crate::local::with_local;
+use crate::local::{count, count_current};
+use crate::shard::Event;
 use crate::Tag;
 
 /// Bytes of metadata after each block: the block's [`Tag`], little-endian, unaligned.
@@ -98,11 +99,9 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         if p.is_null() {
             return p;
         }
-        with_local(|tag, shard| {
-            // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
-            unsafe { write_tag(p, layout.size(), tag) };
-            shard.on_alloc(tag.class, layout.size());
-        });
+        let tag = count_current(Event::Alloc(layout.size()));
+        // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
+        unsafe { write_tag(p, layout.size(), tag) };
         p
     }
 }
@@ -130,12 +129,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller passes a block from this allocator with its layout.
         let tag = unsafe { read_tag(ptr, layout.size()) };
+        // Counted before the block is handed back, so that the inner allocator's `dealloc` is
+        // a tail call. The block is the caller's until then; no one else can observe it.
+        count(tag.class, Event::Free(layout.size()));
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let outer =
             unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
         // SAFETY: `ptr` was returned by the inner allocator for `outer`.
-        unsafe { self.inner.dealloc(ptr, outer) };
-        with_local(|_, shard| shard.on_free(tag.class, layout.size()));
+        unsafe { self.inner.dealloc(ptr, outer) }
     }
 
     #[inline]
@@ -157,7 +158,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         }
         // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.
         unsafe { write_tag(p, new_size, tag) };
-        with_local(|_, shard| shard.on_resize(tag.class, layout.size(), new_size));
+        count(tag.class, Event::Resize(layout.size(), new_size));
         p
     }
 }

@@ -27,11 +27,7 @@ pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()
         .max()
         .unwrap_or(5);
     let total = snap.allocator.live_bytes;
-    writeln!(
-        out,
-        "snapshot {:?} at {:.3} s",
-        snap.description, snap.time
-    )?;
+    writeln!(out, "snapshot {:?} at {:.3} s", snap.description, snap.time)?;
     writeln!(
         out,
         "{:<width$}  {:>12}  {:>12}  {:>10}  {:>6}",
