@@ -75,12 +75,17 @@
 //! `write_table` prints (from `cargo run --release --example quickstart`):
 //!
 //! ```text
-//! snapshot "book built" at 0.021 s
+//! snapshot "book built" at 0.017 s
 //! class                    live blocks    live bytes     average   share
-//! quickstart::Order              40000       4.3 MiB       112 B   48.4%
-//! quickstart::PriceLevel           400       2.6 MiB     6.7 KiB   29.2%
-//! symbol cache                    2001       1.7 MiB       905 B   19.5%
-//! ...
+//! quickstart::OrderBook              1       6.1 MiB     6.1 MiB   58.5%
+//! symbol cache                    8001       2.0 MiB       259 B   19.1%
+//! quickstart::Order             146709       1.9 MiB        14 B   18.4%
+//! quickstart::PriceLevel           230     416.4 KiB     1.8 KiB    3.9%
+//! <untracked>                        2         548 B       274 B    0.0%
+//! <classtrack overhead>             23       2.5 KiB       110 B    0.0%
+//! total                         154966      10.4 MiB        70 B  100.0%
+//! process: resident 15.8 MiB, virtual 16.7 MiB
+//! tracking overhead: 1.2 MiB (tracker 2.5 KiB, block tags 1.2 MiB, counter shards 10.0 KiB)
 //! ```
 //!
 //! **Consistency.** Each thread counts into its own counter shard; a snapshot sums them. It

@@ -68,3 +68,35 @@ impl ClassTracker {
         self.snapshots.lock().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<ClassTracker>();
+        check::<Snapshot>();
+    }
+
+    #[test]
+    fn snapshots_from_many_threads_are_all_kept() {
+        let tracker = std::sync::Arc::new(ClassTracker::new());
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let t = tracker.clone();
+                std::thread::spawn(move || {
+                    for k in 0..10 {
+                        let s = t.create_snapshot(&format!("thread {i} snapshot {k}"));
+                        assert!(s.time >= 0.0);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(tracker.snapshots().len(), 40);
+    }
+}

@@ -69,31 +69,43 @@ impl Drop for Retire {
     }
 }
 
+/// The address of this thread's [`Local`], or null if it cannot be reached (never, in
+/// practice: it has no destructor).
+///
+/// The closure is trivial so that `try_with` is inlined in every caller, whatever the
+/// inliner's budget; the work is done on the returned address.
+#[inline(always)]
+fn local_ptr() -> *const Local {
+    LOCAL
+        .try_with(|local| local as *const Local)
+        .unwrap_or(ptr::null())
+}
+
 /// Counts `event` for the current tag's class and returns the tag.
 #[inline(always)]
 pub(crate) fn count_current(event: Event) -> Tag {
-    LOCAL
-        .try_with(|local| {
-            let tag = Tag::from_bits(local.tag.get());
-            count_in(local, tag.class, event);
-            tag
-        })
-        // Unreachable in practice: `LOCAL` has no destructor.
-        .unwrap_or_else(|_| {
-            shared_sink(ClassId::UNTRACKED).apply(event);
-            Tag::UNTRACKED
-        })
+    let local = local_ptr();
+    if local.is_null() {
+        shared_sink(ClassId::UNTRACKED).apply(event);
+        return Tag::UNTRACKED;
+    }
+    // SAFETY: `LOCAL` is `const`-initialised and has no destructor, so its storage is valid
+    // for the whole life of this thread; it is used here, on its own thread, only.
+    let local = unsafe { &*local };
+    let tag = Tag::from_bits(local.tag.get());
+    count_in(local, tag.class, event);
+    tag
 }
 
 /// Counts `event` (a free or resize of a block of `class`) on this thread.
 #[inline(always)]
 pub(crate) fn count(class: ClassId, event: Event) {
-    if LOCAL
-        .try_with(|local| count_in(local, class, event))
-        .is_err()
-    {
-        shared_sink(class).apply(event);
+    let local = local_ptr();
+    if local.is_null() {
+        return shared_sink(class).apply(event);
     }
+    // SAFETY: as in `count_current`.
+    count_in(unsafe { &*local }, class, event)
 }
 
 #[inline(always)]
