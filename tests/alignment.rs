@@ -95,7 +95,7 @@ fn alloc_zeroed_is_zeroed_even_over_dirty_memory() {
             // Dirty a block of the same size first, so a reused block would show.
             // SAFETY: non-zero size; freed with the same layout.
             unsafe {
-                let d = alloc(layout);
+                let d = std::hint::black_box(alloc(layout));
                 d.write_bytes(0xEE, size);
                 dealloc(d, layout);
             }

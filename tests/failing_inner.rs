@@ -1,8 +1,9 @@
 //! An inner allocator that returns null changes no counter, and the caller's block survives a
 //! failed `realloc`.
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, GlobalAlloc, Layout, System};
+use std::alloc::{alloc, dealloc, realloc, GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::hint::black_box;
 
 use classtrack::{ClassTracker, TrackingAlloc};
 
@@ -54,7 +55,8 @@ fn null_from_inner_allocator_changes_no_counter() {
     let tracker = ClassTracker::new();
     let layout = Layout::from_size_align(100, 32).unwrap();
     // SAFETY: non-zero size; freed below.
-    let p = classtrack::scope_named("flaky::class", || unsafe { alloc(layout) });
+    // `black_box` keeps the optimizer from eliding or folding the allocations under test.
+    let p = classtrack::scope_named("flaky::class", || black_box(unsafe { alloc(layout) }));
     assert!(!p.is_null());
     // SAFETY: fresh 100-byte block.
     unsafe { p.write_bytes(0x5A, 100) };
@@ -64,14 +66,17 @@ fn null_from_inner_allocator_changes_no_counter() {
         .cloned()
         .unwrap();
 
+    // The failing calls go to the allocator directly, not through `std::alloc`: the compiler
+    // may move `std::alloc` calls across the flag's stores (it assumes they touch no memory
+    // of the program's).
     FAIL.with(|f| f.set(true));
     let (a, z, r) = classtrack::scope_named("flaky::class", || {
         // SAFETY: non-zero sizes; `p` is live with `layout`.
         unsafe {
             (
-                alloc(layout),
-                alloc_zeroed(layout),
-                realloc(p, layout, 5000),
+                ALLOC.alloc(layout),
+                ALLOC.alloc_zeroed(layout),
+                ALLOC.realloc(p, layout, 5000),
             )
         }
     });
@@ -86,7 +91,7 @@ fn null_from_inner_allocator_changes_no_counter() {
     assert_eq!(before, after);
     // The original block is intact, its owner too: growing it now charges flaky::class.
     // SAFETY: `p` is still live with `layout`.
-    let q = unsafe { realloc(p, layout, 5000) };
+    let q = black_box(unsafe { realloc(black_box(p), layout, 5000) });
     assert!(!q.is_null());
     // SAFETY: the first 100 bytes were carried over.
     assert!(unsafe { std::slice::from_raw_parts(q, 100) }
@@ -108,7 +113,9 @@ fn oversized_requests_fail_cleanly() {
     let tracker = ClassTracker::new();
     let huge = Layout::from_size_align(isize::MAX as usize - 3, 1).unwrap();
     // SAFETY: non-zero size; null is expected.
-    let p = classtrack::scope_named("flaky::huge", || unsafe { alloc(huge) });
+    let p = classtrack::scope_named("flaky::huge", || {
+        black_box(unsafe { alloc(black_box(huge)) })
+    });
     assert!(p.is_null());
     assert!(tracker
         .create_snapshot("s")

@@ -21,7 +21,7 @@ extern "C" fn allocates_on_exit(_: *mut libc::c_void) {
     // No panic may cross this boundary: results go to atomics, checked by the test.
     let retired = !classtrack_shim::thread_owns_shard();
     let kept = classtrack::scope_named("exit::dtor", || {
-        let gone = vec![1u8; 300];
+        let gone = std::hint::black_box(vec![1u8; 300]);
         drop(gone);
         vec![2u8; 700]
     });
