@@ -34,10 +34,12 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod local;
+mod objects;
 mod shard;
 mod tracking;
 
 pub use local::{current_tag, replace_tag, thread_owns_shard, OverheadGuard};
+pub use objects::{read_object, OBJECT_LIMIT};
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
 

@@ -52,11 +52,7 @@ pub(crate) struct Shard {
 /// The head of the push-only list of per-thread shards.
 static SHARDS: AtomicPtr<Shard> = AtomicPtr::new(ptr::null_mut());
 /// Counts of threads without a shard of their own.
-static SHARED: Shard = Shard {
-    root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
-    owned: AtomicBool::new(true),
-    next: AtomicPtr::new(ptr::null_mut()),
-};
+static SHARED: Shard = Shard::EMPTY;
 /// Bytes taken from `System` for shards and pages.
 static SHARD_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Shards ever created.
@@ -122,6 +118,25 @@ pub(crate) fn claim() -> Option<&'static Shard> {
 }
 
 impl Shard {
+    /// A shard with no pages, always owned: for statics written with `fetch_add`.
+    pub(crate) const EMPTY: Shard = Shard {
+        root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
+        owned: AtomicBool::new(true),
+        next: AtomicPtr::new(ptr::null_mut()),
+    };
+
+    /// The page holding `index`'s counters if it exists, without creating it.
+    pub(crate) fn existing_page(&self, index: ClassId) -> Option<&Page> {
+        let i = index.index();
+        // Acquire: see the zeroed contents of tables installed by other threads.
+        let mid = self.root[(i / (PAGE * MID)) % ROOT].load(Ordering::Acquire);
+        // SAFETY: installed tables are never freed.
+        let mid = unsafe { mid.as_ref() }?;
+        let page = mid.pages[(i / PAGE) % MID].load(Ordering::Acquire);
+        // SAFETY: installed pages are never freed.
+        unsafe { page.as_ref() }
+    }
+
     /// Hands the shard to the next new thread.
     pub(crate) fn release(&self) {
         // Release: everything this thread stored in the shard happens-before the next owner's
@@ -254,8 +269,25 @@ fn shared_add(bytes_c: &AtomicU64, blocks_c: &AtomicU64, bytes: usize, order: Or
     blocks_c.fetch_add(1, order);
 }
 
+impl Counters {
+    /// Reads the counters, frees (acquire) before allocations, so that a free is never seen
+    /// without its allocation.
+    pub(crate) fn read(&self) -> ClassCounters {
+        // Acquire: pairs with the release of frees; see `read_totals`.
+        let frees = self.frees.load(Ordering::Acquire);
+        let freed_bytes = self.freed_bytes.load(Ordering::Acquire);
+        // Relaxed: allocations that happened before a free seen above are visible already.
+        ClassCounters {
+            allocated_bytes: self.alloc_bytes.load(Ordering::Relaxed),
+            allocations: self.allocs.load(Ordering::Relaxed),
+            freed_bytes,
+            frees,
+        }
+    }
+}
+
 #[cold]
-fn lost() {
+pub(crate) fn lost() {
     // Relaxed: a statistic.
     LOST.fetch_add(1, Ordering::Relaxed);
 }

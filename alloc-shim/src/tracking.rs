@@ -4,6 +4,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 
 use crate::local::{count, count_current};
+use crate::objects::count_object;
 use crate::shard::Event;
 use crate::Tag;
 
@@ -100,6 +101,7 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
             return p;
         }
         let tag = count_current(Event::Alloc(layout.size()));
+        count_object(tag.object, Event::Alloc(layout.size()));
         // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
         unsafe { write_tag(p, layout.size(), tag) };
         p
@@ -132,6 +134,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         // Counted before the block is handed back, so that the inner allocator's `dealloc` is
         // a tail call. The block is the caller's until then; no one else can observe it.
         count(tag.class, Event::Free(layout.size()));
+        count_object(tag.object, Event::Free(layout.size()));
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let outer =
             unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
@@ -159,6 +162,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.
         unsafe { write_tag(p, new_size, tag) };
         count(tag.class, Event::Resize(layout.size(), new_size));
+        count_object(tag.object, Event::Resize(layout.size(), new_size));
         p
     }
 }

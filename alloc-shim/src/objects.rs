@@ -1,0 +1,47 @@
+//! Per-object counters.
+//!
+//! A block whose tag names an object (a tracked instance) is also counted against that object,
+//! in one global table indexed by object id, written with `fetch_add`: two threads rarely
+//! build or grow the same object at once, so these lines are rarely contended. Blocks with no
+//! object (the common case) pay one predictable branch.
+
+use crate::shard::{lost, ClassCounters, Event, Shard, Sink};
+use crate::ClassId;
+
+/// One past the largest object id the table holds.
+pub const OBJECT_LIMIT: u32 = ClassId::LIMIT;
+
+static OBJECTS: Shard = Shard::EMPTY;
+
+/// Counts `event` against `object`, if the block has one.
+#[inline(always)]
+pub(crate) fn count_object(object: u32, event: Event) {
+    if object != 0 {
+        count_object_slow(object, event)
+    }
+}
+
+#[inline(never)]
+fn count_object_slow(object: u32, event: Event) {
+    if object >= OBJECT_LIMIT {
+        return lost();
+    }
+    match OBJECTS.page(ClassId(object)) {
+        Some(page) => Sink::Shared(page.counters(ClassId(object))).apply(event),
+        None => lost(),
+    }
+}
+
+/// The counters of `object`: everything ever allocated and freed by blocks tagged with it.
+///
+/// Ids are reused by classtrack once an object is dead and none of its blocks is live, so a
+/// reader subtracts the counters it saw when the id was handed out.
+pub fn read_object(object: u32) -> ClassCounters {
+    if object == 0 || object >= OBJECT_LIMIT {
+        return ClassCounters::default();
+    }
+    OBJECTS
+        .existing_page(ClassId(object))
+        .map(|p| p.counters(ClassId(object)).read())
+        .unwrap_or_default()
+}
