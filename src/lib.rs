@@ -105,19 +105,29 @@
 //! None yet.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod error;
+mod instance;
+mod objects;
+mod periodic;
 mod registry;
 pub mod report;
 mod scope;
 mod snapshot;
+mod stats;
 mod tracker;
 
 pub use classtrack_shim::{ClassId, TrackingAlloc, METADATA_BYTES_PER_BLOCK};
+pub use error::{Error, Result};
+pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
 pub use scope::{
     class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,
 };
-pub use snapshot::{AllocatorTotals, ClassTotals, Overhead, ProcessMemory, Snapshot};
-pub use tracker::ClassTracker;
+pub use snapshot::{
+    AllocatorTotals, ClassTotals, Overhead, ProcessMemory, Snapshot, TrackedClassTotals,
+};
+pub use stats::{ClassStats, InstanceStats, SnapshotStats, SortKey, Stats, STATS_VERSION};
+pub use tracker::{ClassTracker, Subscription};
 
 /// Whether a [`TrackingAlloc`] has counted any allocation in this process.
 ///

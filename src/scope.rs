@@ -43,9 +43,22 @@ impl ScopeGuard {
             _not_send: PhantomData,
         };
         let class = lookup();
-        replace_tag(Tag::class(class));
+        // Inside a tracked instance's scope, the block stays the instance's too (or goes to
+        // the instance's node for this class, when its class asks for a breakdown).
+        let object = crate::objects::nested(guard.prev.object, class);
+        replace_tag(Tag { class, object });
         guard.class = class;
         guard
+    }
+
+    /// Enters the scope of a tracked instance: `tag` names its class and object.
+    #[inline]
+    pub(crate) fn enter_tag(tag: Tag) -> ScopeGuard {
+        ScopeGuard {
+            prev: replace_tag(tag),
+            class: tag.class,
+            _not_send: PhantomData,
+        }
     }
 
     /// The class this scope charges allocations to.

@@ -71,6 +71,54 @@ pub struct AllocatorTotals {
     pub frees: u64,
 }
 
+/// A tracked class's instances at the time of a snapshot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct TrackedClassTotals {
+    /// The class's name as tracked (its `TrackOptions::name`, or the class name).
+    pub name: String,
+    /// Instances alive.
+    pub active: u64,
+    /// Their live bytes, summed.
+    pub total_bytes: u64,
+    /// The smallest instance's live bytes (0 with no instance).
+    pub min_bytes: u64,
+    /// The largest instance's live bytes.
+    pub max_bytes: u64,
+}
+
+impl TrackedClassTotals {
+    pub(crate) fn empty(name: String) -> TrackedClassTotals {
+        TrackedClassTotals {
+            name,
+            active: 0,
+            total_bytes: 0,
+            min_bytes: 0,
+            max_bytes: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, size: u64) {
+        self.min_bytes = if self.active == 0 {
+            size
+        } else {
+            self.min_bytes.min(size)
+        };
+        self.max_bytes = self.max_bytes.max(size);
+        self.active += 1;
+        self.total_bytes += size;
+    }
+
+    /// Average live bytes per instance (0 with no instance).
+    pub fn average_bytes(&self) -> f64 {
+        if self.active == 0 {
+            0.0
+        } else {
+            self.total_bytes as f64 / self.active as f64
+        }
+    }
+}
+
 /// The process's memory as the operating system reports it (from the `memory-stats` crate).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,6 +173,8 @@ pub struct Snapshot {
     pub process: Option<ProcessMemory>,
     /// What tracking costs.
     pub overhead: Overhead,
+    /// The tracker's tracked classes: instances alive and their sizes, by name.
+    pub tracked: Vec<TrackedClassTotals>,
     index: HashMap<Arc<str>, usize>,
 }
 
@@ -182,8 +232,20 @@ impl Snapshot {
             classes,
             allocator,
             process,
+            tracked: Vec::new(),
             index,
         }
+    }
+
+    /// The instances of tracked class `T` (found by the name it is tracked under: its
+    /// `TrackOptions::name`, or `std::any::type_name::<T>()`).
+    pub fn tracked_class<T: ?Sized>(&self) -> Option<&TrackedClassTotals> {
+        self.tracked_class_named(std::any::type_name::<T>())
+    }
+
+    /// The instances of the tracked class shown as `name`.
+    pub fn tracked_class_named(&self, name: &str) -> Option<&TrackedClassTotals> {
+        self.tracked.iter().find(|t| t.name == name)
     }
 
     /// The class named `name`, or `None` if no class of that name had allocated by the time of

@@ -1,0 +1,102 @@
+//! classtrack's error type.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What went wrong, and what to do about it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `detach_class` of a class this tracker does not track.
+    NotTracked {
+        /// The class name.
+        class: String,
+    },
+    /// `track_object` of an object this tracker already tracks.
+    AlreadyTracked {
+        /// The instance's name.
+        name: String,
+        /// The id it is tracked under.
+        id: u64,
+    },
+    /// A periodic snapshot interval of zero.
+    InvalidInterval {
+        /// The interval given.
+        interval: Duration,
+    },
+    /// Reading or writing a stats file failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A stats file that is not a complete classtrack stats dump.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A stats file written by a newer classtrack.
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The newest version this classtrack reads.
+        supported: u32,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotTracked { class } => write!(
+                f,
+                "class {class} is not tracked by this tracker: call track_class for it first, \
+                 or check that it was not detached already"
+            ),
+            Error::AlreadyTracked { name, id } => write!(
+                f,
+                "{name} is already tracked by this tracker (instance {id}); track it once, or \
+                 call track_object again after it is dropped"
+            ),
+            Error::InvalidInterval { interval } => write!(
+                f,
+                "periodic snapshot interval {interval:?} is zero: give an interval of at least \
+                 one millisecond"
+            ),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Corrupt { path, reason } => write!(
+                f,
+                "{} is not a complete classtrack stats file ({reason}); it may be truncated or \
+                 not written by Stats::dump",
+                path.display()
+            ),
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} has stats format version {found}, newer than the version {supported} this \
+                 classtrack reads: load it with a newer classtrack",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// classtrack's result type.
+pub type Result<T> = std::result::Result<T, Error>;

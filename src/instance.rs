@@ -1,0 +1,290 @@
+//! Tracked instances: options, the `Tracked<T>` wrapper and the tracker's records of them.
+
+use std::fmt::Debug;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Weak};
+
+use classtrack_shim::{ClassId, OverheadGuard, Tag};
+use serde::{Deserialize, Serialize};
+
+use crate::scope::ScopeGuard;
+use crate::tracker::Inner;
+
+/// The longest `repr` kept for an instance, in characters.
+pub const REPR_LIMIT: usize = 128;
+
+/// How a class (or an object) is tracked: pympler's `name`, `resolution_level`, `keep` and
+/// `trace`.
+///
+/// ```
+/// let opts = classtrack::TrackOptions::new().name("order").trace(true);
+/// assert_eq!(opts.name.as_deref(), Some("order"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrackOptions {
+    /// The name shown for the class or object; by default the class name
+    /// (`std::any::type_name::<T>()`).
+    pub name: Option<String>,
+    /// How deep an instance's bytes are broken down by the scopes nested in its own: 0 = not at
+    /// all, 1 = by the scopes entered directly inside it, 2 = also by the scopes inside those.
+    pub resolution_level: u32,
+    /// For `track_object`: the tracker holds a strong reference, so the object lives at least
+    /// as long as it is tracked. (A constructed [`Tracked<T>`] is owned by the program; `keep`
+    /// has no effect on it.)
+    pub keep: bool,
+    /// Capture the construction backtrace of each instance (cheaply: symbols are resolved only
+    /// when shown).
+    pub trace: bool,
+}
+
+impl TrackOptions {
+    /// Default options: the class name, no breakdown, no keep, no trace.
+    pub fn new() -> TrackOptions {
+        TrackOptions::default()
+    }
+
+    /// Sets the name shown.
+    pub fn name(mut self, name: impl Into<String>) -> TrackOptions {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the breakdown depth.
+    pub fn resolution_level(mut self, level: u32) -> TrackOptions {
+        self.resolution_level = level;
+        self
+    }
+
+    /// Sets whether the tracker keeps tracked objects alive.
+    pub fn keep(mut self, keep: bool) -> TrackOptions {
+        self.keep = keep;
+        self
+    }
+
+    /// Sets whether construction backtraces are captured.
+    pub fn trace(mut self, trace: bool) -> TrackOptions {
+        self.trace = trace;
+        self
+    }
+}
+
+/// Clips a representation to [`REPR_LIMIT`] characters.
+pub(crate) fn clip(mut s: String) -> String {
+    if let Some((i, _)) = s.char_indices().nth(REPR_LIMIT) {
+        s.truncate(i);
+        s.push('…');
+    }
+    s
+}
+
+/// How the tracker learns an instance's size and whether it is alive.
+pub(crate) enum Source {
+    /// Built by `construct`: its size is its object's live bytes; its death is reported by
+    /// `Tracked<T>`'s drop.
+    Constructed { object: u32 },
+    /// Registered by `track_object`.
+    Shared(Arc<dyn SharedObject>),
+}
+
+/// An `Arc` tracked by handle.
+pub(crate) trait SharedObject: Send + Sync {
+    fn alive(&self) -> bool;
+    fn size(&self) -> u64;
+    fn repr(&self) -> Option<String>;
+    fn address(&self) -> usize;
+}
+
+pub(crate) struct SharedArc<T: Send + Sync + 'static> {
+    pub(crate) weak: Weak<T>,
+    /// With `keep`: held (never read) to keep the object alive while it is tracked.
+    pub(crate) _kept: Option<Arc<T>>,
+    pub(crate) repr: Option<fn(&T) -> String>,
+}
+
+impl<T: Send + Sync + 'static> SharedObject for SharedArc<T> {
+    fn alive(&self) -> bool {
+        self.weak.strong_count() > 0
+    }
+
+    fn size(&self) -> u64 {
+        self.weak
+            .upgrade()
+            .map_or(0, |a| std::mem::size_of_val(&*a) as u64)
+    }
+
+    fn repr(&self) -> Option<String> {
+        let f = self.repr?;
+        self.weak.upgrade().map(|a| f(&a))
+    }
+
+    fn address(&self) -> usize {
+        self.weak.as_ptr() as *const () as usize
+    }
+}
+
+/// The tracker's record of one instance.
+pub(crate) struct InstanceRecord {
+    pub(crate) id: u64,
+    pub(crate) class: ClassId,
+    pub(crate) class_name: String,
+    pub(crate) name: String,
+    pub(crate) repr: String,
+    pub(crate) birth: f64,
+    pub(crate) death: Option<f64>,
+    /// Whether the tracker still measures it (false after `detach_all`).
+    pub(crate) attached: bool,
+    pub(crate) source: Source,
+    /// (snapshot time, live bytes) at each snapshot of its life.
+    pub(crate) sizes: Vec<(f64, u64)>,
+    pub(crate) max_size: u64,
+    pub(crate) trace: Option<backtrace::Backtrace>,
+}
+
+/// The link from a `Tracked<T>` to its record.
+struct Handle {
+    tracker: Weak<Inner>,
+    id: u64,
+    tag: Tag,
+}
+
+/// A value built by [`ClassTracker::construct`](crate::ClassTracker::construct): it derefs to
+/// the value, charges growth made through [`Tracked::scope`] to the instance, and its drop is
+/// the instance's death.
+///
+/// The instance's size is the live bytes of the blocks allocated in its scopes (at
+/// construction and in `scope`), wherever they are now; bytes allocated for it elsewhere are
+/// charged to the scope that allocated them. The value itself lives where the `Tracked` is
+/// (box it to count its own bytes).
+pub struct Tracked<T> {
+    value: ManuallyDrop<T>,
+    handle: Option<Handle>,
+    repr: Option<fn(&T) -> String>,
+}
+
+impl<T> Tracked<T> {
+    pub(crate) fn untracked(value: T) -> Tracked<T> {
+        Tracked {
+            value: ManuallyDrop::new(value),
+            handle: None,
+            repr: None,
+        }
+    }
+
+    pub(crate) fn new(
+        value: T,
+        tracker: Weak<Inner>,
+        id: u64,
+        tag: Tag,
+        repr: Option<fn(&T) -> String>,
+    ) -> Tracked<T> {
+        Tracked {
+            value: ManuallyDrop::new(value),
+            handle: Some(Handle { tracker, id, tag }),
+            repr,
+        }
+    }
+
+    /// The instance id, or `None` when the class was not tracked at construction.
+    pub fn id(&self) -> Option<u64> {
+        self.handle.as_ref().map(|h| h.id)
+    }
+
+    /// Runs `f` on the value inside the instance's scope: what it allocates (and the growth of
+    /// what it resizes) is charged to this instance and its class.
+    ///
+    /// ```
+    /// # use classtrack::{ClassTracker, TrackOptions};
+    /// struct Basket { items: Vec<String> }
+    /// let tracker = ClassTracker::new();
+    /// tracker.track_class::<Basket>(TrackOptions::new());
+    /// let mut basket = tracker.construct(|| Basket { items: Vec::new() });
+    /// basket.scope(|b| b.items.push("apple".to_string()));
+    /// assert_eq!(basket.items.len(), 1);
+    /// ```
+    pub fn scope<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+        let r = match &self.handle {
+            Some(h) => {
+                let _g = ScopeGuard::enter_tag(h.tag);
+                f(&mut self.value)
+            }
+            None => f(&mut self.value),
+        };
+        self.refresh();
+        r
+    }
+
+    /// Updates the instance's recorded representation (for values built with
+    /// [`construct_debug`](crate::ClassTracker::construct_debug)); done by `scope` and at drop.
+    pub fn refresh(&self) {
+        if let (Some(h), Some(repr)) = (&self.handle, self.repr) {
+            if let Some(tracker) = h.tracker.upgrade() {
+                let text = {
+                    let _g = OverheadGuard::new();
+                    clip(repr(&self.value))
+                };
+                tracker.set_repr(h.id, text);
+            }
+        }
+    }
+
+    /// Takes the value out; the instance dies now (its blocks stay charged to it until freed).
+    pub fn into_inner(mut self) -> T {
+        self.die();
+        // SAFETY: `value` is taken exactly once; `self` is forgotten below so it is not dropped
+        // again.
+        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        self.handle = None;
+        std::mem::forget(self);
+        value
+    }
+
+    fn die(&mut self) {
+        self.refresh();
+        if let Some(h) = self.handle.take() {
+            if let Some(tracker) = h.tracker.upgrade() {
+                tracker.instance_died(h.id);
+            }
+            crate::objects::release(h.tag.object);
+        }
+    }
+}
+
+impl<T> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        self.refresh();
+        // SAFETY: the value is dropped exactly once, here; it is not used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.value) };
+        // The value's blocks are freed now: record the death and release its object id.
+        let handle = self.handle.take();
+        if let Some(h) = handle {
+            if let Some(tracker) = h.tracker.upgrade() {
+                tracker.instance_died(h.id);
+            }
+            crate::objects::release(h.tag.object);
+        }
+    }
+}
+
+impl<T> Deref for Tracked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for Tracked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: Debug> Debug for Tracked<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked")
+            .field("id", &self.id())
+            .field("value", &*self.value)
+            .finish()
+    }
+}

@@ -1,0 +1,441 @@
+//! [`Stats`]: what a tracker gathered, to print, sort, dump and load (pympler's `Stats`).
+
+use std::cmp::Ordering;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use classtrack_shim::OverheadGuard;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::instance::{Source, TrackOptions};
+use crate::report::format_bytes;
+use crate::snapshot::TrackedClassTotals;
+use crate::tracker::State;
+
+/// The stats file format version written by [`Stats::dump`].
+pub const STATS_VERSION: u32 = 1;
+
+/// One snapshot, as kept in [`Stats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnapshotStats {
+    /// Seconds since the tracker was created.
+    pub time: f64,
+    /// The snapshot's description.
+    pub description: String,
+    /// The allocator's live bytes (all classes).
+    pub allocator_live_bytes: u64,
+    /// The allocator's live blocks.
+    pub allocator_live_blocks: u64,
+    /// The process's resident bytes, where reported.
+    pub resident_bytes: Option<u64>,
+    /// The process's virtual bytes, where reported.
+    pub virtual_bytes: Option<u64>,
+    /// What tracking cost, in bytes.
+    pub overhead_bytes: u64,
+    /// The tracked classes' instances.
+    pub tracked: Vec<TrackedClassTotals>,
+}
+
+/// One tracked class, as kept in [`Stats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClassStats {
+    /// The name it is tracked under.
+    pub name: String,
+    /// Whether new instances were still being registered.
+    pub attached: bool,
+    /// Its options.
+    pub options: TrackOptions,
+    /// Instances ever registered.
+    pub created: u64,
+    /// (seconds, instances alive) at every birth and death.
+    pub history: Vec<(f64, u64)>,
+}
+
+/// One instance, as kept in [`Stats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InstanceStats {
+    /// The instance id (unique within its tracker).
+    pub id: u64,
+    /// The name its class is tracked under.
+    pub class: String,
+    /// The instance's name (its class's, or the one given to `track_object`).
+    pub name: String,
+    /// Its `Debug` representation, clipped to 128 characters, or `<class>` without one.
+    pub repr: String,
+    /// Seconds since the tracker was created, at birth.
+    pub birth: f64,
+    /// At death, if it died.
+    pub death: Option<f64>,
+    /// (snapshot time, live bytes) at each snapshot of its life.
+    pub sizes: Vec<(f64, u64)>,
+    /// The largest size seen.
+    pub max_size: u64,
+    /// Its construction backtrace, one line per frame, when traced.
+    pub trace: Vec<String>,
+    /// Whether it was tracked by handle (`track_object`) rather than constructed.
+    pub shared: bool,
+}
+
+/// What instances are sorted by in [`Stats::print_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SortKey {
+    /// The class name, A to Z.
+    ClassName,
+    /// The size at the last snapshot, largest first.
+    TotalSize,
+    /// The largest size seen, largest first.
+    MaxSize,
+    /// Birth, oldest first.
+    Birth,
+    /// Death, earliest first; live instances last.
+    Death,
+    /// The instance name, A to Z.
+    Name,
+    /// The representation, A to Z.
+    Repr,
+}
+
+/// Everything a tracker gathered: snapshots, classes, instances and their history.
+///
+/// Take it with [`ClassTracker::stats`](crate::ClassTracker::stats); print it with
+/// [`print_summary`](Self::print_summary) and [`print_stats`](Self::print_stats); write it
+/// with [`dump`](Self::dump) and read it back with [`load`](Self::load), which prints exactly
+/// the same.
+///
+/// ```
+/// use classtrack::{ClassTracker, SortKey, TrackOptions, TrackingAlloc};
+///
+/// #[global_allocator]
+/// static ALLOC: TrackingAlloc<std::alloc::System> = TrackingAlloc::new(std::alloc::System);
+///
+/// struct Job(Vec<u8>);
+///
+/// fn main() {
+///     let tracker = ClassTracker::new();
+///     tracker.track_class::<Job>(TrackOptions::new());
+///     let job = tracker.construct(|| Job(vec![0; 4096]));
+///     tracker.create_snapshot("one job");
+///     let mut stats = tracker.stats();
+///     stats.sort_stats(&[SortKey::MaxSize]).reverse_order();
+///     let mut out = Vec::new();
+///     stats.print_summary(&mut out).unwrap();
+///     assert!(String::from_utf8(out).unwrap().contains("4.0 KiB"));
+///     drop(job);
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The format version ([`STATS_VERSION`]).
+    pub version: u32,
+    /// The snapshots, oldest first.
+    pub snapshots: Vec<SnapshotStats>,
+    /// The tracked classes, by name.
+    pub classes: Vec<ClassStats>,
+    /// The instances, by id.
+    pub instances: Vec<InstanceStats>,
+    /// The sort keys in force.
+    pub order: Vec<SortKey>,
+    /// Whether the order is reversed.
+    pub reversed: bool,
+}
+
+/// Resolves a construction backtrace to one line per frame, without classtrack's own frames.
+fn resolve_trace(bt: &backtrace::Backtrace) -> Vec<String> {
+    let mut bt = bt.clone();
+    bt.resolve();
+    let mut lines = Vec::new();
+    for frame in bt.frames() {
+        for sym in frame.symbols() {
+            let name = sym
+                .name()
+                .map_or_else(|| format!("{:?}", frame.ip()), |n| format!("{n:#}"));
+            let ours = lines.is_empty()
+                && (name.starts_with("classtrack::")
+                    || name.starts_with("backtrace::")
+                    || name.starts_with("<classtrack::"));
+            if ours {
+                continue;
+            }
+            let at = match (sym.filename(), sym.lineno()) {
+                (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
+                _ => String::new(),
+            };
+            lines.push(format!("{name}{at}"));
+        }
+    }
+    lines.truncate(32);
+    lines
+}
+
+impl Stats {
+    pub(crate) fn from_state(st: &State) -> Stats {
+        let snapshots = st
+            .snapshots
+            .iter()
+            .map(|s| SnapshotStats {
+                time: s.time,
+                description: s.description.clone(),
+                allocator_live_bytes: s.allocator.live_bytes,
+                allocator_live_blocks: s.allocator.live_blocks,
+                resident_bytes: s.process.map(|p| p.resident_bytes),
+                virtual_bytes: s.process.map(|p| p.virtual_bytes),
+                overhead_bytes: s.overhead.total_bytes(),
+                tracked: s.tracked.clone(),
+            })
+            .collect();
+        let mut classes: Vec<ClassStats> = st
+            .classes
+            .values()
+            .map(|c| ClassStats {
+                name: c.name.clone(),
+                attached: c.attached,
+                options: c.options.clone(),
+                created: c.created,
+                history: c.history.clone(),
+            })
+            .collect();
+        classes.sort_by(|a, b| a.name.cmp(&b.name));
+        let instances = st
+            .instances
+            .iter()
+            .map(|r| InstanceStats {
+                id: r.id,
+                class: r.class_name.clone(),
+                name: r.name.clone(),
+                repr: r.repr.clone(),
+                birth: r.birth,
+                death: r.death,
+                sizes: r.sizes.clone(),
+                max_size: r.max_size,
+                trace: r.trace.as_ref().map(resolve_trace).unwrap_or_default(),
+                shared: matches!(r.source, Source::Shared(_)),
+            })
+            .collect();
+        Stats {
+            version: STATS_VERSION,
+            snapshots,
+            classes,
+            instances,
+            order: Vec::new(),
+            reversed: false,
+        }
+    }
+
+    /// Sorts the instances of [`print_stats`](Self::print_stats) by `keys`, the first key
+    /// first; ties keep instance id order. Replaces the previous keys.
+    pub fn sort_stats(&mut self, keys: &[SortKey]) -> &mut Self {
+        self.order = keys.to_vec();
+        self
+    }
+
+    /// Reverses the order of [`print_stats`](Self::print_stats) (again: back to normal).
+    pub fn reverse_order(&mut self) -> &mut Self {
+        self.reversed = !self.reversed;
+        self
+    }
+
+    /// The instances in the order set by `sort_stats` and `reverse_order`.
+    pub fn sorted_instances(&self) -> Vec<&InstanceStats> {
+        let mut v: Vec<&InstanceStats> = self.instances.iter().collect();
+        v.sort_by(|a, b| {
+            for key in &self.order {
+                let o = compare(key, a, b);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            a.id.cmp(&b.id)
+        });
+        if self.reversed {
+            v.reverse();
+        }
+        v
+    }
+
+    /// Prints, for each snapshot, each tracked class's instances alive, their total and average
+    /// size and their share of the allocator's live bytes (not of virtual memory).
+    pub fn print_summary(&self, out: &mut dyn Write) -> io::Result<()> {
+        let _g = OverheadGuard::new();
+        writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;
+        for s in &self.snapshots {
+            let resident = s
+                .resident_bytes
+                .map_or_else(String::new, |r| format!(", {} resident", format_bytes(r)));
+            writeln!(
+                out,
+                "{:?} at {:.3} s: {} live in the allocator{resident}",
+                s.description,
+                s.time,
+                format_bytes(s.allocator_live_bytes)
+            )?;
+            if s.tracked.is_empty() {
+                writeln!(out, "  (no tracked class)")?;
+                continue;
+            }
+            let width = s
+                .tracked
+                .iter()
+                .map(|t| t.name.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            writeln!(
+                out,
+                "  {:<width$}  {:>8}  {:>12}  {:>10}  {:>6}",
+                "class", "active", "total", "average", "share"
+            )?;
+            for t in &s.tracked {
+                let share = if s.allocator_live_bytes == 0 {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{:.1}%",
+                        t.total_bytes as f64 * 100.0 / s.allocator_live_bytes as f64
+                    )
+                };
+                writeln!(
+                    out,
+                    "  {:<width$}  {:>8}  {:>12}  {:>10}  {:>6}",
+                    t.name,
+                    t.active,
+                    format_bytes(t.total_bytes),
+                    format_bytes(t.average_bytes().round() as u64),
+                    share
+                )?;
+            }
+        }
+        writeln!(out, "{}", "-".repeat(79))
+    }
+
+    /// Prints each instance (those whose class name contains `filter`, at most `limit` of
+    /// them, in the order set by [`sort_stats`](Self::sort_stats)): its representation, birth
+    /// and death, size at each snapshot, largest size and construction backtrace.
+    pub fn print_stats(
+        &self,
+        out: &mut dyn Write,
+        filter: Option<&str>,
+        limit: Option<usize>,
+    ) -> io::Result<()> {
+        let _g = OverheadGuard::new();
+        writeln!(out, "---- INSTANCES {}", "-".repeat(64))?;
+        let shown = self
+            .sorted_instances()
+            .into_iter()
+            .filter(|i| filter.is_none_or(|f| i.class.contains(f)))
+            .take(limit.unwrap_or(usize::MAX));
+        for i in shown {
+            let label = if i.name == i.class {
+                format!("{} #{}", i.class, i.id)
+            } else {
+                format!("{} #{} ({})", i.class, i.id, i.name)
+            };
+            writeln!(out, "{label} {}", i.repr)?;
+            match i.death {
+                Some(d) => writeln!(out, "  born {:.3} s, died {d:.3} s", i.birth)?,
+                None => writeln!(out, "  born {:.3} s, alive", i.birth)?,
+            }
+            for (t, size) in &i.sizes {
+                writeln!(out, "  {t:>10.3} s  {:>12}", format_bytes(*size))?;
+            }
+            writeln!(out, "  max {}", format_bytes(i.max_size))?;
+            if !i.trace.is_empty() {
+                writeln!(out, "  constructed at:")?;
+                for frame in &i.trace {
+                    writeln!(out, "    {frame}")?;
+                }
+            }
+        }
+        writeln!(out, "{}", "-".repeat(79))
+    }
+
+    /// Writes the stats to `path` as versioned JSON, atomically: to a temporary file in the
+    /// same directory, then renamed over `path`, so a crash never leaves half a file.
+    pub fn dump(&self, path: impl AsRef<Path>) -> Result<()> {
+        let _g = OverheadGuard::new();
+        let path = path.as_ref();
+        let io_err = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file_name = path.file_name().ok_or_else(|| {
+            io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
+        })?;
+        let tmp: PathBuf = path.with_file_name(format!(
+            ".{}.tmp-{}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
+        let json = serde_json::to_vec(self).map_err(|e| io_err(io::Error::other(e)))?;
+        let written = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(e));
+        }
+        Ok(())
+    }
+
+    /// Reads stats written by [`dump`](Self::dump).
+    ///
+    /// A missing file is [`Error::Io`]; a truncated or foreign one [`Error::Corrupt`]; one
+    /// written by a newer classtrack [`Error::UnsupportedVersion`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Stats> {
+        let _g = OverheadGuard::new();
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let version = value
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| corrupt("no format version".to_owned()))?;
+        if version > u64::from(STATS_VERSION) {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_owned(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+                supported: STATS_VERSION,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+fn compare(key: &SortKey, a: &InstanceStats, b: &InstanceStats) -> Ordering {
+    let last = |i: &InstanceStats| i.sizes.last().map_or(0, |s| s.1);
+    match key {
+        SortKey::ClassName => a.class.cmp(&b.class),
+        SortKey::TotalSize => last(b).cmp(&last(a)),
+        SortKey::MaxSize => b.max_size.cmp(&a.max_size),
+        SortKey::Birth => a.birth.total_cmp(&b.birth),
+        SortKey::Death => match (a.death, b.death) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        },
+        SortKey::Name => a.name.cmp(&b.name),
+        SortKey::Repr => a.repr.cmp(&b.repr),
+    }
+}
