@@ -207,7 +207,10 @@ impl Stats {
             .iter()
             .map(|r| InstanceStats {
                 id: r.id,
-                class: r.class_name.clone(),
+                class: st
+                    .classes
+                    .get(&r.class)
+                    .map_or_else(|| r.class_name.clone(), |c| c.name.clone()),
                 name: r.name.clone(),
                 repr: r.repr.clone(),
                 birth: r.birth,

@@ -157,9 +157,13 @@ impl Inner {
             }
             rec.sizes.push((time, size));
             rec.max_size = rec.max_size.max(size);
+            let name = st
+                .classes
+                .get(&rec.class)
+                .map_or(&rec.class_name, |c| &c.name);
             per_class
                 .entry(rec.class)
-                .or_insert_with(|| TrackedClassTotals::empty(rec.class_name.clone()))
+                .or_insert_with(|| TrackedClassTotals::empty(name.clone()))
                 .add(size);
         }
         for (id, class) in st.classes.iter() {

@@ -11,7 +11,7 @@ use crate::ClassId;
 /// One past the largest object id the table holds.
 pub const OBJECT_LIMIT: u32 = ClassId::LIMIT;
 
-static OBJECTS: Shard = Shard::EMPTY;
+static OBJECTS: Shard = Shard::empty();
 
 /// Counts `event` against `object`, if the block has one.
 #[inline(always)]

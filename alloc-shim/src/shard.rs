@@ -52,7 +52,7 @@ pub(crate) struct Shard {
 /// The head of the push-only list of per-thread shards.
 static SHARDS: AtomicPtr<Shard> = AtomicPtr::new(ptr::null_mut());
 /// Counts of threads without a shard of their own.
-static SHARED: Shard = Shard::EMPTY;
+static SHARED: Shard = Shard::empty();
 /// Bytes taken from `System` for shards and pages.
 static SHARD_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Shards ever created.
@@ -119,11 +119,13 @@ pub(crate) fn claim() -> Option<&'static Shard> {
 
 impl Shard {
     /// A shard with no pages, always owned: for statics written with `fetch_add`.
-    pub(crate) const EMPTY: Shard = Shard {
-        root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
-        owned: AtomicBool::new(true),
-        next: AtomicPtr::new(ptr::null_mut()),
-    };
+    pub(crate) const fn empty() -> Shard {
+        Shard {
+            root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
+            owned: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
 
     /// The page holding `index`'s counters if it exists, without creating it.
     pub(crate) fn existing_page(&self, index: ClassId) -> Option<&Page> {
