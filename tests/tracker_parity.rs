@@ -180,6 +180,7 @@ fn detach_all_and_clear() {
 fn track_object_birth_death_keep_and_twice() {
     let tracker = ClassTracker::new();
     let obj = Arc::new(widget(64));
+    assert_eq!(obj.payload.len(), 64);
     let id = tracker
         .track_object_debug(&obj, TrackOptions::new().name("the widget"))
         .unwrap();
