@@ -140,6 +140,8 @@ pub(crate) struct InstanceRecord {
     pub(crate) sizes: Vec<(f64, u64)>,
     pub(crate) max_size: u64,
     pub(crate) trace: Option<backtrace::Backtrace>,
+    /// The breakdown by nested scopes at the last snapshot (with a resolution level).
+    pub(crate) referents: Vec<crate::objects::Referent>,
 }
 
 /// The link from a `Tracked<T>` to its record.
@@ -246,7 +248,7 @@ impl<T> Tracked<T> {
             if let Some(tracker) = h.tracker.upgrade() {
                 tracker.instance_died(h.id);
             }
-            crate::objects::release(h.tag.object);
+            crate::objects::release_tree(h.tag.object);
         }
     }
 }
@@ -262,7 +264,7 @@ impl<T> Drop for Tracked<T> {
             if let Some(tracker) = h.tracker.upgrade() {
                 tracker.instance_died(h.id);
             }
-            crate::objects::release(h.tag.object);
+            crate::objects::release_tree(h.tag.object);
         }
     }
 }

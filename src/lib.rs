@@ -119,6 +119,7 @@ mod tracker;
 pub use classtrack_shim::{ClassId, TrackingAlloc, METADATA_BYTES_PER_BLOCK};
 pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
+pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
 pub use scope::{
     class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,

@@ -5,11 +5,13 @@
 //! the shim's counters are monotonic, so a reused id starts from a baseline read when it is
 //! handed out.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{LazyLock, OnceLock};
 
-use classtrack_shim::{read_object, ClassCounters, OverheadGuard, OBJECT_LIMIT};
+use classtrack_shim::{read_object, ClassCounters, ClassId, OverheadGuard, OBJECT_LIMIT};
 use hashbrown::HashMap;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 struct Ids {
     next: u32,
@@ -110,11 +112,123 @@ fn sweep_locked(ids: &mut Ids) {
     }
 }
 
-/// The object that a scope of `class`, entered inside the scope of object `parent`, charges.
-///
-/// Without a breakdown this is `parent` itself.
+// ---- Breakdown of an instance by nested scopes (its class's `resolution_level`) ----------
+//
+// An instance tracked with a resolution level N > 0 gets, for each class scope entered inside
+// its own, a child node: an object id of its own, so the blocks allocated there are counted
+// apart. Children get level N - 1, so the tree is N deep. The instance's size is the sum over
+// its tree. A nested *tracked instance* is never a node: it has its own object id and is
+// charged to itself, not to its parent.
+
+/// Levels of breakdown left below each object id, in pages of 65,536 created on first use.
+static LEVELS: [OnceLock<Box<[AtomicU8]>>; 256] = [const { OnceLock::new() }; 256];
+
+fn levels(id: u32) -> u8 {
+    LEVELS[(id >> 16) as usize & 255]
+        .get()
+        // Relaxed: set before the id is handed to the thread that enters its scopes.
+        .map_or(0, |page| {
+            page[(id & 0xffff) as usize].load(Ordering::Relaxed)
+        })
+}
+
+pub(crate) fn set_levels(id: u32, n: u32) {
+    if id == 0 || (n == 0 && LEVELS[(id >> 16) as usize & 255].get().is_none()) {
+        return;
+    }
+    let _g = OverheadGuard::new();
+    let page = LEVELS[(id >> 16) as usize & 255]
+        .get_or_init(|| (0..1 << 16).map(|_| AtomicU8::new(0)).collect());
+    // Relaxed: see `levels`.
+    page[(id & 0xffff) as usize].store(n.min(u8::MAX as u32) as u8, Ordering::Relaxed);
+}
+
+/// Children of each node that has any: (class of the nested scope, child id).
+static CHILDREN: LazyLock<Mutex<HashMap<u32, Vec<(ClassId, u32)>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The object that a scope of `class`, entered inside the scope of object `parent`, charges:
+/// `parent` itself, or its child node for `class` when `parent` is broken down further.
 #[inline]
-pub(crate) fn nested(parent: u32, class: classtrack_shim::ClassId) -> u32 {
-    let _ = class;
-    parent
+pub(crate) fn nested(parent: u32, class: ClassId) -> u32 {
+    if parent == 0 {
+        return 0;
+    }
+    match levels(parent) {
+        0 => parent,
+        n => nested_slow(parent, class, n),
+    }
+}
+
+#[cold]
+fn nested_slow(parent: u32, class: ClassId, levels: u8) -> u32 {
+    let _g = OverheadGuard::new();
+    let mut children = CHILDREN.lock();
+    if let Some(&(_, child)) = children
+        .get(&parent)
+        .and_then(|c| c.iter().find(|(k, _)| *k == class))
+    {
+        return child;
+    }
+    let child = acquire();
+    if child == 0 {
+        return parent;
+    }
+    set_levels(child, u32::from(levels) - 1);
+    children.entry(parent).or_default().push((class, child));
+    child
+}
+
+/// One node of an instance's breakdown: the bytes live in a nested scope, and below it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Referent {
+    /// The nested scope's class name.
+    pub name: String,
+    /// Live bytes allocated in that scope (and the scopes nested in it) for this instance.
+    pub bytes: u64,
+    /// The breakdown one level further down.
+    pub children: Vec<Referent>,
+}
+
+/// The live bytes of `root`'s whole tree, and the breakdown of its children.
+pub(crate) fn tree(root: u32) -> (u64, Vec<Referent>) {
+    let _g = OverheadGuard::new();
+    let children = CHILDREN.lock().get(&root).cloned().unwrap_or_default();
+    let mut total = counters(root).live_bytes();
+    let mut referents = Vec::with_capacity(children.len());
+    for (class, child) in children {
+        let (bytes, below) = tree(child);
+        total += bytes;
+        referents.push(Referent {
+            name: crate::registry::name_of(class).map_or_else(String::new, |n| n.to_string()),
+            bytes,
+            children: below,
+        });
+    }
+    referents.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    (total, referents)
+}
+
+/// The instance whose tree `root` is has died: release every id in the tree.
+pub(crate) fn release_tree(root: u32) {
+    if root == 0 {
+        return;
+    }
+    let _g = OverheadGuard::new();
+    let mut ids = vec![root];
+    {
+        let mut children = CHILDREN.lock();
+        let mut i = 0;
+        while i < ids.len() {
+            if let Some(c) = children.remove(&ids[i]) {
+                ids.extend(c.into_iter().map(|(_, id)| id));
+            }
+            i += 1;
+        }
+    }
+    for id in ids {
+        set_levels(id, 0);
+        release(id);
+    }
 }

@@ -137,3 +137,9 @@ pub fn class_count() -> usize {
     let _g = OverheadGuard::new();
     REGISTRY.lock().names.len()
 }
+
+/// The name of class `id`, if registered.
+pub(crate) fn name_of(id: ClassId) -> Option<Arc<str>> {
+    let _g = OverheadGuard::new();
+    REGISTRY.lock().names.get(id.index()).cloned()
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::instance::{Source, TrackOptions};
+use crate::objects::Referent;
 use crate::report::format_bytes;
 use crate::snapshot::TrackedClassTotals;
 use crate::tracker::State;
@@ -79,6 +80,8 @@ pub struct InstanceStats {
     pub trace: Vec<String>,
     /// Whether it was tracked by handle (`track_object`) rather than constructed.
     pub shared: bool,
+    /// Its bytes broken down by nested scopes at the last snapshot (with a resolution level).
+    pub referents: Vec<Referent>,
 }
 
 /// What instances are sorted by in [`Stats::print_stats`].
@@ -219,6 +222,7 @@ impl Stats {
                 max_size: r.max_size,
                 trace: r.trace.as_ref().map(resolve_trace).unwrap_or_default(),
                 shared: matches!(r.source, Source::Shared(_)),
+                referents: r.referents.clone(),
             })
             .collect();
         Stats {
@@ -348,6 +352,10 @@ impl Stats {
                 writeln!(out, "  {t:>10.3} s  {:>12}", format_bytes(*size))?;
             }
             writeln!(out, "  max {}", format_bytes(i.max_size))?;
+            if !i.referents.is_empty() {
+                writeln!(out, "  referents at the last snapshot:")?;
+                write_referents(out, &i.referents, 2)?;
+            }
             if !i.trace.is_empty() {
                 writeln!(out, "  constructed at:")?;
                 for frame in &i.trace {
@@ -423,6 +431,21 @@ impl Stats {
         }
         serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
     }
+}
+
+fn write_referents(out: &mut dyn Write, referents: &[Referent], depth: usize) -> io::Result<()> {
+    for r in referents {
+        writeln!(
+            out,
+            "{:indent$}{:>12}  {}",
+            "",
+            format_bytes(r.bytes),
+            r.name,
+            indent = depth * 2
+        )?;
+        write_referents(out, &r.children, depth + 1)?;
+    }
+    Ok(())
 }
 
 fn compare(key: &SortKey, a: &InstanceStats, b: &InstanceStats) -> Ordering {

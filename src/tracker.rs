@@ -140,21 +140,26 @@ impl Inner {
                 })
                 .collect()
         };
-        let measured: Vec<(usize, u64, Option<String>)> = probes
+        type Measured = (usize, u64, Option<String>, Vec<crate::objects::Referent>);
+        let measured: Vec<Measured> = probes
             .into_iter()
             .map(|(i, probe)| match probe {
-                Probe::Object(object) => (i, crate::objects::counters(object).live_bytes(), None),
-                Probe::Shared(obj) => (i, obj.size(), obj.repr().map(clip)),
+                Probe::Object(object) => {
+                    let (size, referents) = crate::objects::tree(object);
+                    (i, size, None, referents)
+                }
+                Probe::Shared(obj) => (i, obj.size(), obj.repr().map(clip), Vec::new()),
             })
             .collect();
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let mut per_class: HashMap<ClassId, TrackedClassTotals> = HashMap::new();
-        for (i, size, repr) in measured {
+        for (i, size, repr, referents) in measured {
             let rec = &mut st.instances[i];
             if let Some(repr) = repr {
                 rec.repr = repr;
             }
+            rec.referents = referents;
             rec.sizes.push((time, size));
             rec.max_size = rec.max_size.max(size);
             let name = st
@@ -334,13 +339,14 @@ impl ClassTracker {
             return Tracked::untracked(f());
         };
         let object = crate::objects::acquire();
+        crate::objects::set_levels(object, options.resolution_level);
         let tag = Tag { class, object };
         let value = {
             // Releases the object id if `f` panics.
             struct Release(u32);
             impl Drop for Release {
                 fn drop(&mut self) {
-                    crate::objects::release(self.0);
+                    crate::objects::release_tree(self.0);
                 }
             }
             let release = Release(object);
@@ -394,6 +400,7 @@ impl ClassTracker {
             sizes: Vec::new(),
             max_size: 0,
             trace,
+            referents: Vec::new(),
         });
         if let Some(c) = st.classes.get_mut(&class) {
             c.active += 1;

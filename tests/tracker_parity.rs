@@ -499,3 +499,86 @@ fn dump_load_round_trip_is_lossless_and_prints_the_same() {
     std::fs::remove_dir_all(&dir).unwrap();
     drop(docs);
 }
+
+#[test]
+fn resolution_level_breaks_an_instance_down_by_nested_scopes() {
+    struct Index {
+        docs: Vec<String>,
+        postings: Vec<Vec<u32>>,
+        child: classtrack::Tracked<Leaf>,
+    }
+    struct Leaf {
+        data: Vec<u8>,
+    }
+    let tracker = ClassTracker::new();
+    tracker.track_class::<Index>(TrackOptions::new().resolution_level(2));
+    tracker.track_class::<Leaf>(TrackOptions::new());
+    let build = |tracker: &ClassTracker| {
+        tracker.construct(|| {
+            let docs = classtrack::scope_named("docs", || vec!["a".repeat(1000)]);
+            let postings = classtrack::scope_named("postings", || {
+                let list = classtrack::scope_named("lists", || vec![0u32; 100]);
+                vec![list]
+            });
+            // A tracked instance built inside is charged to itself, not to its parent.
+            let child = tracker.construct(|| Leaf {
+                data: vec![1; 5000],
+            });
+            Index {
+                docs,
+                postings,
+                child,
+            }
+        })
+    };
+    let index = build(&tracker);
+    let snap = tracker.create_snapshot("built");
+    let t = snap.tracked_class::<Index>().unwrap();
+    // docs: a vector of one String (24) + 1000 bytes; postings: one Vec (24) + lists 400.
+    assert_eq!(t.total_bytes, 1024 + 424);
+    assert_eq!(snap.tracked_class::<Leaf>().unwrap().total_bytes, 5000);
+    let stats = tracker.stats();
+    let rec = stats
+        .instances
+        .iter()
+        .find(|i| i.class.ends_with("Index"))
+        .unwrap();
+    let names: Vec<(&str, u64)> = rec
+        .referents
+        .iter()
+        .map(|r| (r.name.as_str(), r.bytes))
+        .collect();
+    assert_eq!(names, [("docs", 1024), ("postings", 424)]);
+    let lists = &rec.referents[1].children;
+    assert_eq!(lists.len(), 1);
+    assert_eq!((lists[0].name.as_str(), lists[0].bytes), ("lists", 400));
+    let mut out = Vec::new();
+    stats.print_stats(&mut out, Some("Index"), None).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("referents at the last snapshot:"), "{text}");
+    assert!(text.contains("    400 B  lists"), "{text}");
+    assert_eq!(
+        index.docs.len() + index.postings.len() + index.child.data.len(),
+        5002
+    );
+
+    // Level 1: the scopes nested in "postings" are not broken down further.
+    tracker.track_class::<Index>(TrackOptions::new().resolution_level(1));
+    let shallow = build(&tracker);
+    tracker.create_snapshot("shallow");
+    let stats = tracker.stats();
+    let rec = stats
+        .instances
+        .iter()
+        .filter(|i| i.class.ends_with("Index"))
+        .nth(1)
+        .unwrap();
+    assert_eq!(rec.referents[1].bytes, 424);
+    assert!(rec.referents[1].children.is_empty());
+    assert_eq!(rec.sizes.last().unwrap().1, 1448);
+
+    // Dropping releases the whole tree: sizes go to zero and ids are reused.
+    drop((index, shallow));
+    let snap = tracker.create_snapshot("gone");
+    assert_eq!(snap.tracked_class::<Index>().unwrap().active, 0);
+}
