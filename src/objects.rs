@@ -143,8 +143,11 @@ pub(crate) fn set_levels(id: u32, n: u32) {
     page[(id & 0xffff) as usize].store(n.min(u8::MAX as u32) as u8, Ordering::Relaxed);
 }
 
-/// Children of each node that has any: (class of the nested scope, child id).
-static CHILDREN: LazyLock<Mutex<HashMap<u32, Vec<(ClassId, u32)>>>> =
+/// The children of one node: (class of the nested scope, child id).
+type Children = Vec<(ClassId, u32)>;
+
+/// Children of each node that has any.
+static CHILDREN: LazyLock<Mutex<HashMap<u32, Children>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The object that a scope of `class`, entered inside the scope of object `parent`, charges:

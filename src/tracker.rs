@@ -66,8 +66,9 @@ impl Inner {
 
     pub(crate) fn instance_died(&self, id: u64) {
         let _g = OverheadGuard::new();
-        let time = self.now();
         let mut st = self.state.lock();
+        // The time is read under the lock, so each class's history is in time order.
+        let time = self.now();
         let st = &mut *st;
         if let Some(rec) = st.instances.get_mut(id as usize) {
             if rec.death.is_none() {
@@ -88,7 +89,8 @@ impl Inner {
     }
 
     /// Records the deaths of shared objects whose last strong reference is gone.
-    fn reap(&self, st: &mut State, time: f64) {
+    fn reap(&self, st: &mut State) {
+        let time = self.now();
         let State {
             instances,
             classes,
@@ -126,7 +128,7 @@ impl Inner {
         }
         let probes: Vec<(usize, Probe)> = {
             let mut st = self.state.lock();
-            self.reap(&mut st, time);
+            self.reap(&mut st);
             st.instances
                 .iter()
                 .enumerate()
@@ -376,8 +378,8 @@ impl ClassTracker {
         source: Source,
         trace: Option<backtrace::Backtrace>,
     ) -> u64 {
-        let time = self.inner.now();
         let mut st = self.inner.state.lock();
+        let time = self.inner.now();
         let st = &mut *st;
         let id = st.instances.len() as u64;
         let class_name = st
@@ -453,8 +455,7 @@ impl ClassTracker {
         let address = Arc::as_ptr(obj) as *const () as usize;
         {
             let mut st = self.inner.state.lock();
-            let time = self.inner.now();
-            self.inner.reap(&mut st, time);
+            self.inner.reap(&mut st);
             if let Some(&id) = st.shared.get(&address) {
                 return Err(Error::AlreadyTracked { name, id });
             }
@@ -480,8 +481,7 @@ impl ClassTracker {
     /// Records the deaths of tracked shared objects that are gone (snapshots do this too).
     pub fn poll(&self) {
         let _g = OverheadGuard::new();
-        let time = self.inner.now();
-        self.inner.reap(&mut self.inner.state.lock(), time);
+        self.inner.reap(&mut self.inner.state.lock());
     }
 
     /// Stops registering new instances of `T`. Instances already tracked stay tracked.
