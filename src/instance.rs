@@ -79,6 +79,20 @@ pub(crate) fn clip(mut s: String) -> String {
     s
 }
 
+/// The deepest construction backtrace kept, in frames.
+const TRACE_DEPTH: usize = 64;
+
+/// Captures the current stack as raw return addresses (8 bytes a frame; no symbols).
+pub(crate) fn capture_trace() -> Box<[usize]> {
+    let _g = OverheadGuard::new();
+    let mut ips = Vec::with_capacity(TRACE_DEPTH);
+    backtrace::trace(|frame| {
+        ips.push(frame.ip() as usize);
+        ips.len() < TRACE_DEPTH
+    });
+    ips.into_boxed_slice()
+}
+
 /// How the tracker learns an instance's size and whether it is alive.
 pub(crate) enum Source {
     /// Built by `construct`: its size is its object's live bytes; its death is reported by
@@ -139,7 +153,8 @@ pub(crate) struct InstanceRecord {
     /// (snapshot time, live bytes) at each snapshot of its life.
     pub(crate) sizes: Vec<(f64, u64)>,
     pub(crate) max_size: u64,
-    pub(crate) trace: Option<backtrace::Backtrace>,
+    /// Return addresses of the construction stack, resolved only when shown.
+    pub(crate) trace: Option<Box<[usize]>>,
     /// The breakdown by nested scopes at the last snapshot (with a resolution level).
     pub(crate) referents: Vec<crate::objects::Referent>,
 }

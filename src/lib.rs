@@ -94,6 +94,16 @@
 //! never negative and never wrap, even while other threads allocate. A snapshot is not one
 //! instant: allocations made while it reads may or may not be included.
 //!
+//! # Tracked classes and instances
+//!
+//! [`ClassTracker::track_class`] makes values built by [`ClassTracker::construct`] instances
+//! with a birth, a death (the [`Tracked`] handle's drop), a size at each snapshot (the live
+//! bytes allocated in their scopes), a representation and optionally a construction
+//! backtrace. [`ClassTracker::track_object`] tracks an existing `Arc`. Periodic snapshots run
+//! on a background thread; [`ClassTracker::stats`] gathers everything into [`Stats`] to
+//! print, sort, [`dump`](Stats::dump) and [`load`](Stats::load). See the README and
+//! `examples/leak_hunt.rs`.
+//!
 //! # Testing
 //!
 //! Tests that check figures should have their own integration-test file with its own
@@ -128,7 +138,7 @@ pub use snapshot::{
     AllocatorTotals, ClassTotals, Overhead, ProcessMemory, Snapshot, TrackedClassTotals,
 };
 pub use stats::{ClassStats, InstanceStats, SnapshotStats, SortKey, Stats, STATS_VERSION};
-pub use tracker::{ClassTracker, Subscription};
+pub use tracker::{ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT};
 
 /// Whether a [`TrackingAlloc`] has counted any allocation in this process.
 ///

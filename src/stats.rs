@@ -141,35 +141,52 @@ pub struct Stats {
     pub snapshots: Vec<SnapshotStats>,
     /// The tracked classes, by name.
     pub classes: Vec<ClassStats>,
-    /// The instances, by id.
+    /// The instances kept (all live ones, and the most recent dead ones), by id.
     pub instances: Vec<InstanceStats>,
+    /// Dead instances forgotten to stay within the tracker's dead-instance limit.
+    pub evicted_instances: u64,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
     pub reversed: bool,
 }
 
-/// Resolves a construction backtrace to one line per frame, without classtrack's own frames.
-fn resolve_trace(bt: &backtrace::Backtrace) -> Vec<String> {
-    let mut bt = bt.clone();
-    bt.resolve();
+/// Resolves a construction backtrace to one line per frame, without classtrack's own frames
+/// at the top or the runtime's below `main`.
+fn resolve_trace(ips: &[usize]) -> Vec<String> {
     let mut lines = Vec::new();
-    for frame in bt.frames() {
-        for sym in frame.symbols() {
+    'frames: for &ip in ips {
+        let mut names = Vec::new();
+        backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
             let name = sym
                 .name()
-                .map_or_else(|| format!("{:?}", frame.ip()), |n| format!("{n:#}"));
-            let ours = lines.is_empty()
-                && (name.starts_with("classtrack::")
-                    || name.starts_with("backtrace::")
-                    || name.starts_with("<classtrack::"));
-            if ours {
-                continue;
-            }
+                .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
             let at = match (sym.filename(), sym.lineno()) {
                 (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
                 _ => String::new(),
             };
+            names.push((name, at));
+        });
+        if names.is_empty() {
+            names.push((format!("{ip:#x}"), String::new()));
+        }
+        for (name, at) in names {
+            let ours = [
+                "classtrack::",
+                "<classtrack::",
+                "backtrace::",
+                "<backtrace::",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p));
+            if lines.is_empty() && ours {
+                continue;
+            }
+            if name.starts_with("std::rt::lang_start")
+                || name.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+            {
+                break 'frames;
+            }
             lines.push(format!("{name}{at}"));
         }
     }
@@ -207,7 +224,7 @@ impl Stats {
         classes.sort_by(|a, b| a.name.cmp(&b.name));
         let instances = st
             .instances
-            .iter()
+            .values()
             .map(|r| InstanceStats {
                 id: r.id,
                 class: st
@@ -220,7 +237,7 @@ impl Stats {
                 death: r.death,
                 sizes: r.sizes.clone(),
                 max_size: r.max_size,
-                trace: r.trace.as_ref().map(resolve_trace).unwrap_or_default(),
+                trace: r.trace.as_deref().map(resolve_trace).unwrap_or_default(),
                 shared: matches!(r.source, Source::Shared(_)),
                 referents: r.referents.clone(),
             })
@@ -230,6 +247,7 @@ impl Stats {
             snapshots,
             classes,
             instances,
+            evicted_instances: st.evicted,
             order: Vec::new(),
             reversed: false,
         }

@@ -1,6 +1,7 @@
 //! [`ClassTracker`]: tracked classes and objects, snapshots, periodic snapshots, stats.
 
 use std::any::type_name;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,14 +35,70 @@ pub(crate) struct ClassRecord {
     pub(crate) history: Vec<(f64, u64)>,
 }
 
-#[derive(Default)]
+/// How many dead instances a tracker keeps by default (see
+/// [`ClassTracker::set_dead_instance_limit`]).
+pub const DEFAULT_DEAD_INSTANCE_LIMIT: usize = 10_000;
+
 pub(crate) struct State {
     pub(crate) snapshots: Vec<Arc<Snapshot>>,
     pub(crate) classes: HashMap<ClassId, ClassRecord>,
-    /// Every instance ever registered; the index is the instance id.
-    pub(crate) instances: Vec<InstanceRecord>,
+    /// Live instances, and the most recent dead ones, by id.
+    pub(crate) instances: BTreeMap<u64, InstanceRecord>,
+    next_id: u64,
+    /// Dead instances still kept, oldest death first.
+    dead: VecDeque<u64>,
+    dead_limit: usize,
+    /// Dead instances forgotten to stay within the limit.
+    pub(crate) evicted: u64,
     /// Shared objects alive now, by address: to refuse tracking one twice.
     shared: HashMap<usize, u64>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            snapshots: Vec::new(),
+            classes: HashMap::new(),
+            instances: BTreeMap::new(),
+            next_id: 0,
+            dead: VecDeque::new(),
+            dead_limit: DEFAULT_DEAD_INSTANCE_LIMIT,
+            evicted: 0,
+            shared: HashMap::new(),
+        }
+    }
+}
+
+impl State {
+    /// Records the death of instance `id` at `time`, in its class's history too, and forgets
+    /// the oldest dead instances beyond the limit.
+    fn record_death(&mut self, id: u64, time: f64) {
+        let Some(rec) = self.instances.get_mut(&id) else {
+            return;
+        };
+        if rec.death.is_some() {
+            return;
+        }
+        rec.death = Some(time);
+        if let Source::Shared(obj) = &rec.source {
+            self.shared.remove(&obj.address());
+        }
+        if let Some(class) = self.classes.get_mut(&rec.class) {
+            class.active = class.active.saturating_sub(1);
+            class.history.push((time, class.active));
+        }
+        self.dead.push_back(id);
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.dead.len() > self.dead_limit {
+            if let Some(old) = self.dead.pop_front() {
+                self.instances.remove(&old);
+                self.evicted += 1;
+            }
+        }
+    }
 }
 
 struct Subscriber {
@@ -69,21 +126,12 @@ impl Inner {
         let mut st = self.state.lock();
         // The time is read under the lock, so each class's history is in time order.
         let time = self.now();
-        let st = &mut *st;
-        if let Some(rec) = st.instances.get_mut(id as usize) {
-            if rec.death.is_none() {
-                rec.death = Some(time);
-                if let Some(class) = st.classes.get_mut(&rec.class) {
-                    class.active = class.active.saturating_sub(1);
-                    class.history.push((time, class.active));
-                }
-            }
-        }
+        st.record_death(id, time);
     }
 
     pub(crate) fn set_repr(&self, id: u64, repr: String) {
         let _g = OverheadGuard::new();
-        if let Some(rec) = self.state.lock().instances.get_mut(id as usize) {
+        if let Some(rec) = self.state.lock().instances.get_mut(&id) {
             rec.repr = repr;
         }
     }
@@ -91,26 +139,15 @@ impl Inner {
     /// Records the deaths of shared objects whose last strong reference is gone.
     fn reap(&self, st: &mut State) {
         let time = self.now();
-        let State {
-            instances,
-            classes,
-            shared,
-            ..
-        } = st;
-        for rec in instances.iter_mut() {
-            if rec.death.is_some() || !rec.attached {
-                continue;
-            }
-            if let Source::Shared(obj) = &rec.source {
-                if !obj.alive() {
-                    rec.death = Some(time);
-                    shared.remove(&obj.address());
-                    if let Some(class) = classes.get_mut(&rec.class) {
-                        class.active = class.active.saturating_sub(1);
-                        class.history.push((time, class.active));
-                    }
-                }
-            }
+        let gone: Vec<u64> = st
+            .instances
+            .values()
+            .filter(|r| r.death.is_none() && r.attached)
+            .filter(|r| matches!(&r.source, Source::Shared(obj) if !obj.alive()))
+            .map(|r| r.id)
+            .collect();
+        for id in gone {
+            st.record_death(id, time);
         }
     }
 
@@ -126,14 +163,13 @@ impl Inner {
             Object(u32),
             Shared(Arc<dyn SharedObject>),
         }
-        let probes: Vec<(usize, Probe)> = {
+        let probes: Vec<(u64, Probe)> = {
             let mut st = self.state.lock();
             self.reap(&mut st);
             st.instances
                 .iter()
-                .enumerate()
                 .filter(|(_, r)| r.death.is_none() && r.attached)
-                .map(|(i, r)| {
+                .map(|(&i, r)| {
                     let probe = match &r.source {
                         Source::Constructed { object } => Probe::Object(*object),
                         Source::Shared(obj) => Probe::Shared(obj.clone()),
@@ -142,7 +178,7 @@ impl Inner {
                 })
                 .collect()
         };
-        type Measured = (usize, u64, Option<String>, Vec<crate::objects::Referent>);
+        type Measured = (u64, u64, Option<String>, Vec<crate::objects::Referent>);
         let measured: Vec<Measured> = probes
             .into_iter()
             .map(|(i, probe)| match probe {
@@ -157,7 +193,9 @@ impl Inner {
         let st = &mut *guard;
         let mut per_class: HashMap<ClassId, TrackedClassTotals> = HashMap::new();
         for (i, size, repr, referents) in measured {
-            let rec = &mut st.instances[i];
+            let Some(rec) = st.instances.get_mut(&i) else {
+                continue;
+            };
             if let Some(repr) = repr {
                 rec.repr = repr;
             }
@@ -358,7 +396,7 @@ impl ClassTracker {
             v
         };
         let _g = OverheadGuard::new();
-        let trace = options.trace.then(backtrace::Backtrace::new_unresolved);
+        let trace = options.trace.then(crate::instance::capture_trace);
         let repr_text = repr.map_or_else(|| format!("<{class_name}>"), |r| clip(r(&value)));
         let id = self.register(
             class,
@@ -376,12 +414,13 @@ impl ClassTracker {
         name: String,
         repr: String,
         source: Source,
-        trace: Option<backtrace::Backtrace>,
+        trace: Option<Box<[usize]>>,
     ) -> u64 {
         let mut st = self.inner.state.lock();
         let time = self.inner.now();
         let st = &mut *st;
-        let id = st.instances.len() as u64;
+        let id = st.next_id;
+        st.next_id += 1;
         let class_name = st
             .classes
             .get(&class)
@@ -389,21 +428,24 @@ impl ClassTracker {
         if let Source::Shared(obj) = &source {
             st.shared.insert(obj.address(), id);
         }
-        st.instances.push(InstanceRecord {
+        st.instances.insert(
             id,
-            class,
-            class_name,
-            name,
-            repr,
-            birth: time,
-            death: None,
-            attached: true,
-            source,
-            sizes: Vec::new(),
-            max_size: 0,
-            trace,
-            referents: Vec::new(),
-        });
+            InstanceRecord {
+                id,
+                class,
+                class_name,
+                name,
+                repr,
+                birth: time,
+                death: None,
+                attached: true,
+                source,
+                sizes: Vec::new(),
+                max_size: 0,
+                trace,
+                referents: Vec::new(),
+            },
+        );
         if let Some(c) = st.classes.get_mut(&class) {
             c.active += 1;
             c.created += 1;
@@ -469,7 +511,7 @@ impl ClassTracker {
             });
         }
         let repr_text = repr.map_or_else(|| format!("<{name}>"), |r| clip(r(obj)));
-        let trace = options.trace.then(backtrace::Backtrace::new_unresolved);
+        let trace = options.trace.then(crate::instance::capture_trace);
         let shared: Arc<dyn SharedObject> = Arc::new(SharedArc {
             weak: Arc::downgrade(obj),
             _kept: options.keep.then(|| obj.clone()),
@@ -519,7 +561,7 @@ impl ClassTracker {
             for c in st.classes.values_mut() {
                 c.attached = false;
             }
-            for rec in st.instances.iter_mut() {
+            for rec in st.instances.values_mut() {
                 rec.attached = false;
                 if let Source::Shared(_) = rec.source {
                     released.push(std::mem::replace(
@@ -532,6 +574,17 @@ impl ClassTracker {
         }
         // Kept objects may be dropped here, running user code: never under the lock.
         drop(released);
+    }
+
+    /// Keeps at most `limit` dead instances (the most recent deaths), forgetting older ones;
+    /// live instances are always kept, and every birth and death stays in its class's
+    /// history. The default is [`DEFAULT_DEAD_INSTANCE_LIMIT`]; a service that builds
+    /// tracked objects for ever needs a bound.
+    pub fn set_dead_instance_limit(&self, limit: usize) {
+        let _g = OverheadGuard::new();
+        let mut st = self.inner.state.lock();
+        st.dead_limit = limit;
+        st.evict();
     }
 
     /// Detaches everything and forgets all snapshots, instances and history.

@@ -1,0 +1,164 @@
+//! Finding a slow leak in a service-like loop with periodic snapshots.
+//!
+//! Run it with `cargo run --release --example leak_hunt`. A request loop creates sessions
+//! and responses that are all dropped, keeps a bounded cache, and, by mistake, keeps every
+//! audit entry forever. Periodic snapshots and the summary show which class grows.
+
+use std::alloc::System;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use classtrack::{report::format_bytes, ClassTracker, SortKey, TrackOptions, TrackingAlloc};
+
+#[global_allocator]
+static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+/// Per-request state: built and dropped for every request.
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Session {
+    user: String,
+    headers: Vec<(String, String)>,
+}
+
+/// A rendered response: dropped once sent.
+#[allow(dead_code)]
+struct Response {
+    body: Vec<u8>,
+}
+
+/// One audit record. The service means to flush these, but never does: the leak.
+#[derive(Debug)]
+#[allow(dead_code)]
+struct AuditEntry {
+    request: u64,
+    action: String,
+}
+
+/// A bounded cache of recent responses: grows to its bound, then stays flat.
+struct ResponseCache {
+    order: VecDeque<u64>,
+    bodies: HashMap<u64, Vec<u8>>,
+    bound: usize,
+}
+
+impl ResponseCache {
+    fn insert(&mut self, key: u64, body: Vec<u8>) {
+        if self.bodies.insert(key, body).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.bound {
+            if let Some(old) = self.order.pop_front() {
+                self.bodies.remove(&old);
+            }
+        }
+    }
+}
+
+fn main() {
+    let tracker = ClassTracker::new();
+    tracker.track_class::<Session>(TrackOptions::new().name("Session"));
+    tracker.track_class::<AuditEntry>(TrackOptions::new().name("AuditEntry").trace(true));
+
+    let mut cache = ResponseCache {
+        order: VecDeque::new(),
+        bodies: HashMap::new(),
+        bound: 500,
+    };
+    let mut audit_log = Vec::new();
+
+    tracker
+        .start_periodic_snapshots(Duration::from_millis(100))
+        .expect("a non-zero interval");
+    let started = std::time::Instant::now();
+    let mut request = 0u64;
+    while started.elapsed() < Duration::from_millis(1050) {
+        request += 1;
+        let session = tracker.construct_debug(|| Session {
+            user: format!("user-{}", request % 977),
+            headers: (0..8)
+                .map(|h| (format!("x-header-{h}"), "v".repeat(32)))
+                .collect(),
+        });
+        let response = classtrack::scope::<Response, _>(|| Response {
+            body: format!("hello {} #{request}", session.user)
+                .repeat(16)
+                .into_bytes(),
+        });
+        classtrack::scope::<ResponseCache, _>(|| {
+            cache.insert(request % 2000, response.body.clone())
+        });
+        if request % 4 == 0 {
+            // The leak: a quarter of the requests leave an audit entry behind, for good.
+            audit_log.push(tracker.construct_debug(|| AuditEntry {
+                request,
+                action: format!("{} read /orders/{}", session.user, request % 100),
+            }));
+        }
+        drop((session, response));
+    }
+    tracker.stop_periodic_snapshots();
+
+    let stats = tracker.stats();
+    stats
+        .print_summary(&mut std::io::stdout())
+        .expect("stdout is writable");
+
+    // Which tracked class grew from the first periodic snapshot to the last?
+    let snaps = tracker.snapshots();
+    let (first, last) = (&snaps[0], &snaps[snaps.len() - 1]);
+    let seconds = last.time - first.time;
+    println!(
+        "\ngrowth between {:.2} s and {:.2} s:",
+        first.time, last.time
+    );
+    let mut suspects = Vec::new();
+    for t in &last.tracked {
+        let before = first
+            .tracked_class_named(&t.name)
+            .map_or(0, |c| c.total_bytes);
+        let rate = (t.total_bytes as f64 - before as f64) / seconds;
+        println!(
+            "  {:<12} {:>8} instances, {:>10} -> {:>10}  ({}/s)",
+            t.name,
+            t.active,
+            format_bytes(before),
+            format_bytes(t.total_bytes),
+            format_bytes(rate.max(0.0) as u64)
+        );
+        if rate > 0.0 {
+            suspects.push(t.name.clone());
+        }
+    }
+    // The same question for every class, tracked or not, from the allocator's per-class totals.
+    println!("\nclasses whose live bytes grew the most:");
+    let mut growth: Vec<(i64, &str)> = last
+        .user_classes()
+        .map(|c| {
+            let before = first.class_named(&c.name).map_or(0, |b| b.live_bytes);
+            (c.live_bytes as i64 - before as i64, &*c.name)
+        })
+        .collect();
+    growth.sort();
+    for (delta, name) in growth.iter().rev().take(3) {
+        println!("  {name:<40} {:+} bytes", delta);
+    }
+    println!("\nleak suspects: {}", suspects.join(", "));
+    println!(
+        "tracking cost at the last snapshot: {} ({} in the tracker's own records)",
+        format_bytes(last.overhead.total_bytes()),
+        format_bytes(last.overhead.tracker_bytes)
+    );
+
+    println!("\nthe three oldest audit entries, with where they were built:");
+    let mut stats = stats;
+    stats.sort_stats(&[SortKey::Birth]);
+    stats
+        .print_stats(&mut std::io::stdout(), Some("AuditEntry"), Some(3))
+        .expect("stdout is writable");
+    println!(
+        "\n{request} requests, {} audit entries kept, cache of {}",
+        audit_log.len(),
+        cache.bodies.len()
+    );
+}
