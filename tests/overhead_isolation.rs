@@ -52,7 +52,7 @@ fn tracker_work_inside_user_scope_is_overhead() {
     let tracker = ClassTracker::new();
     let mut report = Vec::with_capacity(1 << 16);
     let kept = classtrack::scope_named("iso::user", || {
-        let mine = vec![1u8; 1234];
+        let mine = std::hint::black_box(vec![1u8; 1234]);
         // Everything classtrack does here allocates: new classes (registry and thread-local
         // cache), snapshots (names, totals, index), the kept snapshot list, tables.
         for i in 0..2000 {
@@ -78,7 +78,9 @@ fn tracker_work_inside_user_scope_is_overhead() {
 }
 
 fn classes_sum_to_inner_allocator() {
-    let _keep = classtrack::scope_named("iso::sum", || vec![vec![0u8; 77]; 100]);
+    let _keep = std::hint::black_box(classtrack::scope_named("iso::sum", || {
+        vec![vec![0u8; 77]; 100]
+    }));
     let classes = classtrack::class_count();
     let totals = classtrack_shim::read_totals(classes);
     // Read the inner allocator right after the counters, with no allocation in between (the

@@ -1,6 +1,7 @@
 //! The per-class table: columns, order, reserved rows, totals and units.
 
 use std::alloc::System;
+use std::hint::black_box;
 
 use classtrack::{ClassTracker, TrackingAlloc};
 
@@ -10,8 +11,8 @@ static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 #[test]
 fn table_lists_classes_largest_first_then_reserved_then_total() {
     let tracker = ClassTracker::new();
-    let small = classtrack::scope_named("table::small", || vec![0u8; 100]);
-    let big = classtrack::scope_named("table::big", || vec![vec![0u8; 5 * 1024]; 2]);
+    let small = classtrack::scope_named("table::small", || black_box(vec![0u8; 100]));
+    let big = classtrack::scope_named("table::big", || black_box(vec![vec![0u8; 5 * 1024]; 2]));
     let snap = tracker.create_snapshot("phase one");
     let mut out = Vec::new();
     snap.write_table(&mut out).unwrap();
@@ -65,7 +66,7 @@ fn table_lists_classes_largest_first_then_reserved_then_total() {
 #[test]
 fn snapshot_accounts_overhead_and_process_memory() {
     let tracker = ClassTracker::new();
-    let keep = classtrack::scope_named("table::keep", || vec![1u64; 1000]);
+    let keep = classtrack::scope_named("table::keep", || black_box(vec![1u64; 1000]));
     let snap = tracker.create_snapshot("o");
     let o = snap.overhead;
     assert!(o.tracker_bytes > 0);

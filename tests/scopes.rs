@@ -1,6 +1,7 @@
 //! Scopes nest (innermost wins), end on panic as on return, and name classes as documented.
 
 use std::alloc::System;
+use std::hint::black_box;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use classtrack::{ClassTracker, TrackingAlloc};
@@ -22,10 +23,10 @@ fn live(tracker: &ClassTracker, name: &str) -> (u64, u64) {
 fn nested_scopes_innermost_wins_and_outer_resumes() {
     let tracker = ClassTracker::new();
     let (a, b, c) = classtrack::scope_named("nest::outer", || {
-        let a = vec![0u8; 100];
+        let a = black_box(vec![0u8; 100]);
         let (b, c) = classtrack::scope_named("nest::inner", || {
-            let b = vec![0u8; 30];
-            let c = classtrack::scope_named("nest::innermost", || vec![0u8; 7]);
+            let b = black_box(vec![0u8; 30]);
+            let c = classtrack::scope_named("nest::innermost", || black_box(vec![0u8; 7]));
             (b, c)
         });
         (a, b, c)
@@ -60,7 +61,7 @@ fn panic_inside_closure_scope_restores_outer() {
     drop(r);
     let _g = classtrack::enter_named("panic::outer");
     assert_eq!(classtrack::current_class(), outer);
-    let v = vec![0u8; 55];
+    let v = black_box(vec![0u8; 55]);
     assert_eq!(live(&tracker, "panic::outer"), (55, 1));
     // The inner vector was dropped during unwinding, the payload by `catch_unwind`'s caller:
     // both credited to the inner class, which allocated them.
@@ -92,8 +93,9 @@ fn panic_inside_guard_scope_restores_outer() {
 #[test]
 fn type_classes_are_named_by_type_name_and_shared_with_named_scopes() {
     let tracker = ClassTracker::new();
-    let by_type = classtrack::scope::<Outer, _>(|| vec![1u32; 10]);
-    let by_name = classtrack::scope_named(std::any::type_name::<Outer>(), || vec![1u8; 3]);
+    let by_type = classtrack::scope::<Outer, _>(|| black_box(vec![1u32; 10]));
+    let by_name =
+        classtrack::scope_named(std::any::type_name::<Outer>(), || black_box(vec![1u8; 3]));
     assert_eq!(
         classtrack::class_id_of::<Outer>(),
         classtrack::class_id_named(std::any::type_name::<Outer>())

@@ -55,7 +55,8 @@ fn exited_threads_keep_counts_and_shards_are_reused() {
     let shard_bytes_before = snap.overhead.shard_bytes;
     for i in 0..200 {
         std::thread::spawn(move || {
-            let v = classtrack::scope_named("exit::churn", || vec![i as u8; 64]);
+            let v =
+                classtrack::scope_named("exit::churn", || std::hint::black_box(vec![i as u8; 64]));
             assert_eq!(v.len(), 64);
         })
         .join()
