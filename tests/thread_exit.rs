@@ -25,7 +25,7 @@ extern "C" fn allocates_on_exit(_: *mut libc::c_void) {
         drop(gone);
         vec![2u8; 700]
     });
-    std::mem::forget(kept);
+    std::mem::forget(std::hint::black_box(kept));
     RETIRED_BEFORE_DTOR.store(retired, Ordering::SeqCst);
     DTOR_RAN.store(true, Ordering::SeqCst);
 }
