@@ -79,23 +79,30 @@ enum Setup {
     System,
     Tracked,
     TrackedInScope,
+    TrackedUnsampled,
 }
 
 impl Setup {
-    const ALL: [Setup; 3] = [Setup::System, Setup::Tracked, Setup::TrackedInScope];
+    const ALL: [Setup; 4] = [
+        Setup::System,
+        Setup::Tracked,
+        Setup::TrackedInScope,
+        Setup::TrackedUnsampled,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Setup::System => "system",
             Setup::Tracked => "tracked",
             Setup::TrackedInScope => "tracked_in_scope",
+            Setup::TrackedUnsampled => "tracked_unsampled",
         }
     }
 
     fn alloc(self) -> Via {
         match self {
             Setup::System => Via(&System),
-            Setup::Tracked | Setup::TrackedInScope => Via(&TRACKED),
+            Setup::Tracked | Setup::TrackedInScope | Setup::TrackedUnsampled => Via(&TRACKED),
         }
     }
 
@@ -165,10 +172,17 @@ fn workloads(c: &mut Criterion) {
     for (name, work) in cases {
         let mut g = c.benchmark_group(name);
         for setup in Setup::ALL {
+            // Sampling is on by default (one stack per 512 KiB allocated, on average); the
+            // last setup turns it off to show what the sampling itself costs.
+            let mean = classtrack::sample_mean();
+            if let Setup::TrackedUnsampled = setup {
+                classtrack::set_sample_mean(0);
+            }
             g.bench_function(BenchmarkId::from_parameter(setup.name()), |b| {
                 let a = setup.alloc();
                 b.iter(|| setup.run(|| black_box(work(black_box(a)))))
             });
+            classtrack::set_sample_mean(mean);
         }
         g.finish();
     }

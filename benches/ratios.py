@@ -20,15 +20,17 @@ def fmt(ns):
     return f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.2f} ns"
 
 
-print("| workload | System | tracked | ratio | tracked, in a scope | ratio |")
-print("|---|---|---|---|---|---|")
+print("| workload | System | tracked | ratio | tracked, in a scope | ratio | tracked, sampling off | ratio |")
+print("|---|---|---|---|---|---|---|---|")
 for group in ["small_alloc_free", "vec_growth", "hashmap_build"]:
     base = median_ns(group, "system")
     t = median_ns(group, "tracked")
     s = median_ns(group, "tracked_in_scope")
-    if None in (base, t, s):
+    u = median_ns(group, "tracked_unsampled")
+    if None in (base, t, s, u):
         continue
-    print(f"| {group} | {fmt(base)} | {fmt(t)} | {t / base:.3f}× | {fmt(s)} | {s / base:.3f}× |")
+    print(f"| {group} | {fmt(base)} | {fmt(t)} | {t / base:.3f}× | {fmt(s)} | {s / base:.3f}× "
+          f"| {fmt(u)} | {u / base:.3f}× |")
 print()
 print("| scope operation | median |")
 print("|---|---|")

@@ -126,7 +126,10 @@ mod snapshot;
 mod stats;
 mod tracker;
 
-pub use classtrack_shim::{ClassId, TrackingAlloc, METADATA_BYTES_PER_BLOCK};
+pub use classtrack_shim::{
+    sample_mean, set_sample_mean, set_stack_depth, stack_depth, ClassId, TrackingAlloc,
+    DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
+};
 pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;

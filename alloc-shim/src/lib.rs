@@ -35,13 +35,24 @@
 
 mod local;
 mod objects;
+mod sampling;
 mod shard;
 mod tracking;
 
 pub use local::{current_tag, replace_tag, thread_owns_shard, OverheadGuard};
 pub use objects::{read_object, OBJECT_LIMIT};
+pub use sampling::{
+    sample_counts, sample_mean, sample_receiver, set_sample_mean, set_stack_depth, set_trace_all,
+    stack_depth, traces_all, SampleEvent, SampleRecord, CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN,
+    MAX_STACK_DEPTH,
+};
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
+
+/// In a tag word: every allocation of the class is sampled (the thread-local tag only).
+pub(crate) const TRACE_ALL_BIT: u64 = 1 << 24;
+/// In a block's tag word: the block was sampled, so its resize and free are reported.
+pub(crate) const SAMPLED_BIT: u64 = 1 << 25;
 
 /// Bytes of metadata stored in each tracked block, after the user's bytes.
 ///

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::ptr;
 
 use crate::shard::{self, page_key, Event, Page, Shard, Sink};
-use crate::{ClassId, Tag};
+use crate::{ClassId, Tag, TRACE_ALL_BIT};
 
 /// The thread has not allocated yet: no shard.
 const FRESH: u8 = 0;
@@ -35,6 +35,41 @@ pub(crate) struct Local {
     shard: Cell<*const Shard>,
     /// One of [`FRESH`], [`ACTIVE`], [`BUSY`], [`EXITED`].
     state: Cell<u8>,
+    /// Bytes left until the next sample point (see `sampling`).
+    sample_left: Cell<i64>,
+    /// The sampler's random generator state (0: not seeded yet).
+    rng: Cell<u64>,
+    /// Set while this thread is in the sampler: nested allocations are not sampled.
+    in_sampler: Cell<bool>,
+}
+
+/// The sampler's per-thread state, as handed to [`with_sampler`].
+pub(crate) struct SamplerState {
+    pub(crate) left: i64,
+    pub(crate) rng: u64,
+}
+
+/// Runs `f` with this thread's sampler state, unless the thread is in the sampler already
+/// (then `None`: a nested allocation is never sampled).
+pub(crate) fn with_sampler<R>(f: impl FnOnce(&mut SamplerState) -> R) -> Option<R> {
+    let local = local_ptr();
+    if local.is_null() {
+        return None;
+    }
+    // SAFETY: as in `count_current`.
+    let local = unsafe { &*local };
+    if local.in_sampler.replace(true) {
+        return None;
+    }
+    let mut state = SamplerState {
+        left: local.sample_left.get(),
+        rng: local.rng.get(),
+    };
+    let r = f(&mut state);
+    local.sample_left.set(state.left);
+    local.rng.set(state.rng);
+    local.in_sampler.set(false);
+    Some(r)
 }
 
 thread_local! {
@@ -45,6 +80,9 @@ thread_local! {
             page: Cell::new(ptr::null()),
             shard: Cell::new(ptr::null()),
             state: Cell::new(FRESH),
+            sample_left: Cell::new(0),
+            rng: Cell::new(0),
+            in_sampler: Cell::new(false),
         }
     };
     /// Its destructor hands the thread's shard back for the next new thread.
@@ -81,20 +119,41 @@ fn local_ptr() -> *const Local {
         .unwrap_or(ptr::null())
 }
 
-/// Counts `event` for the current tag's class and returns the tag.
+/// Counts the allocation of `bytes` for the current tag's class; returns the tag, and whether
+/// the sampler must look at the block (its countdown ran out, or its class is traced
+/// entirely: then the third value is true).
 #[inline(always)]
-pub(crate) fn count_current(event: Event) -> Tag {
+pub(crate) fn count_alloc(bytes: usize) -> (Tag, bool, bool) {
     let local = local_ptr();
     if local.is_null() {
-        shared_sink(ClassId::UNTRACKED).apply(event);
-        return Tag::UNTRACKED;
+        shared_sink(ClassId::UNTRACKED).apply(Event::Alloc(bytes));
+        return (Tag::UNTRACKED, false, false);
     }
     // SAFETY: `LOCAL` is `const`-initialised and has no destructor, so its storage is valid
     // for the whole life of this thread; it is used here, on its own thread, only.
     let local = unsafe { &*local };
-    let tag = Tag::from_bits(local.tag.get());
-    count_in(local, tag.class, event);
-    tag
+    let bits = local.tag.get();
+    let tag = Tag::from_bits(bits);
+    count_in(local, tag.class, Event::Alloc(bytes));
+    let trace_all = bits & TRACE_ALL_BIT != 0;
+    let left = local.sample_left.get().wrapping_sub(bytes as i64);
+    local.sample_left.set(left);
+    (tag, left <= 0 || trace_all, trace_all)
+}
+
+/// Advances this thread's sample countdown by `bytes` (a realloc's growth); true if it ran
+/// out.
+#[inline(always)]
+pub(crate) fn countdown(bytes: usize) -> bool {
+    let local = local_ptr();
+    if local.is_null() {
+        return false;
+    }
+    // SAFETY: as in `count_alloc`.
+    let local = unsafe { &*local };
+    let left = local.sample_left.get().wrapping_sub(bytes as i64);
+    local.sample_left.set(left);
+    left <= 0
 }
 
 /// Counts `event` (a free or resize of a block of `class`) on this thread.
@@ -104,7 +163,7 @@ pub(crate) fn count(class: ClassId, event: Event) {
     if local.is_null() {
         return shared_sink(class).apply(event);
     }
-    // SAFETY: as in `count_current`.
+    // SAFETY: as in `count_alloc`.
     count_in(unsafe { &*local }, class, event)
 }
 

@@ -17,12 +17,24 @@ static OBJECTS: Shard = Shard::empty();
 #[inline(always)]
 pub(crate) fn count_object(object: u32, event: Event) {
     if object != 0 {
-        count_object_slow(object, event)
+        // Passed as scalars, so that nothing is spilled to the stack on the common path (an
+        // enum of this size would be passed by reference).
+        let (kind, a, b) = match event {
+            Event::Alloc(n) => (0, n, 0),
+            Event::Free(n) => (1, n, 0),
+            Event::Resize(old, new) => (2, old, new),
+        };
+        count_object_slow(object, kind, a, b)
     }
 }
 
 #[inline(never)]
-fn count_object_slow(object: u32, event: Event) {
+fn count_object_slow(object: u32, kind: u8, a: usize, b: usize) {
+    let event = match kind {
+        0 => Event::Alloc(a),
+        1 => Event::Free(a),
+        _ => Event::Resize(a, b),
+    };
     if object >= OBJECT_LIMIT {
         return lost();
     }

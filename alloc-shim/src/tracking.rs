@@ -3,10 +3,11 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 
-use crate::local::{count, count_current};
+use crate::local::{count, count_alloc, countdown};
 use crate::objects::count_object;
+use crate::sampling::{self, SampleEvent};
 use crate::shard::Event;
-use crate::Tag;
+use crate::{Tag, SAMPLED_BIT};
 
 /// Bytes of metadata after each block: the block's [`Tag`], little-endian, unaligned.
 pub(crate) const TRAILER: usize = 8;
@@ -60,27 +61,25 @@ fn outer(size: usize, align: usize) -> Option<Layout> {
     Some(unsafe { Layout::from_size_align_unchecked(size + TRAILER, align) })
 }
 
-/// Writes `tag` in the trailer of the block at `p` whose user size is `size`.
+/// Writes the tag word `bits` in the trailer of the block at `p` whose user size is `size`.
 ///
 /// # Safety
 /// `p` must point to a live block of at least `size + TRAILER` bytes.
 #[inline(always)]
-unsafe fn write_tag(p: *mut u8, size: usize, tag: Tag) {
+unsafe fn write_bits(p: *mut u8, size: usize, bits: u64) {
     // SAFETY: the caller guarantees `size + TRAILER` bytes at `p`; the write is unaligned.
-    unsafe { ptr::write_unaligned(p.add(size).cast::<u64>(), tag.to_bits().to_le()) }
+    unsafe { ptr::write_unaligned(p.add(size).cast::<u64>(), bits.to_le()) }
 }
 
-/// Reads the tag in the trailer of the block at `p` whose user size is `size`.
+/// Reads the tag word in the trailer of the block at `p` whose user size is `size`.
 ///
 /// # Safety
 /// `p` must point to a live block allocated by [`TrackingAlloc`] with user size `size`.
 #[inline(always)]
-unsafe fn read_tag(p: *const u8, size: usize) -> Tag {
+unsafe fn read_bits(p: *const u8, size: usize) -> u64 {
     // SAFETY: the block was allocated with `size + TRAILER` bytes and its trailer written at
     // allocation (or resize); the read is unaligned.
-    Tag::from_bits(u64::from_le(unsafe {
-        ptr::read_unaligned(p.add(size).cast::<u64>())
-    }))
+    u64::from_le(unsafe { ptr::read_unaligned(p.add(size).cast::<u64>()) })
 }
 
 impl<A: GlobalAlloc> TrackingAlloc<A> {
@@ -100,10 +99,14 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         if p.is_null() {
             return p;
         }
-        let tag = count_current(Event::Alloc(layout.size()));
+        let (tag, look, trace_all) = count_alloc(layout.size());
         count_object(tag.object, Event::Alloc(layout.size()));
+        let mut bits = tag.to_bits();
+        if look && sampling::on_countdown(p as usize, layout.size(), tag, trace_all) {
+            bits |= SAMPLED_BIT;
+        }
         // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
-        unsafe { write_tag(p, layout.size(), tag) };
+        unsafe { write_bits(p, layout.size(), bits) };
         p
     }
 }
@@ -130,11 +133,16 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller passes a block from this allocator with its layout.
-        let tag = unsafe { read_tag(ptr, layout.size()) };
-        // Counted before the block is handed back, so that the inner allocator's `dealloc` is
-        // a tail call. The block is the caller's until then; no one else can observe it.
+        let bits = unsafe { read_bits(ptr, layout.size()) };
+        let tag = Tag::from_bits(bits);
+        // Counted (and reported, if sampled) before the block is handed back, so that the
+        // inner allocator's `dealloc` is a tail call, and no reuse of the address can be
+        // reported before this free. The block is the caller's until then.
         count(tag.class, Event::Free(layout.size()));
         count_object(tag.object, Event::Free(layout.size()));
+        if bits & SAMPLED_BIT != 0 {
+            sampling::report(SampleEvent::Free, ptr as usize, layout.size(), tag.class);
+        }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let outer =
             unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
@@ -148,7 +156,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
             return ptr::null_mut();
         };
         // SAFETY: the caller passes a block from this allocator with its layout.
-        let tag = unsafe { read_tag(ptr, layout.size()) };
+        let bits = unsafe { read_bits(ptr, layout.size()) };
+        let tag = Tag::from_bits(bits);
+        let sampled = bits & SAMPLED_BIT != 0;
+        if sampled {
+            sampling::report(SampleEvent::Moving, ptr as usize, layout.size(), tag.class);
+        }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let old_outer =
             unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
@@ -157,10 +170,25 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         let p = unsafe { self.inner.realloc(ptr, old_outer, new_outer.size()) };
         if p.is_null() {
             // The old block is untouched, trailer included: no counter changes.
+            if sampled {
+                let from = ptr as usize;
+                sampling::report(SampleEvent::Moved { from }, from, layout.size(), tag.class);
+            }
             return p;
         }
+        let mut new_bits = bits;
+        if sampled {
+            let from = ptr as usize;
+            sampling::report(SampleEvent::Moved { from }, p as usize, new_size, tag.class);
+        } else if new_size > layout.size()
+            && countdown(new_size - layout.size())
+            && sampling::on_countdown(p as usize, new_size, tag, false)
+        {
+            // The growth crossed a sample point: the block is sampled from now on.
+            new_bits |= SAMPLED_BIT;
+        }
         // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.
-        unsafe { write_tag(p, new_size, tag) };
+        unsafe { write_bits(p, new_size, new_bits) };
         count(tag.class, Event::Resize(layout.size(), new_size));
         count_object(tag.object, Event::Resize(layout.size(), new_size));
         p
@@ -209,6 +237,7 @@ mod tests {
         unsafe {
             let p = A.alloc(layout);
             replace_tag(Tag::class(ClassId(43)));
+            let read_tag = |p, size| Tag::from_bits(read_bits(p, size));
             assert_eq!(read_tag(p, 24).class, ClassId(42));
             let q = A.realloc(p, layout, 1000);
             assert_eq!(read_tag(q, 1000).class, ClassId(42));

@@ -1,0 +1,287 @@
+//! Sampling allocation sites: which stacks allocate each class's memory.
+//!
+//! Each thread counts down the bytes it allocates; the countdown is redrawn from an
+//! exponential distribution of mean [`sample_mean`] bytes, so sample points form a Poisson
+//! process over allocated bytes (as in jemalloc, tcmalloc and Go): a block of `Z` bytes is
+//! sampled with probability `1 - e^(-Z/R)`, large blocks almost always, small ones at the right
+//! rate. Blocks of classes set to be traced entirely ([`set_trace_all`]) are all sampled.
+//!
+//! A sampled block is marked in its tag, so its resize and free are reported too. The stack
+//! is captured as raw return addresses (no symbols) into a fixed array, without allocating or
+//! locking, and sent with `try_send` on a bounded crossbeam channel to whoever drains
+//! [`sample_receiver`]; when the channel is full the record is dropped and counted, the
+//! allocating thread never waits.
+//!
+//! The countdown costs the hot path a load, a subtraction, a store and a branch on the
+//! thread-local line it already reads; everything else is `#[cold]`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::local::{with_sampler, SamplerState};
+use crate::{ClassId, Tag};
+
+/// The default mean distance between samples, in allocated bytes (as jemalloc's and Go's).
+pub const DEFAULT_SAMPLE_MEAN: u64 = 512 * 1024;
+/// The deepest stack a sample records.
+pub const MAX_STACK_DEPTH: usize = 64;
+/// Records the channel holds before new ones are dropped.
+pub const CHANNEL_CAPACITY: usize = 1024;
+/// While sampling is off, threads look again at the setting every this many bytes.
+const RECHECK_BYTES: i64 = 64 << 20;
+
+static MEAN: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_MEAN);
+static DEPTH: AtomicUsize = AtomicUsize::new(MAX_STACK_DEPTH);
+static SENT: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The state of the channel: 0 none yet, 1 being made, 2 ready.
+static CHANNEL_STATE: AtomicU8 = AtomicU8::new(0);
+static CHANNEL: OnceLock<(Sender<SampleRecord>, Receiver<SampleRecord>)> = OnceLock::new();
+
+/// Sets the mean distance between samples in allocated bytes; 0 turns sampling off. Threads
+/// pick the new setting up at their next sample (or within 64 MiB while it was off).
+pub fn set_sample_mean(bytes: u64) {
+    // Relaxed: a setting; nothing else is published with it.
+    MEAN.store(bytes, Ordering::Relaxed);
+}
+
+/// The mean distance between samples in allocated bytes (0: off).
+pub fn sample_mean() -> u64 {
+    // Relaxed: a setting.
+    MEAN.load(Ordering::Relaxed)
+}
+
+/// Sets how many frames a sample keeps (1 to [`MAX_STACK_DEPTH`]).
+pub fn set_stack_depth(frames: usize) {
+    // Relaxed: a setting.
+    DEPTH.store(frames.clamp(1, MAX_STACK_DEPTH), Ordering::Relaxed);
+}
+
+/// How many frames a sample keeps.
+pub fn stack_depth() -> usize {
+    // Relaxed: a setting.
+    DEPTH.load(Ordering::Relaxed)
+}
+
+/// Records sent, and records dropped because the channel was full.
+pub fn sample_counts() -> (u64, u64) {
+    // Relaxed: statistics.
+    (
+        SENT.load(Ordering::Relaxed),
+        DROPPED.load(Ordering::Relaxed),
+    )
+}
+
+/// Classes whose every allocation is sampled, in pages of 65,536 created on first use.
+static TRACE_ALL: [OnceLock<Box<[AtomicBool]>>; 256] = [const { OnceLock::new() }; 256];
+
+/// Samples every allocation of `class` (for small suspect classes), or stops doing so. Takes
+/// effect for scopes entered afterwards.
+pub fn set_trace_all(class: ClassId, on: bool) {
+    let i = class.index() & (ClassId::LIMIT as usize - 1);
+    if !on && TRACE_ALL[i >> 16].get().is_none() {
+        return;
+    }
+    let page =
+        TRACE_ALL[i >> 16].get_or_init(|| (0..1 << 16).map(|_| AtomicBool::new(false)).collect());
+    // Relaxed: a setting read when a scope is entered.
+    page[i & 0xffff].store(on, Ordering::Relaxed);
+}
+
+/// Whether every allocation of `class` is sampled.
+#[inline]
+pub fn traces_all(class: ClassId) -> bool {
+    let i = class.index() & (ClassId::LIMIT as usize - 1);
+    TRACE_ALL[i >> 16]
+        .get()
+        // Relaxed: see `set_trace_all`.
+        .is_some_and(|page| page[i & 0xffff].load(Ordering::Relaxed))
+}
+
+/// What happened to a sampled block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleEvent {
+    /// The block was allocated (the record carries its stack).
+    Alloc,
+    /// The block was freed.
+    Free,
+    /// The block is about to be resized (sent before the inner `realloc`, so that a reuse of
+    /// its address by another thread, reported later, cannot be mistaken for it).
+    Moving,
+    /// The block was resized from `from` to the record's address and size (after `Moving`;
+    /// `from` equals the address when a failed `realloc` left it in place).
+    Moved {
+        /// Its address before.
+        from: usize,
+    },
+}
+
+/// One sampled event, as sent on the channel.
+#[derive(Clone, Copy)]
+pub struct SampleRecord {
+    /// What happened.
+    pub event: SampleEvent,
+    /// The block's address (its identity until freed).
+    pub address: usize,
+    /// The class the block is charged to.
+    pub class: ClassId,
+    /// The block's size now.
+    pub size: usize,
+    /// The sampling mean in force when the block was sampled; 0 if every allocation of its
+    /// class is sampled (the sample then stands for itself alone).
+    pub mean: u64,
+    /// How many entries of `frames` are set (0 for frees and resizes).
+    pub depth: usize,
+    /// Return addresses, innermost first.
+    pub frames: [usize; MAX_STACK_DEPTH],
+}
+
+impl std::fmt::Debug for SampleRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleRecord")
+            .field("event", &self.event)
+            .field("address", &self.address)
+            .field("class", &self.class)
+            .field("size", &self.size)
+            .field("mean", &self.mean)
+            .field("frames", &&self.frames[..self.depth])
+            .finish()
+    }
+}
+
+/// The receiving end of the sample channel, made on first use. One consumer (classtrack's
+/// aggregator) should drain it.
+pub fn sample_receiver() -> Option<Receiver<SampleRecord>> {
+    channel().map(|(_, rx)| rx.clone())
+}
+
+/// The channel, made by the first caller; `None` while another thread is making it.
+fn channel() -> Option<&'static (Sender<SampleRecord>, Receiver<SampleRecord>)> {
+    if let Some(c) = CHANNEL.get() {
+        return Some(c);
+    }
+    // Acquire/Relaxed: the winner publishes through `CHANNEL` (a OnceLock, itself ordered).
+    if CHANNEL_STATE
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        // This thread's allocations here (the channel's buffer) are classtrack's.
+        let _g = crate::OverheadGuard::new();
+        // Warm the unwinder up once before the first real sample: its first use may take
+        // the loader's lock and allocate (libgcc's FDE caches).
+        backtrace::trace(|_| true);
+        let _ = CHANNEL.set(crossbeam_channel::bounded(CHANNEL_CAPACITY));
+        CHANNEL_STATE.store(2, Ordering::Release);
+    }
+    CHANNEL.get()
+}
+
+fn send(record: SampleRecord) {
+    let Some((tx, _)) = channel() else {
+        // Relaxed: statistics.
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    match tx.try_send(record) {
+        // Relaxed: statistics.
+        Ok(()) => SENT.fetch_add(1, Ordering::Relaxed),
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            DROPPED.fetch_add(1, Ordering::Relaxed)
+        }
+    };
+}
+
+/// The next gap between sample points: exponential with mean `mean`, from the thread's
+/// xorshift generator.
+fn next_gap(state: &mut SamplerState, mean: u64) -> i64 {
+    let mut x = state.rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    state.rng = x;
+    // A uniform in (0, 1]: 53 random bits, never 0.
+    let u = ((x >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let gap = -u.ln() * mean as f64;
+    gap.clamp(1.0, i64::MAX as f64 / 4.0) as i64
+}
+
+/// The thread's countdown ran out, or the class is traced entirely: decide whether the block
+/// at `address` (user size `size`, tag `tag`) is sampled, and if so report it with its stack.
+///
+/// Returns whether the block was sampled: the caller then marks it.
+#[cold]
+#[inline(never)]
+pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: bool) -> bool {
+    let record = with_sampler(|state| {
+        let mean = sample_mean();
+        let mut sampled = trace_all;
+        if state.left <= 0 {
+            if mean == 0 {
+                state.left = RECHECK_BYTES;
+            } else if state.rng == 0 {
+                // The thread's first countdown: seed its generator (from the address of this
+                // frame and the number of samples so far) and draw the first gap.
+                let seed = (&raw const *state as u64)
+                    // Relaxed: any value will do.
+                    ^ SENT.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                state.rng = seed | 1;
+                state.left = next_gap(state, mean);
+            } else {
+                sampled = true;
+                while state.left <= 0 {
+                    state.left += next_gap(state, mean);
+                }
+            }
+        }
+        if !sampled {
+            return None;
+        }
+        let mut record = SampleRecord {
+            event: SampleEvent::Alloc,
+            address,
+            class: tag.class,
+            size,
+            mean: if trace_all { 0 } else { mean },
+            depth: 0,
+            frames: [0; MAX_STACK_DEPTH],
+        };
+        let depth = stack_depth();
+        // SAFETY: `trace_unsynchronized` requires that no other unwinding runs on this thread
+        // at the same time: the sampler is never re-entered on a thread (`with_sampler`
+        // refuses nested calls), and the closure neither allocates nor unwinds.
+        unsafe {
+            backtrace::trace_unsynchronized(|frame| {
+                record.frames[record.depth] = frame.ip() as usize;
+                record.depth += 1;
+                record.depth < depth
+            })
+        };
+        Some(record)
+    })
+    .flatten();
+    match record {
+        Some(r) => {
+            send(r);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Reports an event of a sampled block (a free, or the two halves of a resize).
+#[cold]
+#[inline(never)]
+pub(crate) fn report(event: SampleEvent, address: usize, size: usize, class: ClassId) {
+    send(SampleRecord {
+        event,
+        address,
+        class,
+        size,
+        mean: 0,
+        depth: 0,
+        frames: [0; MAX_STACK_DEPTH],
+    });
+}
