@@ -39,6 +39,8 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Writing a report (flamegraph, profile) failed.
+    Report(String),
     /// A stats file written by a newer classtrack.
     UnsupportedVersion {
         /// The file.
@@ -74,6 +76,10 @@ impl fmt::Display for Error {
                 "{} is not a complete classtrack stats file ({reason}); it may be truncated or \
                  not written by Stats::dump",
                 path.display()
+            ),
+            Error::Report(reason) => write!(
+                f,
+                "could not write the report: {reason}; check that the output is writable"
             ),
             Error::UnsupportedVersion {
                 path,

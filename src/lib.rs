@@ -121,6 +121,7 @@ mod objects;
 mod periodic;
 mod registry;
 pub mod report;
+mod sampling;
 mod scope;
 mod snapshot;
 mod stats;
@@ -134,6 +135,7 @@ pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
+pub use sampling::{trace_every_allocation, trace_every_allocation_named, Frame, Site};
 pub use scope::{
     class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,
 };

@@ -175,6 +175,8 @@ pub struct Snapshot {
     pub overhead: Overhead,
     /// The tracker's tracked classes: instances alive and their sizes, by name.
     pub tracked: Vec<TrackedClassTotals>,
+    /// Sampled allocation sites of every class (estimates; see [`Snapshot::top_sites`]).
+    pub sites: Arc<[crate::sampling::Site]>,
     index: HashMap<Arc<str>, usize>,
 }
 
@@ -233,8 +235,43 @@ impl Snapshot {
             allocator,
             process,
             tracked: Vec::new(),
+            sites: crate::sampling::table(),
             index,
         }
+    }
+
+    /// The `n` sites where most of class `name`'s live memory was allocated, largest first
+    /// (estimated from samples: see [`Site`](crate::Site)).
+    pub fn top_sites(&self, name: &str, n: usize) -> Vec<&crate::sampling::Site> {
+        let Some(class) = self.class_named(name) else {
+            return Vec::new();
+        };
+        let mut sites: Vec<&crate::sampling::Site> =
+            self.sites.iter().filter(|s| s.class == class.id).collect();
+        sites.sort_by(|a, b| {
+            b.live_bytes
+                .total_cmp(&a.live_bytes)
+                .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+        });
+        sites.truncate(n);
+        sites
+    }
+
+    /// The `n` sites where most of type `T`'s class's live memory was allocated.
+    pub fn top_sites_of<T: ?Sized>(&self, n: usize) -> Vec<&crate::sampling::Site> {
+        self.top_sites(std::any::type_name::<T>(), n)
+    }
+
+    /// Estimated live bytes of class `name` from the samples alone (compare with its exact
+    /// `live_bytes`).
+    pub fn sampled_live_bytes(&self, name: &str) -> f64 {
+        self.class_named(name).map_or(0.0, |c| {
+            self.sites
+                .iter()
+                .filter(|s| s.class == c.id)
+                .map(|s| s.live_bytes)
+                .sum()
+        })
     }
 
     /// The instances of tracked class `T` (found by the name it is tracked under: its

@@ -292,6 +292,7 @@ impl ClassTracker {
     /// A tracker with nothing tracked and no snapshots; its clock starts now.
     pub fn new() -> ClassTracker {
         let _g = OverheadGuard::new();
+        crate::sampling::start();
         ClassTracker {
             inner: Arc::new(Inner {
                 start: Instant::now(),

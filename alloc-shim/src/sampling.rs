@@ -6,7 +6,10 @@
 //! sampled with probability `1 - e^(-Z/R)`, large blocks almost always, small ones at the right
 //! rate. Blocks of classes set to be traced entirely ([`set_trace_all`]) are all sampled.
 //!
-//! A sampled block is marked in its tag, so its resize and free are reported too. The stack
+//! A sampled block is marked in its tag, so its free is reported too. A `realloc` is, to the
+//! sampler, the free of the old block and the allocation of the new one: the new size counts
+//! down and may be sampled afresh (with the realloc's stack), so every live block is sampled
+//! with the chance its current size gives it and the estimates stay unbiased. The stack
 //! is captured as raw return addresses (no symbols) into a fixed array, without allocating or
 //! locking, and sent with `try_send` on a bounded crossbeam channel to whoever drains
 //! [`sample_receiver`]; when the channel is full the record is dropped and counted, the
@@ -106,17 +109,9 @@ pub fn traces_all(class: ClassId) -> bool {
 pub enum SampleEvent {
     /// The block was allocated (the record carries its stack).
     Alloc,
-    /// The block was freed.
+    /// The block was freed (or resized: to the sampler a resized block is a new allocation,
+    /// as in jemalloc, so each live block is sampled with the chance its size gives it).
     Free,
-    /// The block is about to be resized (sent before the inner `realloc`, so that a reuse of
-    /// its address by another thread, reported later, cannot be mistaken for it).
-    Moving,
-    /// The block was resized from `from` to the record's address and size (after `Moving`;
-    /// `from` equals the address when a failed `realloc` left it in place).
-    Moved {
-        /// Its address before.
-        from: usize,
-    },
 }
 
 /// One sampled event, as sent on the channel.
@@ -128,12 +123,12 @@ pub struct SampleRecord {
     pub address: usize,
     /// The class the block is charged to.
     pub class: ClassId,
-    /// The block's size now.
+    /// The block's size.
     pub size: usize,
     /// The sampling mean in force when the block was sampled; 0 if every allocation of its
     /// class is sampled (the sample then stands for itself alone).
     pub mean: u64,
-    /// How many entries of `frames` are set (0 for frees and resizes).
+    /// How many entries of `frames` are set (0 for frees).
     pub depth: usize,
     /// Return addresses, innermost first.
     pub frames: [usize; MAX_STACK_DEPTH],
@@ -271,7 +266,7 @@ pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: boo
     }
 }
 
-/// Reports an event of a sampled block (a free, or the two halves of a resize).
+/// Reports an event of a sampled block.
 #[cold]
 #[inline(never)]
 pub(crate) fn report(event: SampleEvent, address: usize, size: usize, class: ClassId) {

@@ -160,7 +160,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         let tag = Tag::from_bits(bits);
         let sampled = bits & SAMPLED_BIT != 0;
         if sampled {
-            sampling::report(SampleEvent::Moving, ptr as usize, layout.size(), tag.class);
+            // Reported before the inner realloc frees the address, so that its reuse by
+            // another thread cannot be reported first.
+            sampling::report(SampleEvent::Free, ptr as usize, layout.size(), tag.class);
         }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let old_outer =
@@ -169,22 +171,20 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         // non-zero and valid for the alignment (checked by `outer`).
         let p = unsafe { self.inner.realloc(ptr, old_outer, new_outer.size()) };
         if p.is_null() {
-            // The old block is untouched, trailer included: no counter changes.
+            // The old block is untouched: no counter changes. If it was sampled, the sampler
+            // has forgotten it; unmark it so that its free is not reported.
             if sampled {
-                let from = ptr as usize;
-                sampling::report(SampleEvent::Moved { from }, from, layout.size(), tag.class);
+                // SAFETY: the old block is live, of `layout.size() + TRAILER` bytes.
+                unsafe { write_bits(ptr, layout.size(), bits & !SAMPLED_BIT) };
             }
             return p;
         }
-        let mut new_bits = bits;
-        if sampled {
-            let from = ptr as usize;
-            sampling::report(SampleEvent::Moved { from }, p as usize, new_size, tag.class);
-        } else if new_size > layout.size()
-            && countdown(new_size - layout.size())
-            && sampling::on_countdown(p as usize, new_size, tag, false)
+        // To the sampler the new block is a new allocation of `new_size` bytes.
+        let mut new_bits = bits & !SAMPLED_BIT;
+        let trace_all = sampled && sampling::traces_all(tag.class);
+        if (countdown(new_size) || trace_all)
+            && sampling::on_countdown(p as usize, new_size, tag, trace_all)
         {
-            // The growth crossed a sample point: the block is sampled from now on.
             new_bits |= SAMPLED_BIT;
         }
         // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.

@@ -1,6 +1,10 @@
 //! Reports: human-readable output of snapshots.
 
 pub(crate) mod console;
+mod flame;
+pub mod pprof;
+
+pub use flame::Measure;
 
 /// Formats a byte count with binary units: `512 B`, `1.5 KiB`, `12.0 MiB`, `3.25 GiB`.
 ///

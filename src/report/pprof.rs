@@ -1,0 +1,284 @@
+//! pprof profiles of allocation sites: gzipped `profile.proto`, encoded with prost.
+//!
+//! Sample types are `alloc_objects`/`count`, `alloc_space`/`bytes`, `inuse_objects`/`count`
+//! and `inuse_space`/`bytes` (as Go's heap profiles), each sample labelled with its `class`.
+//! `go tool pprof -top file.pb.gz` reads it; `go tool pprof -http=: file.pb.gz` shows it.
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use hashbrown::HashMap;
+use prost::Message;
+
+use crate::snapshot::Snapshot;
+
+/// The messages of `profile.proto` that classtrack writes.
+#[allow(missing_docs)]
+pub mod proto {
+    /// A profile.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Profile {
+        #[prost(message, repeated, tag = "1")]
+        pub sample_type: Vec<ValueType>,
+        #[prost(message, repeated, tag = "2")]
+        pub sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub mapping: Vec<Mapping>,
+        #[prost(message, repeated, tag = "4")]
+        pub location: Vec<Location>,
+        #[prost(message, repeated, tag = "5")]
+        pub function: Vec<Function>,
+        #[prost(string, repeated, tag = "6")]
+        pub string_table: Vec<String>,
+        #[prost(int64, tag = "9")]
+        pub time_nanos: i64,
+        #[prost(message, optional, tag = "11")]
+        pub period_type: Option<ValueType>,
+        #[prost(int64, tag = "12")]
+        pub period: i64,
+        #[prost(int64, tag = "14")]
+        pub default_sample_type: i64,
+    }
+
+    /// A sample type or unit, as string-table indices.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueType {
+        #[prost(int64, tag = "1")]
+        pub r#type: i64,
+        #[prost(int64, tag = "2")]
+        pub unit: i64,
+    }
+
+    /// One stack and its values.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(uint64, repeated, tag = "1")]
+        pub location_id: Vec<u64>,
+        #[prost(int64, repeated, tag = "2")]
+        pub value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+
+    /// A label on a sample.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        #[prost(int64, tag = "2")]
+        pub str: i64,
+        #[prost(int64, tag = "3")]
+        pub num: i64,
+        #[prost(int64, tag = "4")]
+        pub num_unit: i64,
+    }
+
+    /// A loaded binary.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Mapping {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(uint64, tag = "2")]
+        pub memory_start: u64,
+        #[prost(uint64, tag = "3")]
+        pub memory_limit: u64,
+        #[prost(uint64, tag = "4")]
+        pub file_offset: u64,
+        #[prost(int64, tag = "5")]
+        pub filename: i64,
+        #[prost(int64, tag = "6")]
+        pub build_id: i64,
+        #[prost(bool, tag = "7")]
+        pub has_functions: bool,
+        #[prost(bool, tag = "8")]
+        pub has_filenames: bool,
+        #[prost(bool, tag = "9")]
+        pub has_line_numbers: bool,
+        #[prost(bool, tag = "10")]
+        pub has_inline_frames: bool,
+    }
+
+    /// A code address and the (inlined) lines at it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Location {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(uint64, tag = "2")]
+        pub mapping_id: u64,
+        #[prost(uint64, tag = "3")]
+        pub address: u64,
+        #[prost(message, repeated, tag = "4")]
+        pub line: Vec<Line>,
+    }
+
+    /// A source line in a function.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Line {
+        #[prost(uint64, tag = "1")]
+        pub function_id: u64,
+        #[prost(int64, tag = "2")]
+        pub line: i64,
+    }
+
+    /// A function.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Function {
+        #[prost(uint64, tag = "1")]
+        pub id: u64,
+        #[prost(int64, tag = "2")]
+        pub name: i64,
+        #[prost(int64, tag = "3")]
+        pub system_name: i64,
+        #[prost(int64, tag = "4")]
+        pub filename: i64,
+        #[prost(int64, tag = "5")]
+        pub start_line: i64,
+    }
+}
+
+#[derive(Default)]
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Strings {
+    fn new() -> Strings {
+        let mut s = Strings::default();
+        s.get("");
+        s
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+}
+
+impl Snapshot {
+    /// The sampled sites as a pprof profile (not yet compressed).
+    pub fn pprof_profile(&self) -> proto::Profile {
+        let _g = classtrack_shim::OverheadGuard::new();
+        let mut strings = Strings::new();
+        let vt = |s: &mut Strings, t: &str, u: &str| proto::ValueType {
+            r#type: s.get(t),
+            unit: s.get(u),
+        };
+        let sample_type = vec![
+            vt(&mut strings, "alloc_objects", "count"),
+            vt(&mut strings, "alloc_space", "bytes"),
+            vt(&mut strings, "inuse_objects", "count"),
+            vt(&mut strings, "inuse_space", "bytes"),
+        ];
+        let class_key = strings.get("class");
+        let mut functions: Vec<proto::Function> = Vec::new();
+        let mut function_ids: HashMap<(String, String), u64> = HashMap::new();
+        let mut locations: Vec<proto::Location> = Vec::new();
+        // Locations by (address, position of the stack's first kept frame), so trimmed and
+        // untrimmed uses of an address stay apart.
+        let mut location_ids: HashMap<Vec<crate::sampling::Frame>, u64> = HashMap::new();
+        let mut samples = Vec::new();
+        for site in self.sites.iter() {
+            let class = self
+                .classes
+                .iter()
+                .find(|c| c.id == site.class)
+                .map_or_else(|| format!("class {}", site.class.0), |c| c.name.to_string());
+            // Group the symbolized frames back into locations: each location holds a run of
+            // inlined frames ending with a non-inlined one.
+            let mut location_id = Vec::new();
+            let mut group: Vec<crate::sampling::Frame> = Vec::new();
+            for f in site.frames() {
+                let last = !f.inlined;
+                group.push(f);
+                if !last {
+                    continue;
+                }
+                let frames = std::mem::take(&mut group);
+                let next = locations.len() as u64 + 1;
+                let id = *location_ids.entry(frames.clone()).or_insert_with(|| {
+                    let line = frames
+                        .iter()
+                        .map(|f| {
+                            let file = f.file.clone().unwrap_or_default();
+                            let key = (f.function.clone(), file.clone());
+                            let next_fn = functions.len() as u64 + 1;
+                            let function_id = *function_ids.entry(key).or_insert_with(|| {
+                                functions.push(proto::Function {
+                                    id: next_fn,
+                                    name: strings.get(&f.function),
+                                    system_name: strings.get(&f.function),
+                                    filename: strings.get(&file),
+                                    start_line: 0,
+                                });
+                                next_fn
+                            });
+                            proto::Line {
+                                function_id,
+                                line: f.line.map_or(0, i64::from),
+                            }
+                        })
+                        .collect();
+                    locations.push(proto::Location {
+                        id: next,
+                        mapping_id: 0,
+                        address: 0,
+                        line,
+                    });
+                    next
+                });
+                location_id.push(id);
+            }
+            let value = vec![
+                site.allocations.round() as i64,
+                site.allocated_bytes.round() as i64,
+                site.live_blocks.round() as i64,
+                site.live_bytes.round() as i64,
+            ];
+            samples.push(proto::Sample {
+                location_id,
+                value,
+                label: vec![proto::Label {
+                    key: class_key,
+                    str: strings.get(&class),
+                    num: 0,
+                    num_unit: 0,
+                }],
+            });
+        }
+        let period_type = Some(vt(&mut strings, "space", "bytes"));
+        let default_sample_type = 3;
+        let time_nanos = self
+            .timestamp
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        proto::Profile {
+            sample_type,
+            sample: samples,
+            mapping: Vec::new(),
+            location: locations,
+            function: functions,
+            string_table: strings.table,
+            time_nanos,
+            period_type,
+            period: classtrack_shim::sample_mean() as i64,
+            default_sample_type,
+        }
+    }
+
+    /// Writes the sampled sites as a gzipped pprof profile.
+    pub fn write_pprof(&self, out: &mut dyn Write) -> crate::Result<()> {
+        let _g = classtrack_shim::OverheadGuard::new();
+        let bytes = self.pprof_profile().encode_to_vec();
+        let mut gz = GzEncoder::new(out, Compression::default());
+        gz.write_all(&bytes)
+            .and_then(|()| gz.finish().map(drop))
+            .map_err(|e| crate::Error::Report(e.to_string()))
+    }
+}
