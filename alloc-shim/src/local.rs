@@ -39,6 +39,8 @@ pub(crate) struct Local {
     sample_left: Cell<i64>,
     /// The sampler's random generator state (0: not seeded yet).
     rng: Cell<u64>,
+    /// The mean the current countdown was drawn with.
+    gap_mean: Cell<u64>,
     /// Set while this thread is in the sampler: nested allocations are not sampled.
     in_sampler: Cell<bool>,
 }
@@ -47,6 +49,7 @@ pub(crate) struct Local {
 pub(crate) struct SamplerState {
     pub(crate) left: i64,
     pub(crate) rng: u64,
+    pub(crate) gap_mean: u64,
 }
 
 /// Runs `f` with this thread's sampler state, unless the thread is in the sampler already
@@ -64,10 +67,12 @@ pub(crate) fn with_sampler<R>(f: impl FnOnce(&mut SamplerState) -> R) -> Option<
     let mut state = SamplerState {
         left: local.sample_left.get(),
         rng: local.rng.get(),
+        gap_mean: local.gap_mean.get(),
     };
     let r = f(&mut state);
     local.sample_left.set(state.left);
     local.rng.set(state.rng);
+    local.gap_mean.set(state.gap_mean);
     local.in_sampler.set(false);
     Some(r)
 }
@@ -82,6 +87,7 @@ thread_local! {
             state: Cell::new(FRESH),
             sample_left: Cell::new(0),
             rng: Cell::new(0),
+            gap_mean: Cell::new(0),
             in_sampler: Cell::new(false),
         }
     };
@@ -262,7 +268,8 @@ pub fn current_tag() -> Tag {
 ///
 /// This is the primitive under classtrack's scopes: the caller restores the returned tag when
 /// its scope ends. A class id at or above [`ClassId::LIMIT`] is replaced by
-/// [`ClassId::UNTRACKED`].
+/// [`ClassId::UNTRACKED`]. Whether the class is traced entirely
+/// ([`set_trace_all`](crate::set_trace_all)) is read here, once per scope.
 #[inline]
 pub fn replace_tag(tag: Tag) -> Tag {
     let tag = if tag.class.0 < ClassId::LIMIT {
@@ -273,8 +280,12 @@ pub fn replace_tag(tag: Tag) -> Tag {
             ..tag
         }
     };
+    let mut bits = tag.to_bits();
+    if crate::sampling::traces_all(tag.class) {
+        bits |= TRACE_ALL_BIT;
+    }
     LOCAL
-        .try_with(|l| Tag::from_bits(l.tag.replace(tag.to_bits())))
+        .try_with(|l| Tag::from_bits(l.tag.replace(bits)))
         .unwrap_or(Tag::UNTRACKED)
 }
 

@@ -30,8 +30,10 @@ use crate::{ClassId, Tag};
 pub const DEFAULT_SAMPLE_MEAN: u64 = 512 * 1024;
 /// The deepest stack a sample records.
 pub const MAX_STACK_DEPTH: usize = 64;
-/// Records the channel holds before new ones are dropped.
-pub const CHANNEL_CAPACITY: usize = 1024;
+/// Records the channel holds before new ones are dropped. A burst of frees of sampled blocks
+/// (dropping a large structure) must fit; the buffer's pages become resident only as far as
+/// a backlog ever reaches.
+pub const CHANNEL_CAPACITY: usize = 8192;
 /// While sampling is off, threads look again at the setting every this many bytes.
 const RECHECK_BYTES: i64 = 64 << 20;
 
@@ -213,22 +215,34 @@ pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: boo
     let record = with_sampler(|state| {
         let mean = sample_mean();
         let mut sampled = trace_all;
+        // The sample point fell in a gap drawn with `gap_mean`: that is the rate the block was
+        // exposed to, so its weight uses it (not a mean changed since).
+        let mut weight_mean = state.gap_mean;
         if state.left <= 0 {
             if mean == 0 {
                 state.left = RECHECK_BYTES;
-            } else if state.rng == 0 {
-                // The thread's first countdown: seed its generator (from the address of this
-                // frame and the number of samples so far) and draw the first gap.
-                let seed = (&raw const *state as u64)
-                    // Relaxed: any value will do.
-                    ^ SENT.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                state.rng = seed | 1;
+                state.gap_mean = 0;
+            } else if state.rng == 0 || state.gap_mean == 0 {
+                // The thread's first countdown (or the first since sampling was off): seed its
+                // generator (from the address of this frame and the number of samples so far)
+                // and draw a gap.
+                if state.rng == 0 {
+                    let seed = (&raw const *state as u64)
+                        // Relaxed: any value will do.
+                        ^ SENT.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    state.rng = seed | 1;
+                }
                 state.left = next_gap(state, mean);
+                state.gap_mean = mean;
             } else {
                 sampled = true;
+                weight_mean = state.gap_mean;
+                // Points beyond the first inside this block do not matter: the next gap
+                // starts from the block's end, past them.
                 while state.left <= 0 {
                     state.left += next_gap(state, mean);
                 }
+                state.gap_mean = mean;
             }
         }
         if !sampled {
@@ -239,7 +253,7 @@ pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: boo
             address,
             class: tag.class,
             size,
-            mean: if trace_all { 0 } else { mean },
+            mean: if trace_all { 0 } else { weight_mean },
             depth: 0,
             frames: [0; MAX_STACK_DEPTH],
         };

@@ -253,7 +253,8 @@ impl Snapshot {
             });
         }
         let period_type = Some(vt(&mut strings, "space", "bytes"));
-        let default_sample_type = 3;
+        // An index into the string table: the type shown by default.
+        let default_sample_type = strings.get("inuse_space");
         let time_nanos = self
             .timestamp
             .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,239 @@
+//! Sampled allocation sites: unbiased estimates, trace-every-allocation, and the pprof and
+//! flamegraph outputs.
+
+use std::alloc::System;
+use std::io::Read;
+
+use classtrack::report::pprof::proto;
+use classtrack::report::Measure;
+use classtrack::{ClassTracker, TrackingAlloc};
+use prost::Message;
+
+#[global_allocator]
+static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+/// The sampling mean and the sample channel are process-wide: the tests take turns, so that
+/// one's burst of samples does not crowd out another's.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn with_mean<R>(mean: u64, f: impl FnOnce() -> R) -> R {
+    let before = classtrack::sample_mean();
+    classtrack::set_sample_mean(mean);
+    let r = f();
+    classtrack::set_sample_mean(before);
+    r
+}
+
+/// Allocates about `total` bytes in blocks of mixed sizes (16 B to 1 MiB) and keeps them.
+#[inline(never)]
+fn mixed_blocks(rng: &mut fastrand::Rng, total: usize) -> Vec<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    while bytes < total {
+        let size = match rng.u32(0..100) {
+            0..=49 => rng.usize(16..256),
+            50..=89 => rng.usize(256..16_384),
+            _ => rng.usize(16_384..1 << 20),
+        };
+        kept.push(vec![1u8; size]);
+        bytes += size;
+    }
+    kept
+}
+
+#[test]
+fn estimates_are_within_ten_percent_of_exact_on_100_mb() {
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    let (_, dropped_before) = classtrack_shim::sample_counts();
+    // A smaller mean than the default, so ~100 MB gives thousands of samples and the
+    // estimate's spread (about 1/sqrt(samples)) is well inside 10%.
+    let mut rng = fastrand::Rng::with_seed(42);
+    let names = ["est::small_heavy", "est::mixed", "est::large_heavy"];
+    let (keep, snap, dropped) = with_mean(32 * 1024, || {
+        let mut keep = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let total = 30_000_000 + i * 5_000_000;
+            keep.push(classtrack::scope_named(name, || {
+                mixed_blocks(&mut rng, total)
+            }));
+        }
+        let snap = tracker.create_snapshot("estimates");
+        (keep, snap, classtrack_shim::sample_counts().1)
+    });
+    assert_eq!(dropped, dropped_before, "the sample channel overflowed");
+    for name in names {
+        let exact = snap.class_named(name).unwrap().live_bytes as f64;
+        let estimate = snap.sampled_live_bytes(name);
+        let error = (estimate - exact).abs() / exact;
+        assert!(
+            error < 0.10,
+            "{name}: estimate {estimate:.0} vs exact {exact:.0} ({error:.3})"
+        );
+    }
+    // The sites name the function that allocated.
+    let site = snap.top_sites("est::mixed", 1)[0];
+    let frames = site.frames();
+    assert!(
+        frames.iter().any(|f| f.function.contains("mixed_blocks")),
+        "{frames:#?}"
+    );
+    assert!(
+        !frames[0].function.contains("classtrack"),
+        "machinery trimmed: {frames:#?}"
+    );
+    drop(keep);
+    // Freed: the live estimate goes back to zero.
+    let snap = tracker.create_snapshot("freed");
+    for name in names {
+        assert!(snap.sampled_live_bytes(name) < 1.0, "{name}");
+    }
+}
+
+#[inline(never)]
+fn small_suspects(n: usize) -> Vec<Box<[u8]>> {
+    (0..n)
+        .map(|i| vec![0u8; 10 + i % 7].into_boxed_slice())
+        .collect()
+}
+
+#[test]
+fn trace_every_allocation_samples_each_block_exactly() {
+    let _turn = turn();
+    struct Suspect;
+    let tracker = ClassTracker::new();
+    classtrack::trace_every_allocation::<Suspect>(true);
+    let kept = classtrack::scope::<Suspect, _>(|| small_suspects(100));
+    let snap = tracker.create_snapshot("suspects");
+    let exact = snap.class_of::<Suspect>().unwrap();
+    let name = std::any::type_name::<Suspect>();
+    assert_eq!(snap.sampled_live_bytes(name), exact.live_bytes as f64);
+    let samples: u64 = snap.top_sites(name, 100).iter().map(|s| s.samples).sum();
+    assert_eq!(samples, exact.allocations);
+    classtrack::trace_every_allocation::<Suspect>(false);
+    drop(kept);
+}
+
+fn sites_snapshot(tracker: &ClassTracker) -> (std::sync::Arc<classtrack::Snapshot>, Vec<Vec<u8>>) {
+    with_mean(16 * 1024, || {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let kept = classtrack::scope_named("out::pprof", || mixed_blocks(&mut rng, 4_000_000));
+        (tracker.create_snapshot("for outputs"), kept)
+    })
+}
+
+#[test]
+fn pprof_output_decodes_with_the_expected_sample_types_and_labels() {
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    let (snap, kept) = sites_snapshot(&tracker);
+    let mut gz = Vec::new();
+    snap.write_pprof(&mut gz).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let profile = proto::Profile::decode(&raw[..]).unwrap();
+    let s = |i: i64| profile.string_table[i as usize].as_str();
+    let types: Vec<(&str, &str)> = profile
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_objects", "count"),
+            ("inuse_space", "bytes")
+        ]
+    );
+    assert_eq!(s(profile.default_sample_type), "inuse_space");
+    let ours: Vec<&proto::Sample> = profile
+        .sample
+        .iter()
+        .filter(|smp| {
+            smp.label
+                .iter()
+                .any(|l| s(l.key) == "class" && s(l.str) == "out::pprof")
+        })
+        .collect();
+    assert!(!ours.is_empty());
+    let inuse: i64 = ours.iter().map(|smp| smp.value[3]).sum();
+    let exact = snap.class_named("out::pprof").unwrap().live_bytes as f64;
+    assert!(
+        (inuse as f64 - exact).abs() / exact < 0.25,
+        "{inuse} vs {exact}"
+    );
+    // Every location id resolves, every function has a name.
+    for smp in &profile.sample {
+        for id in &smp.location_id {
+            let loc = &profile.location[*id as usize - 1];
+            assert_eq!(loc.id, *id);
+            for line in &loc.line {
+                let f = &profile.function[line.function_id as usize - 1];
+                assert!(!s(f.name).is_empty());
+            }
+        }
+    }
+    // `go tool pprof` reads it, where Go is installed (CI installs it).
+    let path = std::env::temp_dir().join(format!("classtrack-{}.pb.gz", std::process::id()));
+    std::fs::write(&path, &gz).unwrap();
+    match std::process::Command::new("go")
+        .args(["tool", "pprof", "-top"])
+        .arg(&path)
+        .output()
+    {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("Type: inuse_space"), "{text}");
+            assert!(text.contains("mixed_blocks"), "{text}");
+        }
+        Err(e) => assert!(std::env::var_os("CI").is_none(), "CI must have Go: {e}"),
+    }
+    std::fs::remove_file(&path).unwrap();
+    drop(kept);
+}
+
+#[test]
+fn flamegraph_svg_is_well_formed_and_names_the_class() {
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    let (snap, kept) = sites_snapshot(&tracker);
+    let folded = snap.folded_stacks(Measure::LiveBytes);
+    assert!(
+        folded.iter().any(|l| l.starts_with("out::pprof;")),
+        "{folded:#?}"
+    );
+    for line in &folded {
+        let (_, n) = line.rsplit_once(' ').unwrap();
+        n.parse::<u64>().unwrap();
+    }
+    let mut svg = Vec::new();
+    snap.write_flamegraph(&mut svg, Measure::AllocatedBytes)
+        .unwrap();
+    let text = String::from_utf8(svg).unwrap();
+    assert!(text.contains("out::pprof"));
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let mut elements = 0;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(_)) => elements += 1,
+            Ok(_) => {}
+            Err(e) => panic!("malformed SVG at {}: {e}", reader.buffer_position()),
+        }
+    }
+    assert!(elements > 10);
+    drop(kept);
+}
