@@ -11,8 +11,9 @@ import json
 import pathlib
 import sys
 
-root = pathlib.Path("target/criterion")
 mode = sys.argv[1] if len(sys.argv) > 1 else "overhead"
+# criterion writes here whatever the cargo target directory.
+root = pathlib.Path("target/criterion")
 
 
 def median_ns(group, case):
@@ -45,16 +46,18 @@ if mode == "overhead":
         if m is not None:
             print(f"| {case} (enter + exit) | {fmt(m)} |")
 else:
-    print("| workload | threads | System | classtrack, every allocation | dhat-rs "
-          "| dhat-rs / classtrack |")
-    print("|---|---|---|---|---|---|")
+    print("| workload | threads | System | classtrack, every allocation (DWARF) "
+          "| classtrack, frame pointers | dhat-rs | dhat-rs / classtrack (DWARF, FP) |")
+    print("|---|---|---|---|---|---|---|")
     for work in ["small_alloc_free", "hashmap_build"]:
         for t in [1, 2]:
             group = f"{work}_{t}t"
             base = median_ns(group, "system")
             ours = median_ns(group, "classtrack_trace_all")
+            fp = median_ns(group, "classtrack_trace_all_fp")
             dhat = median_ns(group, "dhat")
-            if None in (base, ours, dhat):
+            if None in (base, ours, fp, dhat):
                 continue
-            print(f"| {work} | {t} | {fmt(base)} | {fmt(ours)} ({ours / base:.1f}×) "
-                  f"| {fmt(dhat)} ({dhat / base:.1f}×) | {dhat / ours:.2f}× |")
+            print(f"| {work} | {t} | {fmt(base)} | {fmt(ours)} ({ours / base:.0f}×) "
+                  f"| {fmt(fp)} ({fp / base:.0f}×) | {fmt(dhat)} ({dhat / base:.0f}×) "
+                  f"| {dhat / ours:.2f}×, {dhat / fp:.2f}× |")

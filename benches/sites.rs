@@ -6,6 +6,10 @@
 //! ```text
 //! cargo bench --bench sites
 //! python3 benches/ratios.py sites
+//! # the frame-pointer walker where it applies (criterion's results still go to
+//! # target/criterion):
+//! RUSTFLAGS="-C force-frame-pointers=yes" cargo bench --bench sites --target-dir target/fp
+//! python3 benches/ratios.py sites
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -106,7 +110,10 @@ type Workload = fn(Via) -> usize;
 fn every_allocation(c: &mut Criterion) {
     let _tracker = classtrack::ClassTracker::new(); // starts the sample aggregator
     classtrack::trace_every_allocation::<Traced>(true);
-    let cases: [(&str, Workload); 2] = [("small_alloc_free", small_pairs), ("hashmap_build", hashmap_build)];
+    let cases: [(&str, Workload); 2] = [
+        ("small_alloc_free", small_pairs),
+        ("hashmap_build", hashmap_build),
+    ];
     for (name, work) in cases {
         for threads in [1usize, 2] {
             let mut g = c.benchmark_group(format!("{name}_{threads}t"));
@@ -116,6 +123,14 @@ fn every_allocation(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter("classtrack_trace_all"), |b| {
                 b.iter(|| black_box(run(threads, true, Via(&TRACKED), work)))
             });
+            // The frame-pointer walker: right in a build with frame pointers
+            // (RUSTFLAGS="-C force-frame-pointers=yes"); elsewhere it falls back to DWARF.
+            classtrack::set_unwinder(classtrack::Unwinder::FramePointers);
+            g.bench_function(
+                BenchmarkId::from_parameter("classtrack_trace_all_fp"),
+                |b| b.iter(|| black_box(run(threads, true, Via(&TRACKED), work))),
+            );
+            classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
             g.bench_function(BenchmarkId::from_parameter("dhat"), |b| {
                 let _profiler = dhat::Profiler::builder().testing().build();
                 b.iter(|| black_box(run(threads, false, Via(&DHAT), work)))

@@ -104,6 +104,15 @@
 //! print, sort, [`dump`](Stats::dump) and [`load`](Stats::load). See the README and
 //! `examples/leak_hunt.rs`.
 //!
+//! # Allocation sites
+//!
+//! Sampling is on by default: about one stack per 512 KiB allocated per thread, as raw return
+//! addresses, weighted so that per-site estimates are unbiased
+//! ([`set_sample_mean`] changes the rate, 0 turns it off; [`trace_every_allocation`] records
+//! every allocation of one class). A snapshot's [`Snapshot::top_sites`] lists where a class's
+//! memory came from; [`Snapshot::write_flamegraph`] and [`Snapshot::write_pprof`] write an SVG
+//! flamegraph and a gzipped pprof profile. See `examples/where_from.rs`.
+//!
 //! # Testing
 //!
 //! Tests that check figures should have their own integration-test file with its own
@@ -112,7 +121,7 @@
 //!
 //! # Feature flags
 //!
-//! None yet.
+//! None: everything is always available.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod error;
@@ -128,8 +137,8 @@ mod stats;
 mod tracker;
 
 pub use classtrack_shim::{
-    sample_mean, set_sample_mean, set_stack_depth, stack_depth, ClassId, TrackingAlloc,
-    DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
+    sample_mean, set_sample_mean, set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId,
+    TrackingAlloc, Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};

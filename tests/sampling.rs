@@ -237,3 +237,48 @@ fn flamegraph_svg_is_well_formed_and_names_the_class() {
     assert!(elements > 10);
     drop(kept);
 }
+
+#[inline(never)]
+fn probe_site(n: usize) -> Vec<u8> {
+    std::hint::black_box(vec![3u8; n])
+}
+
+#[inline(never)]
+fn probe_caller(n: usize) -> Vec<u8> {
+    let v = probe_site(n);
+    std::hint::black_box(v)
+}
+
+#[test]
+fn frame_pointer_unwinder_agrees_with_dwarf_or_falls_back() {
+    struct ByDwarf;
+    struct ByFramePointers;
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    classtrack::trace_every_allocation::<ByDwarf>(true);
+    classtrack::trace_every_allocation::<ByFramePointers>(true);
+    let a = classtrack::scope::<ByDwarf, _>(|| probe_caller(100));
+    classtrack::set_unwinder(classtrack::Unwinder::FramePointers);
+    let b = classtrack::scope::<ByFramePointers, _>(|| probe_caller(100));
+    classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
+    let snap = tracker.create_snapshot("unwinders");
+    let names = |s: &classtrack::Site| -> Vec<String> {
+        s.frames().into_iter().map(|f| f.function).collect()
+    };
+    let dwarf = names(snap.top_sites_of::<ByDwarf>(1)[0]);
+    let fp = names(snap.top_sites_of::<ByFramePointers>(1)[0]);
+    assert!(dwarf.iter().any(|f| f.contains("probe_site")), "{dwarf:#?}");
+    // Without frame pointers in the build the walk falls back to DWARF: same site either way.
+    assert!(fp.iter().any(|f| f.contains("probe_site")), "{fp:#?}");
+    if std::env::var_os("CLASSTRACK_EXPECT_FRAME_POINTERS").is_some() {
+        // Built with frame pointers: the walk itself must agree with the DWARF unwinder.
+        let from = |v: &[String]| -> Vec<String> {
+            let i = v.iter().position(|f| f.contains("probe_site")).unwrap();
+            v[i..].iter().take(3).cloned().collect()
+        };
+        assert_eq!(from(&fp), from(&dwarf));
+    }
+    classtrack::trace_every_allocation::<ByDwarf>(false);
+    classtrack::trace_every_allocation::<ByFramePointers>(false);
+    drop((a, b));
+}

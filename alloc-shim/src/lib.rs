@@ -38,6 +38,7 @@ mod objects;
 mod sampling;
 mod shard;
 mod tracking;
+mod unwind;
 
 pub use local::{current_tag, replace_tag, thread_owns_shard, OverheadGuard};
 pub use objects::{read_object, OBJECT_LIMIT};
@@ -48,6 +49,7 @@ pub use sampling::{
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
+pub use unwind::{set_unwinder, unwinder, Unwinder};
 
 /// In a tag word: every allocation of the class is sampled (the thread-local tag only).
 pub(crate) const TRACE_ALL_BIT: u64 = 1 << 24;

@@ -258,16 +258,7 @@ pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: boo
             frames: [0; MAX_STACK_DEPTH],
         };
         let depth = stack_depth();
-        // SAFETY: `trace_unsynchronized` requires that no other unwinding runs on this thread
-        // at the same time: the sampler is never re-entered on a thread (`with_sampler`
-        // refuses nested calls), and the closure neither allocates nor unwinds.
-        unsafe {
-            backtrace::trace_unsynchronized(|frame| {
-                record.frames[record.depth] = frame.ip() as usize;
-                record.depth += 1;
-                record.depth < depth
-            })
-        };
+        record.depth = crate::unwind::capture(&mut record.frames[..depth]);
         Some(record)
     })
     .flatten();
