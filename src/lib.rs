@@ -75,17 +75,18 @@
 //! `write_table` prints (from `cargo run --release --example quickstart`):
 //!
 //! ```text
-//! snapshot "book built" at 0.017 s
+//! snapshot "book built" at 0.016 s
 //! class                    live blocks    live bytes     average   share
-//! quickstart::OrderBook              1       6.1 MiB     6.1 MiB   58.5%
-//! symbol cache                    8001       2.0 MiB       259 B   19.1%
-//! quickstart::Order             146709       1.9 MiB        14 B   18.4%
-//! quickstart::PriceLevel           230     416.4 KiB     1.8 KiB    3.9%
-//! <untracked>                        2         548 B       274 B    0.0%
-//! <classtrack overhead>             23       2.5 KiB       110 B    0.0%
-//! total                         154966      10.4 MiB        70 B  100.0%
-//! process: resident 15.8 MiB, virtual 16.7 MiB
-//! tracking overhead: 1.2 MiB (tracker 2.5 KiB, block tags 1.2 MiB, counter shards 10.0 KiB)
+//! quickstart::OrderBook              1       6.1 MiB     6.1 MiB   52.9%
+//! symbol cache                    8001       2.0 MiB       259 B   17.3%
+//! quickstart::Order             146709       1.9 MiB        14 B   16.7%
+//! quickstart::PriceLevel           230     416.4 KiB     1.8 KiB    3.5%
+//! <untracked>                        3         566 B       189 B    0.0%
+//! <classtrack overhead>             44       1.1 MiB    25.6 KiB    9.6%
+//! total                         154988      11.5 MiB        78 B  100.0%
+//! process: resident 17.9 MiB, virtual 85.0 MiB
+//! tracking overhead: 2.3 MiB (tracker 1.1 MiB, block tags 1.2 MiB, counter shards 20.0 KiB)
+//! sampling: one stack per 512.0 KiB allocated (21 samples taken, 0 dropped)
 //! ```
 //!
 //! **Consistency.** Each thread counts into its own counter shard; a snapshot sums them. It
@@ -149,7 +150,8 @@ pub use scope::{
     class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,
 };
 pub use snapshot::{
-    AllocatorTotals, ClassTotals, Overhead, ProcessMemory, Snapshot, TrackedClassTotals,
+    AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,
+    TrackedClassTotals,
 };
 pub use stats::{ClassStats, InstanceStats, SnapshotStats, SortKey, Stats, STATS_VERSION};
 pub use tracker::{ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT};

@@ -35,7 +35,7 @@ impl ScopeGuard {
     /// The lookup may register the class (a first use): that memory is classtrack's, so the
     /// lookup runs with the overhead class current. The guard already holds the previous tag,
     /// so a panic in the lookup restores it too.
-    #[inline]
+    #[inline(always)]
     fn enter_with(lookup: impl FnOnce() -> ClassId) -> ScopeGuard {
         let mut guard = ScopeGuard {
             prev: replace_tag(Tag::OVERHEAD),

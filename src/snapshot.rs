@@ -119,6 +119,18 @@ impl TrackedClassTotals {
     }
 }
 
+/// The sampler's state at a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SamplingStats {
+    /// The mean distance between samples in allocated bytes (0: sampling off).
+    pub mean_bytes: u64,
+    /// Sample records sent to the aggregator since the process started.
+    pub sent: u64,
+    /// Sample records dropped because the channel was full (the estimates miss them).
+    pub dropped: u64,
+}
+
 /// The process's memory as the operating system reports it (from the `memory-stats` crate).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -177,6 +189,8 @@ pub struct Snapshot {
     pub tracked: Vec<TrackedClassTotals>,
     /// Sampled allocation sites of every class (estimates; see [`Snapshot::top_sites`]).
     pub sites: Arc<[crate::sampling::Site]>,
+    /// The sampler's state: its mean, and the samples it sent and dropped so far.
+    pub sampling: SamplingStats,
     index: HashMap<Arc<str>, usize>,
 }
 
@@ -236,6 +250,14 @@ impl Snapshot {
             process,
             tracked: Vec::new(),
             sites: crate::sampling::table(),
+            sampling: {
+                let (sent, dropped) = classtrack_shim::sample_counts();
+                SamplingStats {
+                    mean_bytes: classtrack_shim::sample_mean(),
+                    sent,
+                    dropped,
+                }
+            },
             index,
         }
     }

@@ -33,7 +33,7 @@ pub const MAX_STACK_DEPTH: usize = 64;
 /// Records the channel holds before new ones are dropped. A burst of frees of sampled blocks
 /// (dropping a large structure) must fit; the buffer's pages become resident only as far as
 /// a backlog ever reaches.
-pub const CHANNEL_CAPACITY: usize = 8192;
+pub const CHANNEL_CAPACITY: usize = 2048;
 /// While sampling is off, threads look again at the setting every this many bytes.
 const RECHECK_BYTES: i64 = 64 << 20;
 
@@ -82,6 +82,9 @@ pub fn sample_counts() -> (u64, u64) {
 
 /// Classes whose every allocation is sampled, in pages of 65,536 created on first use.
 static TRACE_ALL: [OnceLock<Box<[AtomicBool]>>; 256] = [const { OnceLock::new() }; 256];
+/// Whether any class was ever set to be traced entirely: until then, entering a scope skips
+/// the lookup.
+static ANY_TRACE_ALL: AtomicBool = AtomicBool::new(false);
 
 /// Samples every allocation of `class` (for small suspect classes), or stops doing so. Takes
 /// effect for scopes entered afterwards.
@@ -90,6 +93,8 @@ pub fn set_trace_all(class: ClassId, on: bool) {
     if !on && TRACE_ALL[i >> 16].get().is_none() {
         return;
     }
+    // Relaxed: a setting; scopes entered afterwards on any thread may see it a little late.
+    ANY_TRACE_ALL.store(true, Ordering::Relaxed);
     let page =
         TRACE_ALL[i >> 16].get_or_init(|| (0..1 << 16).map(|_| AtomicBool::new(false)).collect());
     // Relaxed: a setting read when a scope is entered.
@@ -99,6 +104,10 @@ pub fn set_trace_all(class: ClassId, on: bool) {
 /// Whether every allocation of `class` is sampled.
 #[inline]
 pub fn traces_all(class: ClassId) -> bool {
+    // Relaxed: see `set_trace_all`.
+    if !ANY_TRACE_ALL.load(Ordering::Relaxed) {
+        return false;
+    }
     let i = class.index() & (ClassId::LIMIT as usize - 1);
     TRACE_ALL[i >> 16]
         .get()
@@ -165,12 +174,15 @@ fn channel() -> Option<&'static (Sender<SampleRecord>, Receiver<SampleRecord>)> 
         .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
     {
-        // This thread's allocations here (the channel's buffer) are classtrack's.
+        // This thread's allocations here (the channel's buffer) are classtrack's, and are not
+        // sampled (there is nowhere to send a sample yet).
         let _g = crate::OverheadGuard::new();
-        // Warm the unwinder up once before the first real sample: its first use may take
-        // the loader's lock and allocate (libgcc's FDE caches).
-        backtrace::trace(|_| true);
-        let _ = CHANNEL.set(crossbeam_channel::bounded(CHANNEL_CAPACITY));
+        let _ = with_sampler(|_| {
+            // Warm the unwinder up once before the first real sample: its first use may take
+            // the loader's lock and allocate (libgcc's FDE caches).
+            backtrace::trace(|_| true);
+            let _ = CHANNEL.set(crossbeam_channel::bounded(CHANNEL_CAPACITY));
+        });
         CHANNEL_STATE.store(2, Ordering::Release);
     }
     CHANNEL.get()

@@ -76,5 +76,21 @@ pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()
         format_bytes(o.tracker_bytes),
         format_bytes(o.metadata_bytes),
         format_bytes(o.shard_bytes)
-    )
+    )?;
+    let s = &snap.sampling;
+    if s.mean_bytes == 0 {
+        writeln!(
+            out,
+            "sampling: off ({} samples taken, {} dropped)",
+            s.sent, s.dropped
+        )
+    } else {
+        writeln!(
+            out,
+            "sampling: one stack per {} allocated ({} samples taken, {} dropped)",
+            format_bytes(s.mean_bytes),
+            s.sent,
+            s.dropped
+        )
+    }
 }
