@@ -12,78 +12,17 @@
 //! python3 benches/ratios.py sites
 //! ```
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
-use std::ptr::NonNull;
+mod common;
 
-use allocator_api2::alloc::{AllocError, Allocator};
-use allocator_api2::vec::Vec as AVec;
+use std::alloc::System;
+use std::hint::black_box;
+
 use classtrack::TrackingAlloc;
+use common::{hashmap_build, small_pairs, Via, Workload};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use hashbrown::{DefaultHashBuilder, HashMap};
 
 static TRACKED: TrackingAlloc<System> = TrackingAlloc::new(System);
 static DHAT: dhat::Alloc = dhat::Alloc;
-
-/// A `GlobalAlloc` seen as an `Allocator` (as in `benches/overhead.rs`).
-#[derive(Clone, Copy)]
-struct Via(&'static (dyn GlobalAlloc + Sync));
-
-// SAFETY: blocks come from and go back to the same `GlobalAlloc` with their layouts; zero-size
-// requests get a dangling, well-aligned pointer and are never passed to the allocator.
-unsafe impl Allocator for Via {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 {
-            let p = NonNull::new(layout.align() as *mut u8).ok_or(AllocError)?;
-            return Ok(NonNull::slice_from_raw_parts(p, 0));
-        }
-        // SAFETY: non-zero size.
-        let p = unsafe { self.0.alloc(layout) };
-        NonNull::new(p)
-            .map(|p| NonNull::slice_from_raw_parts(p, layout.size()))
-            .ok_or(AllocError)
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if layout.size() != 0 {
-            // SAFETY: allocated by `allocate` with this layout.
-            unsafe { self.0.dealloc(ptr.as_ptr(), layout) }
-        }
-    }
-}
-
-/// 1,000 alloc/free pairs of 16 to 256 bytes.
-fn small_pairs(a: Via) -> usize {
-    let mut sum = 0;
-    for i in 0..1000usize {
-        let layout = Layout::from_size_align(16 << (i % 5), 8).unwrap();
-        let p = a.allocate(layout).unwrap();
-        // SAFETY: just allocated with `layout`.
-        unsafe {
-            p.cast::<u8>().as_ptr().write(i as u8);
-            sum += *p.cast::<u8>().as_ptr() as usize;
-            a.deallocate(p.cast(), layout);
-        }
-    }
-    sum
-}
-
-/// A map of 1,000 string keys to small vectors, built and dropped.
-fn hashmap_build(a: Via) -> usize {
-    let mut map: HashMap<AVec<u8, Via>, AVec<u32, Via>, DefaultHashBuilder, Via> =
-        HashMap::with_hasher_in(DefaultHashBuilder::default(), a);
-    for i in 0..1000u32 {
-        let mut key = AVec::new_in(a);
-        key.extend_from_slice(b"key-");
-        key.extend_from_slice(i.to_string().as_bytes());
-        let mut value = AVec::new_in(a);
-        for k in 0..(i % 8) {
-            value.push(k);
-        }
-        map.insert(key, value);
-    }
-    map.len()
-}
 
 struct Traced;
 
@@ -104,8 +43,6 @@ fn run(threads: usize, traced: bool, a: Via, work: fn(Via) -> usize) -> usize {
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     })
 }
-
-type Workload = fn(Via) -> usize;
 
 fn every_allocation(c: &mut Criterion) {
     let _tracker = classtrack::ClassTracker::new(); // starts the sample aggregator

@@ -334,16 +334,21 @@ impl ClassTracker {
         rec.attached = true;
     }
 
-    /// Whether new values of `T` register instances with this tracker.
-    pub fn is_tracked<T: ?Sized + 'static>(&self) -> bool {
-        let class = class_id_of::<T>();
+    /// Reads the record of `class`, if this tracker has one and it is attached.
+    fn attached_class<R>(&self, class: ClassId, f: impl FnOnce(&ClassRecord) -> R) -> Option<R> {
         let _g = OverheadGuard::new();
         self.inner
             .state
             .lock()
             .classes
             .get(&class)
-            .is_some_and(|c| c.attached)
+            .filter(|c| c.attached)
+            .map(f)
+    }
+
+    /// Whether new values of `T` register instances with this tracker.
+    pub fn is_tracked<T: ?Sized + 'static>(&self) -> bool {
+        self.attached_class(class_id_of::<T>(), |_| ()).is_some()
     }
 
     /// Builds a value inside `T`'s class scope. If `T` is tracked, the value is registered as
@@ -365,16 +370,7 @@ impl ClassTracker {
         repr: Option<fn(&T) -> String>,
     ) -> Tracked<T> {
         let class = class_id_of::<T>();
-        let options = {
-            let _g = OverheadGuard::new();
-            self.inner
-                .state
-                .lock()
-                .classes
-                .get(&class)
-                .filter(|c| c.attached)
-                .map(|c| (c.options.clone(), c.name.clone()))
-        };
+        let options = self.attached_class(class, |c| (c.options.clone(), c.name.clone()));
         let Some((options, class_name)) = options else {
             let _s = ScopeGuard::enter_tag(Tag::class(class));
             return Tracked::untracked(f());
