@@ -23,6 +23,12 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 fn with_mean<R>(mean: u64, f: impl FnOnce() -> R) -> R {
     let before = classtrack::sample_mean();
     classtrack::set_sample_mean(mean);
+    // A thread takes a new mean up at its next sample point: allocate past the gap drawn with
+    // the old mean (longer than 8 MiB once in e^16 at the default 512 KiB), outside any class
+    // the tests look at.
+    for _ in 0..8 {
+        std::hint::black_box(vec![0u8; 1 << 20]);
+    }
     let r = f();
     classtrack::set_sample_mean(before);
     r
@@ -49,6 +55,7 @@ fn mixed_blocks(rng: &mut fastrand::Rng, total: usize) -> Vec<Vec<u8>> {
 fn estimates_are_within_ten_percent_of_exact_on_100_mb() {
     let _turn = turn();
     let tracker = ClassTracker::new();
+    tracker.create_snapshot("settled");
     let (_, dropped_before) = classtrack_shim::sample_counts();
     // A smaller mean than the default, so ~100 MB gives thousands of samples and the
     // estimate's spread (about 1/sqrt(samples)) is well inside 10%.
@@ -119,11 +126,21 @@ fn trace_every_allocation_samples_each_block_exactly() {
 }
 
 fn sites_snapshot(tracker: &ClassTracker) -> (std::sync::Arc<classtrack::Snapshot>, Vec<Vec<u8>>) {
-    with_mean(16 * 1024, || {
+    // A snapshot waits for the aggregator to catch up: the previous test's burst of frees
+    // must not crowd this one's samples out of the channel.
+    tracker.create_snapshot("settled");
+    let (_, dropped_before) = classtrack_shim::sample_counts();
+    let (snap, kept) = with_mean(16 * 1024, || {
         let mut rng = fastrand::Rng::with_seed(7);
         let kept = classtrack::scope_named("out::pprof", || mixed_blocks(&mut rng, 4_000_000));
         (tracker.create_snapshot("for outputs"), kept)
-    })
+    });
+    assert_eq!(
+        classtrack_shim::sample_counts().1,
+        dropped_before,
+        "samples were dropped"
+    );
+    (snap, kept)
 }
 
 #[test]
