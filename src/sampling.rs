@@ -185,8 +185,10 @@ pub(crate) fn start() {
         let _ = std::thread::Builder::new()
             .name("classtrack-sampler".into())
             .spawn(move || {
-                // Everything this thread allocates is classtrack's.
+                // Everything this thread allocates is classtrack's, and never sampled: it may
+                // allocate while holding the channel's waker lock, which a sample would take.
                 let _g = OverheadGuard::new();
+                classtrack_shim::exclude_thread_from_sampling();
                 // The only consumer of the channel, so records are applied in the order sent:
                 // a block's free is never applied before its allocation.
                 while let Ok(first) = rx.recv() {

@@ -40,7 +40,9 @@ mod shard;
 mod tracking;
 mod unwind;
 
-pub use local::{current_tag, replace_tag, thread_owns_shard, OverheadGuard};
+pub use local::{
+    current_tag, exclude_thread_from_sampling, replace_tag, thread_owns_shard, OverheadGuard,
+};
 pub use objects::{read_object, OBJECT_LIMIT};
 pub use sampling::{
     sample_counts, sample_mean, sample_receiver, set_sample_mean, set_stack_depth, set_trace_all,

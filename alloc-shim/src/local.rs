@@ -52,6 +52,19 @@ pub(crate) struct SamplerState {
     pub(crate) gap_mean: u64,
 }
 
+/// Never samples this thread's allocations again.
+///
+/// For the thread that drains the sample channel: its allocations may happen while it holds
+/// the channel's waker lock (registering to wait), and a sample taken there would try to take
+/// that lock again to wake it.
+pub fn exclude_thread_from_sampling() {
+    let local = local_ptr();
+    if !local.is_null() {
+        // SAFETY: as in `count_alloc`.
+        unsafe { &*local }.in_sampler.set(true);
+    }
+}
+
 /// Runs `f` with this thread's sampler state, unless the thread is in the sampler already
 /// (then `None`: a nested allocation is never sampled).
 pub(crate) fn with_sampler<R>(f: impl FnOnce(&mut SamplerState) -> R) -> Option<R> {
