@@ -57,6 +57,7 @@ fn every_allocation(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter("system"), |b| {
                 b.iter(|| black_box(run(threads, false, Via(&System), work)))
             });
+            classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
             g.bench_function(BenchmarkId::from_parameter("classtrack_trace_all"), |b| {
                 b.iter(|| black_box(run(threads, true, Via(&TRACKED), work)))
             });
@@ -67,7 +68,7 @@ fn every_allocation(c: &mut Criterion) {
                 BenchmarkId::from_parameter("classtrack_trace_all_fp"),
                 |b| b.iter(|| black_box(run(threads, true, Via(&TRACKED), work))),
             );
-            classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
+            classtrack::set_unwinder(classtrack::Unwinder::Auto);
             g.bench_function(BenchmarkId::from_parameter("dhat"), |b| {
                 let _profiler = dhat::Profiler::builder().testing().build();
                 b.iter(|| black_box(run(threads, false, Via(&DHAT), work)))

@@ -138,8 +138,9 @@ mod stats;
 mod tracker;
 
 pub use classtrack_shim::{
-    sample_mean, set_sample_mean, set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId,
-    TrackingAlloc, Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
+    frame_pointers_detected, sample_mean, set_sample_mean, set_stack_depth, set_unwinder,
+    stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder, DEFAULT_SAMPLE_MEAN,
+    METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};

@@ -274,10 +274,14 @@ fn frame_pointer_unwinder_agrees_with_dwarf_or_falls_back() {
     let tracker = ClassTracker::new();
     classtrack::trace_every_allocation::<ByDwarf>(true);
     classtrack::trace_every_allocation::<ByFramePointers>(true);
+    classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
     let a = classtrack::scope::<ByDwarf, _>(|| probe_caller(100));
     classtrack::set_unwinder(classtrack::Unwinder::FramePointers);
     let b = classtrack::scope::<ByFramePointers, _>(|| probe_caller(100));
-    classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
+    classtrack::set_unwinder(classtrack::Unwinder::Auto);
+    // The check made when sampling started found frame pointers exactly in a build with them.
+    let expect_fp = std::env::var_os("CLASSTRACK_EXPECT_FRAME_POINTERS").is_some();
+    assert_eq!(classtrack::frame_pointers_detected(), Some(expect_fp));
     let snap = tracker.create_snapshot("unwinders");
     let names = |s: &classtrack::Site| -> Vec<String> {
         s.frames().into_iter().map(|f| f.function).collect()

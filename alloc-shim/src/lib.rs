@@ -51,7 +51,7 @@ pub use sampling::{
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
-pub use unwind::{set_unwinder, unwinder, Unwinder};
+pub use unwind::{frame_pointers_detected, set_unwinder, unwinder, Unwinder};
 
 /// In a tag word: every allocation of the class is sampled (the thread-local tag only).
 pub(crate) const TRACE_ALL_BIT: u64 = 1 << 24;

@@ -179,8 +179,10 @@ fn channel() -> Option<&'static (Sender<SampleRecord>, Receiver<SampleRecord>)> 
         let _g = crate::OverheadGuard::new();
         let _ = with_sampler(|_| {
             // Warm the unwinder up once before the first real sample: its first use may take
-            // the loader's lock and allocate (libgcc's FDE caches).
+            // the loader's lock and allocate (libgcc's FDE caches). Then see whether this
+            // program has frame pointers (for `Unwinder::Auto`).
             backtrace::trace(|_| true);
+            crate::unwind::detect();
             let _ = CHANNEL.set(crossbeam_channel::bounded(CHANNEL_CAPACITY));
         });
         CHANNEL_STATE.store(2, Ordering::Release);

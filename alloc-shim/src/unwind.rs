@@ -3,10 +3,11 @@
 //!
 //! The walk only ever reads words inside the current thread's stack (its bounds are asked of
 //! pthreads once per thread), so a binary without frame pointers cannot make it fault; it can
-//! make it return a short or wrong stack, which is why it is opt-in
-//! ([`set_unwinder`]) for programs built with `-C force-frame-pointers=yes` (the standard
-//! library is built with frame pointers). A walk that yields fewer than two frames falls back
-//! to the DWARF unwinder.
+//! make it return a short or wrong stack. So by default ([`Unwinder::Auto`]) the sampler walks
+//! frame pointers only if, when it starts, a walk and the DWARF unwinder agree on the same
+//! stack (the program was built with `-C force-frame-pointers=yes`; the standard library is
+//! built with frame pointers); otherwise it uses DWARF. A walk that yields fewer than two
+//! frames falls back to DWARF.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -15,6 +16,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unwinder {
+    /// Frame pointers if the program was found to have them when sampling started, else
+    /// DWARF. The default.
+    Auto,
     /// The DWARF unwinder (`backtrace::trace_unsynchronized`): right for every binary.
     Dwarf,
     /// Walk the frame-pointer chain: much faster; right only for programs built with
@@ -24,20 +28,54 @@ pub enum Unwinder {
 }
 
 static UNWINDER: AtomicU8 = AtomicU8::new(0);
+/// What `Auto` found: 0 not checked yet, 1 frame pointers, 2 DWARF.
+static DETECTED: AtomicU8 = AtomicU8::new(0);
 
-/// Chooses how samples capture their stacks (default: [`Unwinder::Dwarf`]).
+/// Chooses how samples capture their stacks (default: [`Unwinder::Auto`]).
 pub fn set_unwinder(u: Unwinder) {
     // Relaxed: a setting.
     UNWINDER.store(u as u8, Ordering::Relaxed);
 }
 
-/// How samples capture their stacks.
+/// How samples capture their stacks (as set; see [`frame_pointers_detected`] for `Auto`).
 pub fn unwinder() -> Unwinder {
     // Relaxed: a setting.
     match UNWINDER.load(Ordering::Relaxed) {
-        1 => Unwinder::FramePointers,
-        _ => Unwinder::Dwarf,
+        1 => Unwinder::Dwarf,
+        2 => Unwinder::FramePointers,
+        _ => Unwinder::Auto,
     }
+}
+
+/// Whether the check made when sampling started found frame pointers (`None` before it ran).
+pub fn frame_pointers_detected() -> Option<bool> {
+    // Relaxed: a statistic, written once.
+    match DETECTED.load(Ordering::Relaxed) {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    }
+}
+
+/// Checks once whether frame-pointer walks agree with the DWARF unwinder here: at least three
+/// consecutive return addresses the same. Called when sampling starts (from the sampler, so
+/// not re-entered on this thread).
+#[inline(never)]
+pub(crate) fn detect() {
+    let mut walked = [0usize; 16];
+    let mut unwound = [0usize; 32];
+    let n = walk_frame_pointers(&mut walked);
+    let m = dwarf(&mut unwound);
+    let agree = n >= 3
+        && unwound[..m]
+            .iter()
+            .position(|&ip| ip == walked[0])
+            .is_some_and(|at| {
+                let k = n.min(m - at);
+                k >= 3 && walked[..k] == unwound[at..at + k]
+            });
+    // Relaxed: read with no other data depending on it.
+    DETECTED.store(if agree { 1 } else { 2 }, Ordering::Relaxed);
 }
 
 thread_local! {
@@ -50,12 +88,23 @@ thread_local! {
 /// Must not be re-entered on a thread (the sampler guarantees it).
 #[inline(always)]
 pub(crate) fn capture(frames: &mut [usize]) -> usize {
-    if unwinder() == Unwinder::FramePointers {
+    let walk = match unwinder() {
+        Unwinder::FramePointers => true,
+        Unwinder::Dwarf => false,
+        Unwinder::Auto => frame_pointers_detected() == Some(true),
+    };
+    if walk {
         let n = walk_frame_pointers(frames);
         if n >= 2 {
             return n;
         }
     }
+    dwarf(frames)
+}
+
+/// Fills `frames` by the DWARF unwinder.
+#[inline(always)]
+fn dwarf(frames: &mut [usize]) -> usize {
     let mut n = 0;
     // SAFETY: `trace_unsynchronized` requires that no other unwinding runs on this thread at
     // the same time: the sampler is never re-entered on a thread, and the closure neither
