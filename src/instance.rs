@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use classtrack_shim::{ClassId, OverheadGuard, Tag};
@@ -178,6 +179,19 @@ pub struct Tracked<T> {
     value: ManuallyDrop<T>,
     handle: Option<Handle>,
     repr: Option<fn(&T) -> String>,
+    /// The snapshot epoch the representation was last refreshed at.
+    seen: AtomicU64,
+}
+
+/// Bumped by every snapshot of every tracker: a `Tracked<T>` with a representation refreshes
+/// it at its first access after a snapshot (before any change made through that access), so
+/// the tracker never reads a value behind its owner's back.
+static SNAPSHOT_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot was taken.
+pub(crate) fn bump_epoch() {
+    // Relaxed: a hint that a refresh is due; nothing is published with it.
+    SNAPSHOT_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
 impl<T> Tracked<T> {
@@ -186,6 +200,7 @@ impl<T> Tracked<T> {
             value: ManuallyDrop::new(value),
             handle: None,
             repr: None,
+            seen: AtomicU64::new(0),
         }
     }
 
@@ -200,6 +215,8 @@ impl<T> Tracked<T> {
             value: ManuallyDrop::new(value),
             handle: Some(Handle { tracker, id, tag }),
             repr,
+            // Relaxed: see `bump_epoch`.
+            seen: AtomicU64::new(SNAPSHOT_EPOCH.load(Ordering::Relaxed)),
         }
     }
 
@@ -284,15 +301,32 @@ impl<T> Drop for Tracked<T> {
     }
 }
 
+impl<T> Tracked<T> {
+    /// Refreshes the representation if a snapshot was taken since the last refresh.
+    #[inline]
+    fn refresh_if_stale(&self) {
+        if self.repr.is_none() {
+            return;
+        }
+        // Relaxed: a hint; a refresh one access late is harmless.
+        let epoch = SNAPSHOT_EPOCH.load(Ordering::Relaxed);
+        if self.seen.swap(epoch, Ordering::Relaxed) != epoch {
+            self.refresh();
+        }
+    }
+}
+
 impl<T> Deref for Tracked<T> {
     type Target = T;
     fn deref(&self) -> &T {
+        self.refresh_if_stale();
         &self.value
     }
 }
 
 impl<T> DerefMut for Tracked<T> {
     fn deref_mut(&mut self) -> &mut T {
+        self.refresh_if_stale();
         &mut self.value
     }
 }

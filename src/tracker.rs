@@ -153,6 +153,7 @@ impl Inner {
 
     pub(crate) fn snapshot(&self, description: &str) -> Arc<Snapshot> {
         let _g = OverheadGuard::new();
+        crate::instance::bump_epoch();
         crate::objects::sweep();
         let time = self.now();
         let mut snap = Snapshot::take(time, description);
@@ -359,7 +360,9 @@ impl ClassTracker {
     }
 
     /// As [`construct`](Self::construct), and records the value's `Debug` representation
-    /// (clipped to 128 characters), refreshed by [`Tracked::scope`] and at drop.
+    /// (clipped to 128 characters), refreshed at the first access after each snapshot (so it
+    /// shows the value as it was at the snapshot), by [`Tracked::scope`] and at drop. The
+    /// tracker never reads the value itself: its owner may be changing it.
     pub fn construct_debug<T: Debug + 'static>(&self, f: impl FnOnce() -> T) -> Tracked<T> {
         self.construct_with(f, Some(|v: &T| format!("{v:?}")))
     }

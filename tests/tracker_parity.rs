@@ -582,3 +582,27 @@ fn resolution_level_breaks_an_instance_down_by_nested_scopes() {
     let snap = tracker.create_snapshot("gone");
     assert_eq!(snap.tracked_class::<Index>().unwrap().active, 0);
 }
+
+#[test]
+fn debug_repr_is_refreshed_at_the_first_access_after_a_snapshot() {
+    #[derive(Debug)]
+    struct Counter {
+        n: u32,
+    }
+    let tracker = ClassTracker::new();
+    tracker.track_class::<Counter>(TrackOptions::new());
+    let mut c = tracker.construct_debug(|| Counter { n: 0 });
+    let repr = |t: &ClassTracker| t.stats().instances[0].repr.clone();
+    assert_eq!(repr(&tracker), "Counter { n: 0 }");
+    c.n = 5;
+    // No snapshot since the last refresh: nothing read yet.
+    assert_eq!(repr(&tracker), "Counter { n: 0 }");
+    tracker.create_snapshot("after five");
+    // The first access after the snapshot records the value as the snapshot saw it.
+    c.n += 1;
+    assert_eq!(repr(&tracker), "Counter { n: 5 }");
+    c.scope(|c| c.n = 9);
+    assert_eq!(repr(&tracker), "Counter { n: 9 }");
+    drop(c);
+    assert_eq!(repr(&tracker), "Counter { n: 9 }");
+}
