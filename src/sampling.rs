@@ -9,7 +9,7 @@
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Once};
+use std::sync::{Arc, LazyLock, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use classtrack_shim::{sample_receiver, ClassId, OverheadGuard, SampleEvent, SampleRecord};
@@ -172,6 +172,8 @@ impl Aggregator {
 
 static AGGREGATOR: LazyLock<Mutex<Aggregator>> = LazyLock::new(Default::default);
 static DRAIN: Once = Once::new();
+/// The drain thread, to wake it when a snapshot wants the records now.
+static CONSUMER: OnceLock<std::thread::Thread> = OnceLock::new();
 /// Records applied by the drain thread (compared with the shim's count of records sent).
 static APPLIED: AtomicU64 = AtomicU64::new(0);
 
@@ -182,27 +184,39 @@ pub(crate) fn start() {
         let Some(rx) = sample_receiver() else {
             return;
         };
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("classtrack-sampler".into())
             .spawn(move || {
-                // Everything this thread allocates is classtrack's, and never sampled: it may
-                // allocate while holding the channel's waker lock, which a sample would take.
+                // Everything this thread allocates is classtrack's, and never sampled.
                 let _g = OverheadGuard::new();
                 classtrack_shim::exclude_thread_from_sampling();
                 // The only consumer of the channel, so records are applied in the order sent:
-                // a block's free is never applied before its allocation.
-                while let Ok(first) = rx.recv() {
-                    let mut agg = AGGREGATOR.lock();
-                    agg.apply(&first);
-                    let mut n = 1;
-                    for r in rx.try_iter().take(4096) {
-                        agg.apply(&r);
-                        n += 1;
+                // a block's free is never applied before its allocation. It polls rather than
+                // blocks, so that a sending thread never has a sleeping receiver to wake (a
+                // lock and a system call on every sample); `drain_now` unparks it.
+                let mut idle = Duration::from_micros(100);
+                loop {
+                    let mut n = 0;
+                    {
+                        let mut agg = AGGREGATOR.lock();
+                        for r in rx.try_iter().take(1 << 16) {
+                            agg.apply(&r);
+                            n += 1;
+                        }
                     }
                     // Release: pairs with the acquire in `drain_now`.
                     APPLIED.fetch_add(n, Ordering::Release);
+                    if n == 0 {
+                        std::thread::park_timeout(idle);
+                        idle = (idle * 2).min(Duration::from_millis(20));
+                    } else {
+                        idle = Duration::from_micros(100);
+                    }
                 }
             });
+        if let Ok(handle) = spawned {
+            let _ = CONSUMER.set(handle.thread().clone());
+        }
     });
 }
 
@@ -211,6 +225,9 @@ pub(crate) fn start() {
 pub(crate) fn drain_now() {
     start();
     let (sent, _) = classtrack_shim::sample_counts();
+    if let Some(consumer) = CONSUMER.get() {
+        consumer.unpark();
+    }
     let deadline = Instant::now() + Duration::from_millis(100);
     // Acquire: see the aggregator as the drain thread left it (it also holds the lock).
     while APPLIED.load(Ordering::Acquire) < sent && Instant::now() < deadline {
