@@ -191,9 +191,11 @@ pub(crate) fn start() {
                 let _g = OverheadGuard::new();
                 classtrack_shim::exclude_thread_from_sampling();
                 // The only consumer of the channel, so records are applied in the order sent:
-                // a block's free is never applied before its allocation. It polls rather than
-                // blocks, so that a sending thread never has a sleeping receiver to wake (a
-                // lock and a system call on every sample); `drain_now` unparks it.
+                // a block's free is never applied before its allocation. It parks rather than
+                // blocks on the channel, so that a sending thread never has a sleeping
+                // receiver to wake on every sample; senders unpark it when a backlog builds,
+                // and `drain_now` when a snapshot wants the records.
+                classtrack_shim::set_sample_consumer(std::thread::current());
                 let mut idle = Duration::from_micros(100);
                 loop {
                     let mut n = 0;

@@ -190,6 +190,16 @@ fn channel() -> Option<&'static (Sender<SampleRecord>, Receiver<SampleRecord>)> 
     CHANNEL.get()
 }
 
+/// The thread that drains the channel, if it asked to be woken when a backlog builds.
+static CONSUMER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// Registers the thread that drains [`sample_receiver`]: it may sleep while the channel is
+/// quiet, and is woken (`Thread::unpark`) once a quarter of the channel is taken. Senders
+/// never wait on it.
+pub fn set_sample_consumer(thread: std::thread::Thread) {
+    let _ = CONSUMER.set(thread);
+}
+
 fn send(record: SampleRecord) {
     let Some((tx, _)) = channel() else {
         // Relaxed: statistics.
@@ -197,12 +207,22 @@ fn send(record: SampleRecord) {
         return;
     };
     match tx.try_send(record) {
-        // Relaxed: statistics.
-        Ok(()) => SENT.fetch_add(1, Ordering::Relaxed),
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-            DROPPED.fetch_add(1, Ordering::Relaxed)
+        Ok(()) => {
+            // Relaxed: statistics.
+            SENT.fetch_add(1, Ordering::Relaxed);
+            if tx.len() >= CHANNEL_CAPACITY / 4 {
+                // A backlog: wake the consumer. `unpark` takes no lock and allocates nothing;
+                // it makes a system call only if the consumer is asleep.
+                if let Some(consumer) = CONSUMER.get() {
+                    consumer.unpark();
+                }
+            }
         }
-    };
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            // Relaxed: statistics.
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The next gap between sample points: exponential with mean `mean`, from the thread's
