@@ -265,17 +265,17 @@ impl<T> Tracked<T> {
 
     /// Takes the value out; the instance dies now (its blocks stay charged to it until freed).
     pub fn into_inner(mut self) -> T {
-        self.die();
+        self.refresh();
+        self.release_handle();
         // SAFETY: `value` is taken exactly once; `self` is forgotten below so it is not dropped
         // again.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        self.handle = None;
         std::mem::forget(self);
         value
     }
 
-    fn die(&mut self) {
-        self.refresh();
+    /// Records the instance's death and releases its object ids (once).
+    fn release_handle(&mut self) {
         if let Some(h) = self.handle.take() {
             if let Some(tracker) = h.tracker.upgrade() {
                 tracker.instance_died(h.id);
@@ -290,14 +290,8 @@ impl<T> Drop for Tracked<T> {
         self.refresh();
         // SAFETY: the value is dropped exactly once, here; it is not used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.value) };
-        // The value's blocks are freed now: record the death and release its object id.
-        let handle = self.handle.take();
-        if let Some(h) = handle {
-            if let Some(tracker) = h.tracker.upgrade() {
-                tracker.instance_died(h.id);
-            }
-            crate::objects::release_tree(h.tag.object);
-        }
+        // The value's blocks are freed now: record the death and release its object ids.
+        self.release_handle();
     }
 }
 

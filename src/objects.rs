@@ -46,24 +46,19 @@ fn delta(now: ClassCounters, base: Option<&ClassCounters>) -> ClassCounters {
 pub(crate) fn acquire() -> u32 {
     let _g = OverheadGuard::new();
     let mut ids = IDS.lock();
-    if let Some(id) = ids.free.pop() {
-        let now = read_object(id);
-        ids.base.insert(id, now);
+    if ids.free.is_empty() && ids.next < OBJECT_LIMIT {
+        let id = ids.next;
+        ids.next += 1;
         return id;
     }
-    if ids.next >= OBJECT_LIMIT {
+    if ids.free.is_empty() {
         sweep_locked(&mut ids);
-        return match ids.free.pop() {
-            Some(id) => {
-                let now = read_object(id);
-                ids.base.insert(id, now);
-                id
-            }
-            None => 0,
-        };
     }
-    let id = ids.next;
-    ids.next += 1;
+    let Some(id) = ids.free.pop() else {
+        return 0;
+    };
+    let now = read_object(id);
+    ids.base.insert(id, now);
     id
 }
 

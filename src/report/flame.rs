@@ -40,11 +40,7 @@ impl Snapshot {
             if value == 0 {
                 continue;
             }
-            let class = self
-                .classes
-                .iter()
-                .find(|c| c.id == site.class)
-                .map_or_else(|| format!("class {}", site.class.0), |c| c.name.to_string());
+            let class = self.class_label(site.class);
             let mut line = clean(&class);
             for f in site.frames().iter().rev() {
                 line.push(';');

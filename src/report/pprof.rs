@@ -185,11 +185,7 @@ impl Snapshot {
         let mut location_ids: HashMap<Vec<crate::sampling::Frame>, u64> = HashMap::new();
         let mut samples = Vec::new();
         for site in self.sites.iter() {
-            let class = self
-                .classes
-                .iter()
-                .find(|c| c.id == site.class)
-                .map_or_else(|| format!("class {}", site.class.0), |c| c.name.to_string());
+            let class = self.class_label(site.class);
             // Group the symbolized frames back into locations: each location holds a run of
             // inlined frames ending with a non-inlined one.
             let mut location_id = Vec::new();
