@@ -57,6 +57,13 @@ fn every_allocation(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter("system"), |b| {
                 b.iter(|| black_box(run(threads, false, Via(&System), work)))
             });
+            // The platform's DWARF unwinder, parsing the unwind tables for every stack.
+            classtrack::set_unwinder(classtrack::Unwinder::DwarfUncached);
+            g.bench_function(
+                BenchmarkId::from_parameter("classtrack_trace_all_uncached"),
+                |b| b.iter(|| black_box(run(threads, true, Via(&TRACKED), work))),
+            );
+            // The cached DWARF unwinder (the default for a build without frame pointers).
             classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
             g.bench_function(BenchmarkId::from_parameter("classtrack_trace_all"), |b| {
                 b.iter(|| black_box(run(threads, true, Via(&TRACKED), work)))
@@ -78,6 +85,11 @@ fn every_allocation(c: &mut Criterion) {
     }
     let (sent, dropped) = classtrack_shim::sample_counts();
     eprintln!("classtrack samples: {sent} sent, {dropped} dropped (channel full)");
+    let (cached, fallbacks) = classtrack_shim::cached_dwarf_counts();
+    eprintln!(
+        "cached DWARF unwinder: {:?}; {cached} stacks, {fallbacks} fell back to the platform's",
+        classtrack_shim::cached_dwarf_enabled()
+    );
 }
 
 criterion_group!(benches, every_allocation);

@@ -138,9 +138,9 @@ mod stats;
 mod tracker;
 
 pub use classtrack_shim::{
-    frame_pointers_detected, sample_mean, set_sample_mean, set_stack_depth, set_unwinder,
-    stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder, DEFAULT_SAMPLE_MEAN,
-    METADATA_BYTES_PER_BLOCK,
+    cached_dwarf_counts, cached_dwarf_enabled, frame_pointers_detected, sample_mean,
+    set_sample_mean, set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc,
+    Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};

@@ -129,6 +129,11 @@ pub struct SamplingStats {
     pub sent: u64,
     /// Sample records dropped because the channel was full (the estimates miss them).
     pub dropped: u64,
+    /// Stacks captured by the cached DWARF unwinder (see [`crate::Unwinder::Dwarf`]).
+    pub cached_stacks: u64,
+    /// Stacks the cached DWARF unwinder left to the platform's: they ran through code loaded
+    /// after sampling started (or every cache was busy). Each costs a full DWARF unwind.
+    pub uncached_stacks: u64,
 }
 
 /// The process's memory as the operating system reports it (from the `memory-stats` crate).
@@ -252,10 +257,13 @@ impl Snapshot {
             sites: crate::sampling::table(),
             sampling: {
                 let (sent, dropped) = classtrack_shim::sample_counts();
+                let (cached_stacks, uncached_stacks) = classtrack_shim::cached_dwarf_counts();
                 SamplingStats {
                     mean_bytes: classtrack_shim::sample_mean(),
                     sent,
                     dropped,
+                    cached_stacks,
+                    uncached_stacks,
                 }
             },
             index,

@@ -303,3 +303,90 @@ fn frame_pointer_unwinder_agrees_with_dwarf_or_falls_back() {
     classtrack::trace_every_allocation::<ByFramePointers>(false);
     drop((a, b));
 }
+
+/// Blocks allocated from inside a C library's callback (so the stack runs through libc).
+static FROM_QSORT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn compare_and_allocate(a: *const libc::c_void, b: *const libc::c_void) -> libc::c_int {
+    FROM_QSORT.lock().unwrap().push(probe_caller(24));
+    // SAFETY: qsort passes pointers to two elements of the `u32` array being sorted.
+    unsafe { (*(a as *const u32)).cmp(&*(b as *const u32)) as libc::c_int }
+}
+
+/// Sorts with the C library's `qsort`, whose comparisons allocate.
+#[inline(never)]
+fn sort_through_libc() {
+    let mut v: Vec<u32> = (0..8).rev().collect();
+    // SAFETY: `v` holds `v.len()` elements of 4 bytes, compared by a matching comparator.
+    unsafe {
+        libc::qsort(
+            v.as_mut_ptr().cast(),
+            v.len(),
+            4,
+            Some(compare_and_allocate),
+        )
+    };
+    std::hint::black_box(v);
+}
+
+#[test]
+fn cached_dwarf_unwinder_gives_the_platform_unwinders_stacks() {
+    struct Cached;
+    struct Uncached;
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    classtrack::trace_every_allocation::<Cached>(true);
+    classtrack::trace_every_allocation::<Uncached>(true);
+    let (cached_before, _) = classtrack::cached_dwarf_counts();
+    // Room for every block the comparisons keep, so that growing the list allocates nothing.
+    FROM_QSORT.lock().unwrap().reserve(1000);
+    fn run<C: 'static>(unwinder: classtrack::Unwinder) -> (Vec<u8>, Vec<u8>) {
+        classtrack::set_unwinder(unwinder);
+        classtrack::scope::<C, _>(|| {
+            let on_main = probe_caller(100);
+            // Another thread's stack, and a stack that runs through the C library.
+            let on_thread = std::thread::spawn(|| classtrack::scope::<C, _>(|| probe_caller(200)))
+                .join()
+                .unwrap();
+            sort_through_libc();
+            (on_main, on_thread)
+        })
+    }
+    let a = run::<Cached>(classtrack::Unwinder::Dwarf);
+    let b = run::<Uncached>(classtrack::Unwinder::DwarfUncached);
+    classtrack::set_unwinder(classtrack::Unwinder::Auto);
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        assert_eq!(classtrack::cached_dwarf_enabled(), Some(true));
+        let (cached_after, _) = classtrack::cached_dwarf_counts();
+        // The main thread's block, the other thread's, and one per comparison.
+        assert!(
+            cached_after - cached_before >= 3,
+            "{cached_before} -> {cached_after}"
+        );
+    }
+    let snap = tracker.create_snapshot("cached and uncached");
+    let stacks = |name: &str| -> Vec<Vec<String>> {
+        let mut v: Vec<Vec<String>> = snap
+            .top_sites(name, 100)
+            .iter()
+            .map(|s| s.frames().into_iter().map(|f| f.function).collect())
+            .collect();
+        v.sort();
+        v
+    };
+    let cached = stacks(std::any::type_name::<Cached>());
+    let uncached = stacks(std::any::type_name::<Uncached>());
+    assert!(cached.len() >= 3, "{cached:#?}");
+    // Frames the two unwinders see the same way: every site, frame by frame, root included.
+    assert_eq!(cached, uncached);
+    assert!(
+        cached
+            .iter()
+            .any(|s| s.iter().any(|f| f.contains("sort_through_libc"))),
+        "no stack through qsort: {cached:#?}"
+    );
+    classtrack::trace_every_allocation::<Cached>(false);
+    classtrack::trace_every_allocation::<Uncached>(false);
+    drop((a, b));
+    FROM_QSORT.lock().unwrap().clear();
+}

@@ -33,6 +33,7 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod cached;
 mod local;
 mod objects;
 mod sampling;
@@ -51,7 +52,10 @@ pub use sampling::{
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
-pub use unwind::{frame_pointers_detected, set_unwinder, unwinder, Unwinder};
+pub use unwind::{
+    cached_dwarf_counts, cached_dwarf_enabled, frame_pointers_detected, set_unwinder, unwinder,
+    Unwinder,
+};
 
 /// In a tag word: every allocation of the class is sampled (the thread-local tag only).
 pub(crate) const TRACE_ALL_BIT: u64 = 1 << 24;

@@ -1,5 +1,7 @@
-//! Stack capture for samples: the DWARF unwinder (always right, about 80 ns a frame), or a
-//! frame-pointer walk (a few nanoseconds a frame) for programs built with frame pointers.
+//! Stack capture for samples: the DWARF unwind tables, read through a cache of the rule for each
+//! code address (see `cached.rs`; Linux on x86-64), or by the platform unwinder (libgcc's, about
+//! 80 ns a frame); or a frame-pointer walk (a few nanoseconds a frame) for programs built with
+//! frame pointers.
 //!
 //! The walk only ever reads words inside the current thread's stack (its bounds are asked of
 //! pthreads once per thread), so a binary without frame pointers cannot make it fault; it can
@@ -19,12 +21,18 @@ pub enum Unwinder {
     /// Frame pointers if the program was found to have them when sampling started, else
     /// DWARF. The default.
     Auto,
-    /// The DWARF unwinder (`backtrace::trace_unsynchronized`): right for every binary.
+    /// The DWARF unwind tables: right for every binary. On Linux x86-64 the tables are read by
+    /// a cached unwinder (each code address's rule parsed once) if, when sampling started, it
+    /// agreed with the platform unwinder; stacks through code it does not know (a library
+    /// loaded after sampling started) go to the platform unwinder.
     Dwarf,
     /// Walk the frame-pointer chain: much faster; right only for programs built with
     /// `RUSTFLAGS="-C force-frame-pointers=yes"`. Falls back to DWARF on other targets than
     /// x86-64 and AArch64, and when the walk finds fewer than two frames.
     FramePointers,
+    /// The platform's DWARF unwinder (`backtrace::trace_unsynchronized`) for every stack, with
+    /// no cache: the slowest, for comparison.
+    DwarfUncached,
 }
 
 static UNWINDER: AtomicU8 = AtomicU8::new(0);
@@ -43,6 +51,7 @@ pub fn unwinder() -> Unwinder {
     match UNWINDER.load(Ordering::Relaxed) {
         1 => Unwinder::Dwarf,
         2 => Unwinder::FramePointers,
+        3 => Unwinder::DwarfUncached,
         _ => Unwinder::Auto,
     }
 }
@@ -57,11 +66,28 @@ pub fn frame_pointers_detected() -> Option<bool> {
     }
 }
 
-/// Checks once whether frame-pointer walks agree with the DWARF unwinder here: at least three
-/// consecutive return addresses the same. Called when sampling starts (from the sampler, so
-/// not re-entered on this thread).
+/// Whether the cached DWARF unwinder is in use: it agreed with the platform unwinder when
+/// sampling started (`None` before that check ran; always `Some(false)` on platforms without
+/// it).
+pub fn cached_dwarf_enabled() -> Option<bool> {
+    crate::cached::enabled()
+}
+
+/// Stacks captured by the cached DWARF unwinder, and captures that went to the platform
+/// unwinder instead (code outside the modules loaded when sampling started, or every cache
+/// busy).
+pub fn cached_dwarf_counts() -> (u64, u64) {
+    crate::cached::counts()
+}
+
+/// Sets up the cached DWARF unwinder and checks it against the platform's, then checks whether
+/// frame-pointer walks agree with the DWARF unwinder here: at least three consecutive return
+/// addresses the same. Called when sampling starts (from the sampler, so not re-entered on
+/// this thread).
 #[inline(never)]
 pub(crate) fn detect() {
+    crate::cached::init();
+    crate::cached::check(dwarf, stack_top_cached());
     let mut walked = [0usize; 16];
     let mut unwound = [0usize; 32];
     let n = walk_frame_pointers(&mut walked);
@@ -91,6 +117,7 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
     let walk = match unwinder() {
         Unwinder::FramePointers => true,
         Unwinder::Dwarf => false,
+        Unwinder::DwarfUncached => return dwarf(frames),
         Unwinder::Auto => frame_pointers_detected() == Some(true),
     };
     if walk {
@@ -99,11 +126,13 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
             return n;
         }
     }
+    if let Some(n) = crate::cached::capture(frames, stack_top_cached()) {
+        return n;
+    }
     dwarf(frames)
 }
 
-/// Fills `frames` by the DWARF unwinder.
-#[inline(always)]
+/// Fills `frames` by the platform's DWARF unwinder.
 fn dwarf(frames: &mut [usize]) -> usize {
     let mut n = 0;
     // SAFETY: `trace_unsynchronized` requires that no other unwinding runs on this thread at
@@ -117,6 +146,15 @@ fn dwarf(frames: &mut [usize]) -> usize {
         })
     };
     n
+}
+
+/// The highest address of this thread's stack (1 if unknown), asked of pthreads once.
+#[inline(always)]
+fn stack_top_cached() -> usize {
+    match STACK_TOP.try_with(Cell::get).unwrap_or(1) {
+        0 => stack_top(),
+        top => top,
+    }
 }
 
 #[cold]
@@ -157,10 +195,7 @@ fn walk_frame_pointers(frames: &mut [usize]) -> usize {
     let marker = 0u8;
     // Everything this thread may read lies between its current stack pointer and the top.
     let low = &marker as *const u8 as usize;
-    let high = match STACK_TOP.try_with(Cell::get).unwrap_or(1) {
-        0 => stack_top(),
-        top => top,
-    };
+    let high = stack_top_cached();
     if high <= low {
         return 0;
     }
