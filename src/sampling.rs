@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use classtrack_shim::{sample_receiver, ClassId, OverheadGuard, SampleEvent, SampleRecord};
+use classtrack_shim::{
+    sample_receivers, ClassId, OverheadGuard, SampleEvent, SampleRecord, StackRecord,
+};
+use crossbeam_channel::Receiver;
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
@@ -79,7 +82,8 @@ struct Totals {
 
 #[derive(Default)]
 struct Aggregator {
-    stack_ids: HashMap<Arc<[usize]>, u32>,
+    /// Stacks by the shim's id (the hash of their frames).
+    stack_ids: HashMap<u64, u32>,
     stacks: Vec<Arc<[usize]>>,
     sites: HashMap<(ClassId, u32), Totals>,
     live: HashMap<usize, Live>,
@@ -97,22 +101,35 @@ fn weight(size: usize, mean: u64) -> f64 {
 }
 
 impl Aggregator {
-    fn intern(&mut self, frames: &[usize]) -> u32 {
-        if let Some(&id) = self.stack_ids.get(frames) {
-            return id;
+    fn learn(&mut self, s: &StackRecord) {
+        if let Entry::Vacant(e) = self.stack_ids.entry(s.id) {
+            e.insert(self.stacks.len() as u32);
+            self.stacks.push(Arc::from(s.frames()));
         }
-        let stack: Arc<[usize]> = Arc::from(frames);
-        let id = self.stacks.len() as u32;
-        self.stacks.push(stack.clone());
-        self.stack_ids.insert(stack, id);
-        id
     }
 
-    fn apply(&mut self, r: &SampleRecord) {
+    /// The stack a sample names: announced on the stack channel before the sample was sent, so
+    /// found there if not known yet (`None` only if its record was lost).
+    fn stack_of(&mut self, id: u64, stacks: &Receiver<StackRecord>) -> Option<u32> {
+        if let Some(&s) = self.stack_ids.get(&id) {
+            return Some(s);
+        }
+        while let Ok(s) = stacks.try_recv() {
+            self.learn(&s);
+            if s.id == id {
+                break;
+            }
+        }
+        self.stack_ids.get(&id).copied()
+    }
+
+    fn apply(&mut self, r: &SampleRecord, stacks: &Receiver<StackRecord>) {
         self.generation += 1;
         match r.event {
             SampleEvent::Alloc => {
-                let stack = self.intern(&r.frames[..r.depth]);
+                let Some(stack) = self.stack_of(r.stack, stacks) else {
+                    return;
+                };
                 let w = weight(r.size, r.mean);
                 let t = self.sites.entry((r.class, stack)).or_default();
                 t.allocated_bytes += r.size as f64 * w;
@@ -181,7 +198,7 @@ static APPLIED: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn start() {
     DRAIN.call_once(|| {
         let _g = OverheadGuard::new();
-        let Some(rx) = sample_receiver() else {
+        let Some((rx, stacks)) = sample_receivers() else {
             return;
         };
         let spawned = std::thread::Builder::new()
@@ -201,8 +218,13 @@ pub(crate) fn start() {
                     let mut n = 0;
                     {
                         let mut agg = AGGREGATOR.lock();
+                        // Stacks first (each was sent before any sample naming it), so that
+                        // stacks re-sent by threads that forgot them never fill the channel.
+                        for s in stacks.try_iter().take(1 << 16) {
+                            agg.learn(&s);
+                        }
                         for r in rx.try_iter().take(1 << 16) {
-                            agg.apply(&r);
+                            agg.apply(&r, &stacks);
                             n += 1;
                         }
                     }

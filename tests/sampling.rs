@@ -390,3 +390,66 @@ fn cached_dwarf_unwinder_gives_the_platform_unwinders_stacks() {
     drop((a, b));
     FROM_QSORT.lock().unwrap().clear();
 }
+
+/// One of eight allocation sites (eight distinct return addresses).
+#[inline(never)]
+fn leaf(k: usize) -> Vec<u8> {
+    use std::hint::black_box;
+    match k % 8 {
+        0 => black_box(vec![0u8; 10]),
+        1 => black_box(vec![1u8; 11]),
+        2 => black_box(vec![2u8; 12]),
+        3 => black_box(vec![3u8; 13]),
+        4 => black_box(vec![4u8; 14]),
+        5 => black_box(vec![5u8; 15]),
+        6 => black_box(vec![6u8; 16]),
+        _ => black_box(vec![7u8; 17]),
+    }
+}
+
+/// `leaf(k)` called `depth` frames down: a distinct stack for each (depth, k % 8).
+#[inline(never)]
+fn at_depth(depth: usize, k: usize) -> Vec<u8> {
+    if depth == 0 {
+        leaf(k)
+    } else {
+        std::hint::black_box(at_depth(depth - 1, k))
+    }
+}
+
+#[test]
+fn every_sample_finds_its_stack_when_threads_forget_the_stacks_they_sent() {
+    struct ManyStacks;
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    classtrack::trace_every_allocation::<ManyStacks>(true);
+    let (_, dropped_before) = classtrack_shim::sample_counts();
+    // 304 distinct stacks, twice over: more than a thread remembers having sent, so some are
+    // sent again and must be recognised as the same stacks.
+    let kept: Vec<Vec<u8>> = classtrack::scope::<ManyStacks, _>(|| {
+        let mut kept = Vec::with_capacity(608);
+        for _ in 0..std::hint::black_box(2) {
+            for depth in 0..38 {
+                for k in 0..8 {
+                    kept.push(at_depth(depth, k));
+                }
+            }
+        }
+        kept
+    });
+    let snap = tracker.create_snapshot("many stacks");
+    assert_eq!(snap.sampling.dropped, dropped_before, "{:?}", snap.sampling);
+    let exact = snap.class_of::<ManyStacks>().unwrap();
+    let name = std::any::type_name::<ManyStacks>();
+    assert_eq!(snap.sampled_live_bytes(name), exact.live_bytes as f64);
+    let sites = snap.top_sites(name, 10_000);
+    // The list that keeps the blocks is one more site.
+    let leaf_sites: Vec<_> = sites
+        .iter()
+        .filter(|s| s.frames().iter().any(|f| f.function.contains("leaf")))
+        .collect();
+    assert_eq!(leaf_sites.len(), 304);
+    assert!(leaf_sites.iter().all(|s| s.samples == 2));
+    classtrack::trace_every_allocation::<ManyStacks>(false);
+    drop(kept);
+}

@@ -46,9 +46,9 @@ pub use local::{
 };
 pub use objects::{read_object, OBJECT_LIMIT};
 pub use sampling::{
-    sample_counts, sample_mean, sample_receiver, set_sample_consumer, set_sample_mean,
-    set_stack_depth, set_trace_all, stack_depth, traces_all, SampleEvent, SampleRecord,
-    CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH,
+    sample_counts, sample_mean, sample_receivers, set_sample_consumer, set_sample_mean,
+    set_stack_depth, set_trace_all, stack_depth, stack_id, traces_all, SampleEvent, SampleRecord,
+    StackRecord, CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;

@@ -11,13 +11,17 @@
 //! down and may be sampled afresh (with the realloc's stack), so every live block is sampled
 //! with the chance its current size gives it and the estimates stay unbiased. The stack
 //! is captured as raw return addresses (no symbols) into a fixed array, without allocating or
-//! locking, and sent with `try_send` on a bounded crossbeam channel to whoever drains
-//! [`sample_receiver`]; when the channel is full the record is dropped and counted, the
-//! allocating thread never waits.
+//! locking. A sample travels as a small [`SampleRecord`] naming its stack by a 64-bit hash;
+//! the stack itself (a [`StackRecord`]) is sent on a second channel only the first time a
+//! thread samples it (each thread remembers the last 256 stacks it sent), so the usual sample
+//! costs a one-line record, not half a kilobyte of frames. Both channels are bounded crossbeam
+//! channels fed with `try_send` to whoever drains [`sample_receivers`]; when one is full the
+//! sample is dropped and counted, the allocating thread never waits.
 //!
 //! The countdown costs the hot path a load, a subtraction, a store and a branch on the
 //! thread-local line it already reads; everything else is `#[cold]`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -30,10 +34,14 @@ use crate::{ClassId, Tag};
 pub const DEFAULT_SAMPLE_MEAN: u64 = 512 * 1024;
 /// The deepest stack a sample records.
 pub const MAX_STACK_DEPTH: usize = 64;
-/// Records the channel holds before new ones are dropped. A burst of frees of sampled blocks
-/// (dropping a large structure) must fit; the buffer's pages become resident only as far as
-/// a backlog ever reaches.
-pub const CHANNEL_CAPACITY: usize = 2048;
+/// Sample records the channel holds before new ones are dropped. A burst of frees of sampled
+/// blocks (dropping a large structure) must fit; the buffer's pages become resident only as far
+/// as a backlog ever reaches.
+pub const CHANNEL_CAPACITY: usize = 8192;
+/// Stack records the stack channel holds (new stacks only: far fewer than samples).
+pub const STACK_CHANNEL_CAPACITY: usize = 1024;
+/// Stacks each thread remembers having sent (a direct-mapped table of their hashes).
+const ANNOUNCED_STACKS: usize = 256;
 /// While sampling is off, threads look again at the setting every this many bytes.
 const RECHECK_BYTES: i64 = 64 << 20;
 
@@ -44,7 +52,20 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The state of the channel: 0 none yet, 1 being made, 2 ready.
 static CHANNEL_STATE: AtomicU8 = AtomicU8::new(0);
-static CHANNEL: OnceLock<(Sender<SampleRecord>, Receiver<SampleRecord>)> = OnceLock::new();
+static CHANNEL: OnceLock<Channels> = OnceLock::new();
+
+/// The sample channel and the stack channel.
+struct Channels {
+    samples: (Sender<SampleRecord>, Receiver<SampleRecord>),
+    stacks: (Sender<StackRecord>, Receiver<StackRecord>),
+}
+
+thread_local! {
+    /// Hashes of the stacks this thread sent (0: none), by hash modulo the table's size. Used
+    /// only inside the sampler, which is never re-entered on a thread.
+    static ANNOUNCED: [Cell<u64>; ANNOUNCED_STACKS] =
+        const { [const { Cell::new(0) }; ANNOUNCED_STACKS] };
+}
 
 /// Sets the mean distance between samples in allocated bytes; 0 turns sampling off. Threads
 /// pick the new setting up at their next sample (or within 64 MiB while it was off).
@@ -125,8 +146,8 @@ pub enum SampleEvent {
     Free,
 }
 
-/// One sampled event, as sent on the channel.
-#[derive(Clone, Copy)]
+/// One sampled event, as sent on the sample channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SampleRecord {
     /// What happened.
     pub event: SampleEvent,
@@ -139,33 +160,66 @@ pub struct SampleRecord {
     /// The sampling mean in force when the block was sampled; 0 if every allocation of its
     /// class is sampled (the sample then stands for itself alone).
     pub mean: u64,
-    /// How many entries of `frames` are set (0 for frees).
+    /// The allocation's stack, by the hash of its frames (see [`StackRecord`]); 0 for frees.
+    pub stack: u64,
+}
+
+/// A stack, sent on the stack channel before the first sample of a thread that refers to it
+/// (and again when the thread has forgotten sending it): so whoever reads a sample naming a
+/// stack it has not seen finds the stack's record already waiting on the stack channel.
+#[derive(Clone, Copy)]
+pub struct StackRecord {
+    /// The hash of `frames[..depth]` that samples name it by (never 0).
+    pub id: u64,
+    /// How many entries of `frames` are set.
     pub depth: usize,
     /// Return addresses, innermost first.
     pub frames: [usize; MAX_STACK_DEPTH],
 }
 
-impl std::fmt::Debug for SampleRecord {
+impl StackRecord {
+    /// The frames, innermost first.
+    pub fn frames(&self) -> &[usize] {
+        &self.frames[..self.depth.min(MAX_STACK_DEPTH)]
+    }
+}
+
+impl std::fmt::Debug for StackRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SampleRecord")
-            .field("event", &self.event)
-            .field("address", &self.address)
-            .field("class", &self.class)
-            .field("size", &self.size)
-            .field("mean", &self.mean)
-            .field("frames", &&self.frames[..self.depth])
+        f.debug_struct("StackRecord")
+            .field("id", &self.id)
+            .field("frames", &self.frames())
             .finish()
     }
 }
 
-/// The receiving end of the sample channel, made on first use. One consumer (classtrack's
-/// aggregator) should drain it.
-pub fn sample_receiver() -> Option<Receiver<SampleRecord>> {
-    channel().map(|(_, rx)| rx.clone())
+/// A stack's identity: a 64-bit hash of its frames, never 0. (Two different stacks collide
+/// with a chance of about n²/2⁶⁵ for n stacks.)
+pub fn stack_id(frames: &[usize]) -> u64 {
+    let mut h = 0x243F_6A88_85A3_08D3u64 ^ frames.len() as u64;
+    for &f in frames {
+        h = (h ^ f as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    // A finaliser (from MurmurHash3) so every bit of every frame moves every bit of the id.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^= h >> 33;
+    h.max(1)
 }
 
-/// The channel, made by the first caller; `None` while another thread is making it.
-fn channel() -> Option<&'static (Sender<SampleRecord>, Receiver<SampleRecord>)> {
+/// The receiving ends of the sample channel and of the stack channel, made on first use. One
+/// consumer (classtrack's aggregator) should drain them: samples in order, and the stack
+/// channel whenever a sample names a stack not seen yet.
+pub fn sample_receivers() -> Option<(Receiver<SampleRecord>, Receiver<StackRecord>)> {
+    channel().map(|c| (c.samples.1.clone(), c.stacks.1.clone()))
+}
+
+/// The channels, made by the first caller; `None` while another thread is making them.
+fn channel() -> Option<&'static Channels> {
     if let Some(c) = CHANNEL.get() {
         return Some(c);
     }
@@ -177,15 +231,20 @@ fn channel() -> Option<&'static (Sender<SampleRecord>, Receiver<SampleRecord>)> 
         // This thread's allocations here (the channel's buffer) are classtrack's, and are not
         // sampled (there is nowhere to send a sample yet).
         let _g = crate::OverheadGuard::new();
-        let _ = with_sampler(|_| {
+        let made = with_sampler(|_| {
             // Warm the unwinder up once before the first real sample: its first use may take
             // the loader's lock and allocate (libgcc's FDE caches). Then see whether this
             // program has frame pointers (for `Unwinder::Auto`).
             backtrace::trace(|_| true);
             crate::unwind::detect();
-            let _ = CHANNEL.set(crossbeam_channel::bounded(CHANNEL_CAPACITY));
+            let _ = CHANNEL.set(Channels {
+                samples: crossbeam_channel::bounded(CHANNEL_CAPACITY),
+                stacks: crossbeam_channel::bounded(STACK_CHANNEL_CAPACITY),
+            });
         });
-        CHANNEL_STATE.store(2, Ordering::Release);
+        // Made, or (called inside the sampler, which cannot warm the unwinder up now) left
+        // for a later caller.
+        CHANNEL_STATE.store(if made.is_some() { 2 } else { 0 }, Ordering::Release);
     }
     CHANNEL.get()
 }
@@ -200,8 +259,43 @@ pub fn set_sample_consumer(thread: std::thread::Thread) {
     let _ = CONSUMER.set(thread);
 }
 
+/// Sends `frames` on the stack channel unless this thread remembers sending them; returns
+/// their id, or `None` if the stack could not be sent (channel full or not made yet).
+fn announce(frames: &[usize]) -> Option<u64> {
+    let id = stack_id(frames);
+    let slot = (id % ANNOUNCED_STACKS as u64) as usize;
+    let known = ANNOUNCED.try_with(|a| a[slot].get() == id).unwrap_or(false);
+    if known {
+        return Some(id);
+    }
+    let channels = channel()?;
+    let mut record = StackRecord {
+        id,
+        depth: frames.len(),
+        frames: [0; MAX_STACK_DEPTH],
+    };
+    record.frames[..frames.len()].copy_from_slice(frames);
+    channels.stacks.0.try_send(record).ok()?;
+    if channels.stacks.0.len() >= STACK_CHANNEL_CAPACITY / 4 {
+        wake_consumer();
+    }
+    let _ = ANNOUNCED.try_with(|a| a[slot].set(id));
+    Some(id)
+}
+
+/// A backlog: wake the consumer. `unpark` takes no lock and allocates nothing; it makes a
+/// system call only if the consumer is asleep.
+fn wake_consumer() {
+    if let Some(consumer) = CONSUMER.get() {
+        consumer.unpark();
+    }
+}
+
 fn send(record: SampleRecord) {
-    let Some((tx, _)) = channel() else {
+    let Some(Channels {
+        samples: (tx, _), ..
+    }) = channel()
+    else {
         // Relaxed: statistics.
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
@@ -211,11 +305,7 @@ fn send(record: SampleRecord) {
             // Relaxed: statistics.
             SENT.fetch_add(1, Ordering::Relaxed);
             if tx.len() >= CHANNEL_CAPACITY / 4 {
-                // A backlog: wake the consumer. `unpark` takes no lock and allocates nothing;
-                // it makes a system call only if the consumer is asleep.
-                if let Some(consumer) = CONSUMER.get() {
-                    consumer.unpark();
-                }
+                wake_consumer();
             }
         }
         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -246,6 +336,8 @@ fn next_gap(state: &mut SamplerState, mean: u64) -> i64 {
 #[cold]
 #[inline(never)]
 pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: bool) -> bool {
+    // Made here, outside the sampler's state (making them warms the unwinder up inside it).
+    channel();
     let record = with_sampler(|state| {
         let mean = sample_mean();
         let mut sampled = trace_all;
@@ -282,23 +374,28 @@ pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: boo
         if !sampled {
             return None;
         }
-        let mut record = SampleRecord {
+        let mut frames = [0usize; MAX_STACK_DEPTH];
+        let depth = crate::unwind::capture(&mut frames[..stack_depth()]);
+        // `None` inside: sampled, but the stack could not be sent (the sample is lost).
+        Some(announce(&frames[..depth]).map(|stack| SampleRecord {
             event: SampleEvent::Alloc,
             address,
             class: tag.class,
             size,
             mean: if trace_all { 0 } else { weight_mean },
-            depth: 0,
-            frames: [0; MAX_STACK_DEPTH],
-        };
-        let depth = stack_depth();
-        record.depth = crate::unwind::capture(&mut record.frames[..depth]);
-        Some(record)
+            stack,
+        }))
     })
     .flatten();
     match record {
-        Some(r) => {
+        Some(Some(r)) => {
             send(r);
+            true
+        }
+        Some(None) => {
+            // Relaxed: statistics.
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            // Marked all the same: its free is reported and ignored, as for any lost sample.
             true
         }
         None => false,
@@ -315,7 +412,23 @@ pub(crate) fn report(event: SampleEvent, address: usize, size: usize, class: Cla
         class,
         size,
         mean: 0,
-        depth: 0,
-        frames: [0; MAX_STACK_DEPTH],
+        stack: 0,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stack_id;
+
+    #[test]
+    fn stack_ids_are_never_zero_and_tell_order_and_length_apart() {
+        assert_ne!(stack_id(&[]), 0);
+        assert_ne!(stack_id(&[0]), 0);
+        assert_ne!(stack_id(&[1, 2]), stack_id(&[2, 1]));
+        assert_ne!(stack_id(&[1, 2]), stack_id(&[1, 2, 0]));
+        assert_eq!(stack_id(&[7, 8, 9]), stack_id(&[7, 8, 9]));
+        let ids: std::collections::HashSet<u64> =
+            (0..10_000usize).map(|i| stack_id(&[i, i * 3])).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
 }
