@@ -138,7 +138,7 @@ mod stats;
 mod tracker;
 
 pub use classtrack_shim::{
-    cached_dwarf_counts, cached_dwarf_enabled, frame_pointers_detected, sample_mean,
+    cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, sample_mean,
     set_sample_mean, set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc,
     Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };

@@ -8,7 +8,6 @@
 //! are symbolized once per address and cached.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Once, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -191,8 +190,6 @@ static AGGREGATOR: LazyLock<Mutex<Aggregator>> = LazyLock::new(Default::default)
 static DRAIN: Once = Once::new();
 /// The drain thread, to wake it when a snapshot wants the records now.
 static CONSUMER: OnceLock<std::thread::Thread> = OnceLock::new();
-/// Records applied by the drain thread (compared with the shim's count of records sent).
-static APPLIED: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the thread that drains the shim's samples (once per process).
 pub(crate) fn start() {
@@ -217,6 +214,8 @@ pub(crate) fn start() {
                 loop {
                     let mut n = 0;
                     {
+                        // Records are received and applied under the lock, so a snapshot that
+                        // takes it sees every record the shim counts as received.
                         let mut agg = AGGREGATOR.lock();
                         // Stacks first (each was sent before any sample naming it), so that
                         // stacks re-sent by threads that forgot them never fill the channel.
@@ -228,8 +227,7 @@ pub(crate) fn start() {
                             n += 1;
                         }
                     }
-                    // Release: pairs with the acquire in `drain_now`.
-                    APPLIED.fetch_add(n, Ordering::Release);
+                    classtrack_shim::note_received(n);
                     if n == 0 {
                         std::thread::park_timeout(idle);
                         idle = (idle * 2).min(Duration::from_millis(20));
@@ -253,8 +251,9 @@ pub(crate) fn drain_now() {
         consumer.unpark();
     }
     let deadline = Instant::now() + Duration::from_millis(100);
-    // Acquire: see the aggregator as the drain thread left it (it also holds the lock).
-    while APPLIED.load(Ordering::Acquire) < sent && Instant::now() < deadline {
+    // The count of records received catches up with the count sent (received or queued)
+    // then: those queued now have been applied.
+    while classtrack_shim::samples_received() < sent && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(50));
     }
 }

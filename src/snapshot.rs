@@ -129,10 +129,9 @@ pub struct SamplingStats {
     pub sent: u64,
     /// Sample records dropped because the channel was full (the estimates miss them).
     pub dropped: u64,
-    /// Stacks captured by the cached DWARF unwinder (see [`crate::Unwinder::Dwarf`]).
-    pub cached_stacks: u64,
-    /// Stacks the cached DWARF unwinder left to the platform's: they ran through code loaded
-    /// after sampling started (or every cache was busy). Each costs a full DWARF unwind.
+    /// Stacks the cached DWARF unwinder (see [`crate::Unwinder::Dwarf`]) left to the
+    /// platform's since the process started: they ran through code loaded after sampling
+    /// started (or every cache was busy). Each costs a full, uncached DWARF unwind.
     pub uncached_stacks: u64,
 }
 
@@ -257,12 +256,11 @@ impl Snapshot {
             sites: crate::sampling::table(),
             sampling: {
                 let (sent, dropped) = classtrack_shim::sample_counts();
-                let (cached_stacks, uncached_stacks) = classtrack_shim::cached_dwarf_counts();
+                let uncached_stacks = classtrack_shim::cached_dwarf_fallbacks();
                 SamplingStats {
                     mean_bytes: classtrack_shim::sample_mean(),
                     sent,
                     dropped,
-                    cached_stacks,
                     uncached_stacks,
                 }
             },

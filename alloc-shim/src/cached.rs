@@ -69,11 +69,18 @@ mod imp {
         unwinder: UnwinderX86_64<Mapped, MustNotAllocateDuringUnwind>,
         /// The registered modules' address ranges, sorted by start.
         ranges: Vec<Range<u64>>,
+        /// The range of the module holding this code (usually the executable, where most
+        /// frames are), looked at first.
+        home: Range<u64>,
         slots: Box<[Slot]>,
     }
 
     impl State {
+        #[inline(always)]
         fn knows(&self, address: u64) -> bool {
+            if self.home.contains(&address) {
+                return true;
+            }
             let i = self.ranges.partition_point(|r| r.start <= address);
             i > 0 && address < self.ranges[i - 1].end
         }
@@ -82,7 +89,6 @@ mod imp {
     static STATE: OnceLock<State> = OnceLock::new();
     /// 0 not checked yet, 1 agreed with the platform unwinder, 2 did not (never used).
     static CHECKED: AtomicU8 = AtomicU8::new(0);
-    static CAPTURES: AtomicU64 = AtomicU64::new(0);
     static FALLBACKS: AtomicU64 = AtomicU64::new(0);
 
     /// A module found by `dl_iterate_phdr`.
@@ -234,6 +240,12 @@ mod imp {
                 unwinder.add_module(Module::new(name, m.avma, m.base, m.info));
             }
             ranges.sort_by_key(|r| r.start);
+            let here = init as fn() as usize as u64;
+            let home = ranges
+                .iter()
+                .find(|r| r.contains(&here))
+                .cloned()
+                .unwrap_or(0..0);
             let slots = (0..SLOTS)
                 .map(|_| Slot {
                     busy: AtomicBool::new(false),
@@ -243,6 +255,7 @@ mod imp {
             State {
                 unwinder,
                 ranges,
+                home,
                 slots,
             }
         });
@@ -320,7 +333,7 @@ mod imp {
         (trusted && n >= 2).then_some(n)
     }
 
-    /// Like `unwind`, once the start-up check has passed; counts captures and fallbacks.
+    /// Like `unwind`, once the start-up check has passed; counts fallbacks.
     #[inline(always)]
     pub(crate) fn capture(frames: &mut [usize], stack_top: usize) -> Option<usize> {
         // Relaxed: written once, before any sample is sent; a stale 0 only means a fallback.
@@ -328,11 +341,10 @@ mod imp {
             return None;
         }
         let r = unwind(frames, stack_top);
-        // Relaxed: statistics (one read-modify-write per sample, off the hot path).
-        match r {
-            Some(_) => CAPTURES.fetch_add(1, Ordering::Relaxed),
-            None => FALLBACKS.fetch_add(1, Ordering::Relaxed),
-        };
+        if r.is_none() {
+            // Relaxed: a statistic (off the hot path, and rare).
+            FALLBACKS.fetch_add(1, Ordering::Relaxed);
+        }
         r
     }
 
@@ -360,13 +372,10 @@ mod imp {
         }
     }
 
-    /// Stacks captured by this unwinder, and samples that fell back to the platform's.
-    pub(crate) fn counts() -> (u64, u64) {
-        // Relaxed: statistics.
-        (
-            CAPTURES.load(Ordering::Relaxed),
-            FALLBACKS.load(Ordering::Relaxed),
-        )
+    /// Stacks this unwinder left to the platform's.
+    pub(crate) fn fallbacks() -> u64 {
+        // Relaxed: a statistic.
+        FALLBACKS.load(Ordering::Relaxed)
     }
 }
 
@@ -382,12 +391,12 @@ mod imp {
     pub(crate) fn enabled() -> Option<bool> {
         Some(false)
     }
-    pub(crate) fn counts() -> (u64, u64) {
-        (0, 0)
+    pub(crate) fn fallbacks() -> u64 {
+        0
     }
 }
 
-pub(crate) use imp::{capture, check, counts, enabled, init};
+pub(crate) use imp::{capture, check, enabled, fallbacks, init};
 
 /// Whether two captures of the same stack, made from different places in one function,
 /// agree below it: from the first return address of `ours` (after its own frame) found in

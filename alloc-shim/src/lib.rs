@@ -46,14 +46,15 @@ pub use local::{
 };
 pub use objects::{read_object, OBJECT_LIMIT};
 pub use sampling::{
-    sample_counts, sample_mean, sample_receivers, set_sample_consumer, set_sample_mean,
-    set_stack_depth, set_trace_all, stack_depth, stack_id, traces_all, SampleEvent, SampleRecord,
-    StackRecord, CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
+    note_received, sample_counts, sample_mean, sample_receivers, samples_received,
+    set_sample_consumer, set_sample_mean, set_stack_depth, set_trace_all, stack_depth, stack_id,
+    traces_all, SampleEvent, SampleRecord, StackRecord, CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN,
+    MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;
 pub use unwind::{
-    cached_dwarf_counts, cached_dwarf_enabled, frame_pointers_detected, set_unwinder, unwinder,
+    cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, set_unwinder, unwinder,
     Unwinder,
 };
 

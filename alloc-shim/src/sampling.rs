@@ -47,7 +47,11 @@ const RECHECK_BYTES: i64 = 64 << 20;
 
 static MEAN: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE_MEAN);
 static DEPTH: AtomicUsize = AtomicUsize::new(MAX_STACK_DEPTH);
-static SENT: AtomicU64 = AtomicU64::new(0);
+/// Sample records taken off the channel by its consumer (counted by the consumer, once per
+/// batch, so that senders share no counter).
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Threads that seeded their sample generator (once per thread).
+static SEEDS: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The state of the channel: 0 none yet, 1 being made, 2 ready.
@@ -92,13 +96,29 @@ pub fn stack_depth() -> usize {
     DEPTH.load(Ordering::Relaxed)
 }
 
-/// Records sent, and records dropped because the channel was full.
+/// Sample records sent (taken by the consumer or waiting in the channel), and records dropped
+/// because a channel was full.
 pub fn sample_counts() -> (u64, u64) {
-    // Relaxed: statistics.
-    (
-        SENT.load(Ordering::Relaxed),
-        DROPPED.load(Ordering::Relaxed),
-    )
+    let queued = CHANNEL.get().map_or(0, |c| c.samples.1.len() as u64);
+    // Acquire: pairs with the consumer's release in `note_received`.
+    let received = RECEIVED.load(Ordering::Acquire);
+    // Relaxed: a statistic.
+    (received + queued, DROPPED.load(Ordering::Relaxed))
+}
+
+/// Sample records taken off the channel by its consumer and dealt with.
+pub fn samples_received() -> u64 {
+    // Acquire: pairs with the consumer's release in `note_received`.
+    RECEIVED.load(Ordering::Acquire)
+}
+
+/// Counts `n` sample records taken off the channel by its consumer, once it has dealt with
+/// them (so that `sample_counts` never counts a record as sent before it is received or
+/// still queued).
+pub fn note_received(n: u64) {
+    // Release: what the consumer did with the records is visible to whoever reads the count
+    // with acquire.
+    RECEIVED.fetch_add(n, Ordering::Release);
 }
 
 /// Classes whose every allocation is sampled, in pages of 65,536 created on first use.
@@ -302,8 +322,6 @@ fn send(record: SampleRecord) {
     };
     match tx.try_send(record) {
         Ok(()) => {
-            // Relaxed: statistics.
-            SENT.fetch_add(1, Ordering::Relaxed);
             if tx.len() >= CHANNEL_CAPACITY / 4 {
                 wake_consumer();
             }
@@ -350,12 +368,12 @@ pub(crate) fn on_countdown(address: usize, size: usize, tag: Tag, trace_all: boo
                 state.gap_mean = 0;
             } else if state.rng == 0 || state.gap_mean == 0 {
                 // The thread's first countdown (or the first since sampling was off): seed its
-                // generator (from the address of this frame and the number of samples so far)
-                // and draw a gap.
+                // generator (from the address of this frame and the number of threads seeded
+                // so far) and draw a gap.
                 if state.rng == 0 {
                     let seed = (&raw const *state as u64)
-                        // Relaxed: any value will do.
-                        ^ SENT.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        // Relaxed: any distinct value will do; once per thread.
+                        ^ SEEDS.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                     state.rng = seed | 1;
                 }
                 state.left = next_gap(state, mean);

@@ -73,11 +73,10 @@ pub fn cached_dwarf_enabled() -> Option<bool> {
     crate::cached::enabled()
 }
 
-/// Stacks captured by the cached DWARF unwinder, and captures that went to the platform
-/// unwinder instead (code outside the modules loaded when sampling started, or every cache
-/// busy).
-pub fn cached_dwarf_counts() -> (u64, u64) {
-    crate::cached::counts()
+/// Stacks the cached DWARF unwinder handed to the platform unwinder: they ran through code
+/// outside the modules loaded when sampling started, or every cache was busy.
+pub fn cached_dwarf_fallbacks() -> u64 {
+    crate::cached::fallbacks()
 }
 
 /// Sets up the cached DWARF unwinder and checks it against the platform's, then checks whether
