@@ -175,6 +175,25 @@ pub(crate) fn countdown(bytes: usize) -> bool {
     left <= 0
 }
 
+/// Counts `event` on this thread's cached counter page if `class` is on it, and says so;
+/// otherwise counts nothing and returns false (the caller then takes [`count`]'s path).
+#[inline(always)]
+pub(crate) fn count_on_cached_page(class: ClassId, event: Event) -> bool {
+    let local = local_ptr();
+    if local.is_null() {
+        return false;
+    }
+    // SAFETY: as in `count_alloc`.
+    let local = unsafe { &*local };
+    if local.page_key.get() != page_key(class) {
+        return false;
+    }
+    // SAFETY: as in `count_in`.
+    let counters = unsafe { &*local.page.get() }.counters(class);
+    Sink::Owned(counters).apply(event);
+    true
+}
+
 /// Counts `event` (a free or resize of a block of `class`) on this thread.
 #[inline(always)]
 pub(crate) fn count(class: ClassId, event: Event) {

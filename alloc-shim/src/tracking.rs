@@ -3,7 +3,7 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 
-use crate::local::{count, count_alloc, countdown};
+use crate::local::{count, count_alloc, count_on_cached_page, countdown};
 use crate::objects::count_object;
 use crate::sampling::{self, SampleEvent};
 use crate::shard::Event;
@@ -111,6 +111,32 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
     }
 }
 
+impl<A: GlobalAlloc> TrackingAlloc<A> {
+    /// `dealloc` of a block of a tracked object, or sampled, or of a class off the thread's
+    /// cached counter page (or on a thread without its own counters).
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::dealloc`; `bits` is the block's tag word, and nothing was counted for
+    /// this free yet.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout, bits: u64) {
+        let tag = Tag::from_bits(bits);
+        // Reported before the block is handed back, so that no reuse of the address can be
+        // reported before this free. The block is the caller's until then.
+        count(tag.class, Event::Free(layout.size()));
+        count_object(tag.object, Event::Free(layout.size()));
+        if bits & SAMPLED_BIT != 0 {
+            sampling::report(SampleEvent::Free, ptr as usize, layout.size(), tag.class);
+        }
+        // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
+        let outer =
+            unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
+        // SAFETY: `ptr` was returned by the inner allocator for `outer`.
+        unsafe { self.inner.dealloc(ptr, outer) }
+    }
+}
+
 // SAFETY: every method forwards to the inner allocator with the user's layout grown by
 // `TRAILER` bytes at the same alignment, and returns the inner allocator's pointer unchanged,
 // so the block is at least `layout.size()` bytes and aligned to `layout.align()`. `dealloc`
@@ -135,13 +161,17 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         // SAFETY: the caller passes a block from this allocator with its layout.
         let bits = unsafe { read_bits(ptr, layout.size()) };
         let tag = Tag::from_bits(bits);
-        // Counted (and reported, if sampled) before the block is handed back, so that the
-        // inner allocator's `dealloc` is a tail call, and no reuse of the address can be
-        // reported before this free. The block is the caller's until then.
-        count(tag.class, Event::Free(layout.size()));
-        count_object(tag.object, Event::Free(layout.size()));
-        if bits & SAMPLED_BIT != 0 {
-            sampling::report(SampleEvent::Free, ptr as usize, layout.size(), tag.class);
+        // Counted before the block is handed back, so that the inner allocator's `dealloc` is
+        // a tail call. The common case (no object, not sampled, the class on the thread's
+        // cached counter page) is counted here and needs nothing kept across a call; any
+        // other goes to `dealloc_slow`, which counts nothing twice: the cached-page count only
+        // happens when the first two tests passed, and then returns true.
+        if tag.object != 0
+            || bits & SAMPLED_BIT != 0
+            || !count_on_cached_page(tag.class, Event::Free(layout.size()))
+        {
+            // SAFETY: forwarded caller contract; nothing was counted for this block yet.
+            return unsafe { self.dealloc_slow(ptr, layout, bits) };
         }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let outer =
