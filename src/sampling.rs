@@ -229,7 +229,7 @@ pub(crate) fn start() {
                     }
                     classtrack_shim::note_received(n);
                     if n == 0 {
-                        std::thread::park_timeout(idle);
+                        classtrack_shim::wait_for_samples(idle);
                         idle = (idle * 2).min(Duration::from_millis(20));
                     } else {
                         idle = Duration::from_micros(100);

@@ -1,7 +1,10 @@
 //! The cached DWARF unwinder (Linux on x86-64): the unwind tables (`.eh_frame_hdr` and
-//! `.eh_frame`) of the modules loaded when sampling starts, read in place by framehop, with the
-//! rule found for each code address kept in a cache, so that a stack seen before unwinds at a
-//! few nanoseconds a frame, where the platform unwinder parses the tables again every time.
+//! `.eh_frame`) of the modules loaded when sampling starts, read in place with gimli; the rule
+//! found for each code address (where the caller's frame is, and where the return address and
+//! saved frame pointer lie in it) is kept in a set-associative cache, so a stack seen before
+//! unwinds at a few nanoseconds a frame, where the platform unwinder parses the tables again
+//! every time. (A direct-mapped cache, as framehop's, was measured to thrash on 40-frame
+//! stacks: two frames of one stack sharing a slot cost two table parses on every sample.)
 //!
 //! Safe by construction where it can be, checked where it cannot:
 //! - it reads only memory that stays mapped: the tables of modules pinned when they are
@@ -9,66 +12,129 @@
 //!   executable itself, and stack words between the current stack pointer and the thread's
 //!   stack top;
 //! - a stack that reaches code outside the registered modules (a library loaded later, JIT
-//!   code) is not trusted: the capture returns `None` and the caller uses the platform
-//!   unwinder instead (counted in [`fallbacks`]);
+//!   code), a signal frame, or a rule this cache cannot hold (a DWARF expression) is not
+//!   trusted: the capture returns `None` and the caller uses the platform unwinder instead
+//!   (counted in [`fallbacks`]);
 //! - when sampling starts, a capture of the same stack by this unwinder and by the platform's
 //!   must agree, or this unwinder is never used;
-//! - it neither allocates nor locks: the unwinder is built once, up front, and the caches (with
-//!   room for the DWARF evaluation, `MustNotAllocateDuringUnwind`) are allocated with it and
-//!   claimed by a compare-and-swap; a thread that finds all of them busy uses the platform
-//!   unwinder.
+//! - it neither allocates nor locks: the tables are indexed once, up front, and the caches and
+//!   gimli's evaluation contexts are allocated with them and claimed by a compare-and-swap; a
+//!   thread that finds all of them busy uses the platform unwinder.
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod imp {
     use std::cell::UnsafeCell;
     use std::ffi::{c_int, c_void, CStr, CString};
-    use std::ops::{Deref, Range};
+    use std::ops::Range;
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
     use std::sync::OnceLock;
 
-    use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-    use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
+    use gimli::{
+        BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, NativeEndian, ParsedEhFrameHdr,
+        RegisterRule, UnwindContext, UnwindSection, X86_64,
+    };
 
     /// Caches: enough for the threads of a busy process to sample at once without waiting.
     const SLOTS: usize = 8;
+    /// Sets of each rule cache; each set holds `WAYS` rules (one 64-byte line).
+    const SETS: usize = 512;
+    const WAYS: usize = 4;
 
-    /// Bytes of a loaded module, read in place.
-    #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-    pub(super) struct Mapped {
-        addr: usize,
-        len: usize,
+    type Bytes = EndianSlice<'static, NativeEndian>;
+
+    /// The bytes `[addr, addr + len)` of a loaded module.
+    ///
+    /// # Safety
+    /// The range must lie in the file-backed part of a loaded segment of a module that stays
+    /// loaded for the rest of the process (pinned, or the executable): then it is mapped,
+    /// readable and never written (read-only segments; `.eh_frame` is not relocated at run
+    /// time), for `'static`.
+    unsafe fn mapped(addr: u64, len: u64) -> &'static [u8] {
+        // SAFETY: as the caller guarantees.
+        unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }
     }
 
-    impl Deref for Mapped {
-        type Target = [u8];
-        fn deref(&self) -> &[u8] {
-            if self.len == 0 {
-                return &[];
+    /// A registered module: its address range and its unwind tables.
+    struct Tables {
+        range: Range<u64>,
+        bases: BaseAddresses,
+        eh_frame: EhFrame<Bytes>,
+        hdr: ParsedEhFrameHdr<Bytes>,
+    }
+
+    /// Where a function's caller frame is: the canonical frame address (CFA) is the stack
+    /// pointer or the frame pointer plus `cfa_offset`; the return address lies at CFA - 8;
+    /// the caller's frame pointer at CFA + `bp_offset` if `restores_bp`, else it is unchanged.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+    struct Rule {
+        cfa_offset: i32,
+        bp_offset: i16,
+        from_bp: bool,
+        restores_bp: bool,
+        /// The root of the stack: no caller.
+        end: bool,
+    }
+
+    #[derive(Clone, Copy, Default)]
+    struct Entry {
+        /// The code address looked up (0: empty).
+        address: u64,
+        rule: Rule,
+    }
+
+    /// Rules by code address, `WAYS`-way set-associative; a new rule goes first in its set and
+    /// the last one falls out.
+    struct RuleCache {
+        sets: Box<[[Entry; WAYS]; SETS]>,
+    }
+
+    impl RuleCache {
+        fn new() -> Self {
+            RuleCache {
+                sets: Box::new([[Entry::default(); WAYS]; SETS]),
             }
-            // SAFETY: a `Mapped` is made only from the file-backed part of a loaded segment of
-            // a module that stays loaded for the rest of the process (pinned, or the
-            // executable), so the range is mapped, readable and never written (read-only
-            // segments; `.eh_frame` is not relocated at run time).
-            unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+        }
+
+        #[inline(always)]
+        fn set_of(address: u64) -> usize {
+            (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SETS.trailing_zeros())) as usize
+        }
+
+        /// The rule kept for `address` (never for 0, the mark of an empty entry).
+        #[inline(always)]
+        fn get(&self, address: u64) -> Option<Rule> {
+            self.sets[Self::set_of(address)]
+                .iter()
+                .find(|e| e.address == address && address != 0)
+                .map(|e| e.rule)
+        }
+
+        fn insert(&mut self, address: u64, rule: Rule) {
+            let set = &mut self.sets[Self::set_of(address)];
+            set.copy_within(0..WAYS - 1, 1);
+            set[0] = Entry { address, rule };
         }
     }
 
-    type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
-
     struct Slot {
         busy: AtomicBool,
-        cache: UnsafeCell<Cache>,
+        work: UnsafeCell<Work>,
     }
 
-    // SAFETY: `cache` is only used by the thread that switched `busy` from false to true, until
+    /// What an unwind writes: its rule cache and gimli's evaluation context.
+    struct Work {
+        rules: RuleCache,
+        context: Box<UnwindContext<usize>>,
+    }
+
+    // SAFETY: `work` is only used by the thread that switched `busy` from false to true, until
     // it stores false again (acquire on the claim, release on the release: each user sees its
     // predecessor's writes).
     unsafe impl Sync for Slot {}
 
     struct State {
-        unwinder: UnwinderX86_64<Mapped, MustNotAllocateDuringUnwind>,
-        /// The registered modules' address ranges, sorted by start.
-        ranges: Vec<Range<u64>>,
+        /// Sorted by address.
+        modules: Vec<Tables>,
         /// The range of the module holding this code (usually the executable, where most
         /// frames are), looked at first.
         home: Range<u64>,
@@ -77,12 +143,63 @@ mod imp {
 
     impl State {
         #[inline(always)]
+        fn module(&self, address: u64) -> Option<&Tables> {
+            let i = self.modules.partition_point(|m| m.range.start <= address);
+            let m = self.modules.get(i.checked_sub(1)?)?;
+            (address < m.range.end).then_some(m)
+        }
+
+        #[inline(always)]
         fn knows(&self, address: u64) -> bool {
-            if self.home.contains(&address) {
-                return true;
+            self.home.contains(&address) || self.module(address).is_some()
+        }
+
+        /// The rule for code address `address`, from the tables; `None` if it has none this
+        /// cache can hold (then the capture falls back to the platform unwinder).
+        #[cold]
+        fn rule(&self, address: u64, context: &mut UnwindContext<usize>) -> Option<Rule> {
+            let m = self.module(address)?;
+            let table = m.hdr.table()?;
+            let fde = table
+                .fde_for_address(&m.eh_frame, &m.bases, address, EhFrame::cie_from_offset)
+                .ok()?;
+            if fde.is_signal_trampoline() {
+                return None;
             }
-            let i = self.ranges.partition_point(|r| r.start <= address);
-            i > 0 && address < self.ranges[i - 1].end
+            let row = fde
+                .unwind_info_for_address(&m.eh_frame, &m.bases, context, address)
+                .ok()?;
+            match row.register(X86_64::RA) {
+                None | Some(RegisterRule::Undefined) => {
+                    return Some(Rule {
+                        end: true,
+                        ..Rule::default()
+                    })
+                }
+                Some(RegisterRule::Offset(-8)) => {}
+                Some(_) => return None,
+            }
+            let (from_bp, cfa_offset) = match *row.cfa() {
+                CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RSP => {
+                    (false, offset)
+                }
+                CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RBP => {
+                    (true, offset)
+                }
+                _ => return None,
+            };
+            let (restores_bp, bp_offset) = match row.register(X86_64::RBP) {
+                None | Some(RegisterRule::SameValue | RegisterRule::Undefined) => (false, 0),
+                Some(RegisterRule::Offset(k)) => (true, i16::try_from(k).ok()?),
+                Some(_) => return None,
+            };
+            Some(Rule {
+                cfa_offset: i32::try_from(cfa_offset).ok()?,
+                bp_offset,
+                from_bp,
+                restores_bp,
+                end: false,
+            })
         }
     }
 
@@ -94,15 +211,14 @@ mod imp {
     /// A module found by `dl_iterate_phdr`.
     struct Found {
         name: CString,
-        avma: Range<u64>,
-        base: u64,
-        info: ExplicitModuleSectionInfo<Mapped>,
+        tables: Tables,
     }
 
-    /// Reads a module's program headers: its address range, code segment and unwind tables.
+    /// Reads a module's program headers: its address range and unwind tables.
     ///
     /// # Safety
-    /// `info` must be what `dl_iterate_phdr` passed, during its callback.
+    /// `info` must be what `dl_iterate_phdr` passed, during its callback; the tables are only
+    /// used after the module is pinned.
     unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<Found> {
         let base = info.dlpi_addr;
         if info.dlpi_phdr.is_null() {
@@ -119,7 +235,7 @@ mod imp {
                     lo = lo.min(ph.p_vaddr);
                     hi = hi.max(ph.p_vaddr + ph.p_memsz);
                     if ph.p_flags & libc::PF_X != 0 && text.is_none() {
-                        text = Some(ph.p_vaddr..ph.p_vaddr + ph.p_filesz);
+                        text = Some(ph.p_vaddr);
                     }
                 }
                 libc::PT_GNU_EH_FRAME => hdr = Some(ph.p_vaddr..ph.p_vaddr + ph.p_memsz),
@@ -127,11 +243,11 @@ mod imp {
             }
         }
         let (text, hdr) = (text?, hdr?);
-        if lo >= hi || hdr.end - hdr.start < 8 {
+        if lo >= hi {
             return None;
         }
-        // The file-backed part of the loaded segment holding `svma`, from `svma` on.
-        let in_segment = |svma: u64| -> Option<Mapped> {
+        // How many bytes from `svma` on lie in the file-backed part of a loaded segment.
+        let room = |svma: u64| -> Option<u64> {
             phdrs
                 .iter()
                 .find(|ph| {
@@ -139,30 +255,27 @@ mod imp {
                         && ph.p_vaddr <= svma
                         && svma < ph.p_vaddr + ph.p_filesz
                 })
-                .map(|ph| Mapped {
-                    addr: (base + svma) as usize,
-                    len: (ph.p_vaddr + ph.p_filesz - svma) as usize,
-                })
+                .map(|ph| ph.p_vaddr + ph.p_filesz - svma)
         };
-        let hdr_bytes = in_segment(hdr.start)?;
-        let hdr_bytes = Mapped {
-            len: hdr_bytes.len.min((hdr.end - hdr.start) as usize),
-            ..hdr_bytes
-        };
+        let hdr_len = room(hdr.start)?.min(hdr.end - hdr.start);
+        if hdr_len < 12 {
+            return None;
+        }
+        // SAFETY: inside a loaded segment (`room`); pinned before use (see `init`).
+        let hdr_bytes = unsafe { mapped(base + hdr.start, hdr_len) };
         // `.eh_frame_hdr`: version 1, then the encoding of the pointer to `.eh_frame`, which
         // follows at offset 4.
-        let h: &[u8] = &hdr_bytes;
-        if h.len() < 12 || h[0] != 1 {
+        if hdr_bytes[0] != 1 {
             return None;
         }
         let field = base + hdr.start + 4;
-        let raw = match h[1] & 0x0f {
-            0x03 => u32::from_le_bytes(h[4..8].try_into().ok()?) as i64,
-            0x0b => i32::from_le_bytes(h[4..8].try_into().ok()?) as i64,
-            0x04 | 0x0c => i64::from_le_bytes(h[4..12].try_into().ok()?),
+        let raw = match hdr_bytes[1] & 0x0f {
+            0x03 => u32::from_le_bytes(hdr_bytes[4..8].try_into().ok()?) as i64,
+            0x0b => i32::from_le_bytes(hdr_bytes[4..8].try_into().ok()?) as i64,
+            0x04 | 0x0c => i64::from_le_bytes(hdr_bytes[4..12].try_into().ok()?),
             _ => return None,
         };
-        let eh_frame_avma = match h[1] & 0x70 {
+        let eh_frame_avma = match hdr_bytes[1] & 0x70 {
             0x00 => base.wrapping_add(raw as u64),
             0x10 => field.wrapping_add(raw as u64),
             _ => return None,
@@ -170,8 +283,16 @@ mod imp {
         let eh_frame_svma = eh_frame_avma.checked_sub(base)?;
         // `.eh_frame` has no length of its own here: it runs at most to the end of its
         // segment, and entries are only ever found through the header's table.
-        let eh_frame = in_segment(eh_frame_svma)?;
-        let text_bytes = in_segment(text.start)?;
+        // SAFETY: inside a loaded segment (`room`); pinned before use (see `init`).
+        let eh_frame_bytes = unsafe { mapped(eh_frame_avma, room(eh_frame_svma)?) };
+        let bases = BaseAddresses::default()
+            .set_eh_frame_hdr(base + hdr.start)
+            .set_eh_frame(eh_frame_avma)
+            .set_text(base + text);
+        let parsed = EhFrameHdr::new(hdr_bytes, NativeEndian)
+            .parse(&bases, 8)
+            .ok()?;
+        parsed.table()?;
         let name = if info.dlpi_name.is_null() {
             CString::default()
         } else {
@@ -180,17 +301,11 @@ mod imp {
         };
         Some(Found {
             name,
-            avma: base + lo..base + hi,
-            base,
-            info: ExplicitModuleSectionInfo {
-                base_svma: 0,
-                text_svma: Some(text.start..text.start + text_bytes.len as u64),
-                text: Some(text_bytes),
-                eh_frame_svma: Some(eh_frame_svma..eh_frame_svma + eh_frame.len as u64),
-                eh_frame: Some(eh_frame),
-                eh_frame_hdr_svma: Some(hdr.start..hdr.start + hdr_bytes.len as u64),
-                eh_frame_hdr: Some(hdr_bytes),
-                ..Default::default()
+            tables: Tables {
+                range: base + lo..base + hi,
+                bases,
+                eh_frame: EhFrame::new(eh_frame_bytes, NativeEndian),
+                hdr: parsed,
             },
         })
     }
@@ -218,8 +333,7 @@ mod imp {
             unsafe {
                 libc::dl_iterate_phdr(Some(each_module), &mut found as *mut Vec<Found> as *mut _)
             };
-            let mut unwinder = UnwinderX86_64::new();
-            let mut ranges = Vec::new();
+            let mut modules = Vec::new();
             for m in found {
                 if !m.name.is_empty() {
                     // Pin the library so its tables stay mapped; one that cannot be pinned
@@ -235,26 +349,25 @@ mod imp {
                         continue;
                     }
                 }
-                ranges.push(m.avma.clone());
-                let name = m.name.to_string_lossy().into_owned();
-                unwinder.add_module(Module::new(name, m.avma, m.base, m.info));
+                modules.push(m.tables);
             }
-            ranges.sort_by_key(|r| r.start);
+            modules.sort_by_key(|m| m.range.start);
             let here = init as fn() as usize as u64;
-            let home = ranges
+            let home = modules
                 .iter()
-                .find(|r| r.contains(&here))
-                .cloned()
-                .unwrap_or(0..0);
+                .find(|m| m.range.contains(&here))
+                .map_or(0..0, |m| m.range.clone());
             let slots = (0..SLOTS)
                 .map(|_| Slot {
                     busy: AtomicBool::new(false),
-                    cache: UnsafeCell::new(Cache::new_in()),
+                    work: UnsafeCell::new(Work {
+                        rules: RuleCache::new(),
+                        context: Box::new(UnwindContext::new()),
+                    }),
                 })
                 .collect();
             State {
-                unwinder,
-                ranges,
+                modules,
                 home,
                 slots,
             }
@@ -263,7 +376,8 @@ mod imp {
 
     /// Fills `frames` with return addresses, innermost first (the first entry is an address
     /// inside this function), reading the stack below `stack_top`. `None`: use the platform
-    /// unwinder (not initialised, no free cache, or the stack leaves the registered modules).
+    /// unwinder (not initialised, no free cache, or the stack leaves what this unwinder can
+    /// follow).
     #[inline(never)]
     fn unwind(frames: &mut [usize], stack_top: usize) -> Option<usize> {
         let state = STATE.get()?;
@@ -295,40 +409,64 @@ mod imp {
                     .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             })?;
+        // SAFETY: this thread claimed the slot above (see `Slot`).
+        let work = unsafe { &mut *slot.work.get() };
         // Everything an unwind may read lies between the current stack pointer and the top.
-        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        let read = |addr: u64| -> Option<u64> {
             if addr < sp || addr > high - 8 || addr % 8 != 0 {
-                return Err(());
+                return None;
             }
             // SAFETY: an aligned word inside this thread's live stack, so mapped and readable.
-            Ok(unsafe { std::ptr::read(addr as *const u64) })
+            Some(unsafe { std::ptr::read(addr as *const u64) })
         };
-        // SAFETY: this thread claimed the slot above (see `Slot`).
-        let cache = unsafe { &mut *slot.cache.get() };
-        let mut iter = state.unwinder.iter_frames(
-            ip,
-            UnwindRegsX86_64::new(ip, sp, bp),
-            cache,
-            &mut read_stack,
-        );
+        let (mut pc, mut at_sp, mut at_bp) = (ip, sp, bp);
         let mut n = 0;
         let mut trusted = true;
         while n < frames.len() {
-            match iter.next() {
-                Ok(Some(frame)) => {
-                    let address = frame.address();
-                    if !state.knows(address) {
+            if !state.knows(pc) {
+                trusted = false;
+                break;
+            }
+            frames[n] = pc as usize;
+            // A return address points after the call: its rule is the call's (`pc - 1`).
+            let lookup = if n == 0 { pc } else { pc - 1 };
+            n += 1;
+            let rule = match work.rules.get(lookup) {
+                Some(rule) => rule,
+                None => match state.rule(lookup, &mut work.context) {
+                    Some(rule) => {
+                        work.rules.insert(lookup, rule);
+                        rule
+                    }
+                    None => {
                         trusted = false;
                         break;
                     }
-                    frames[n] = address as usize;
-                    n += 1;
-                }
-                // The stack's root, or a word outside the stack: the end of what can be known.
-                Ok(None) | Err(_) => break,
+                },
+            };
+            if rule.end {
+                break;
             }
+            let cfa = if rule.from_bp { at_bp } else { at_sp }
+                .wrapping_add(rule.cfa_offset as i64 as u64);
+            // Words outside the stack end what can be known; a frame must lie above the last.
+            let Some(ret) = read(cfa.wrapping_sub(8)) else {
+                break;
+            };
+            let caller_bp = if rule.restores_bp {
+                match read(cfa.wrapping_add(rule.bp_offset as i64 as u64)) {
+                    Some(v) => v,
+                    None => break,
+                }
+            } else {
+                at_bp
+            };
+            if ret == 0 || cfa <= at_sp {
+                break;
+            }
+            (pc, at_sp, at_bp) = (ret, cfa, caller_bp);
         }
-        // Release: the next user of this cache sees what this unwind wrote to it.
+        // Release: the next user of this slot sees what this unwind wrote to it.
         slot.busy.store(false, Ordering::Release);
         (trusted && n >= 2).then_some(n)
     }
@@ -376,6 +514,40 @@ mod imp {
     pub(crate) fn fallbacks() -> u64 {
         // Relaxed: a statistic.
         FALLBACKS.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{Rule, RuleCache, WAYS};
+
+        #[test]
+        fn rule_cache_keeps_the_last_rules_of_a_set() {
+            let mut c = RuleCache::new();
+            let set = RuleCache::set_of(0x1000);
+            // Addresses of the same set as 0x1000.
+            let same: Vec<u64> = (0x1000u64..)
+                .filter(|&a| RuleCache::set_of(a) == set)
+                .take(WAYS + 1)
+                .collect();
+            for (i, &a) in same.iter().enumerate() {
+                let rule = Rule {
+                    cfa_offset: i as i32 * 8,
+                    ..Rule::default()
+                };
+                c.insert(a, rule);
+                assert_eq!(c.get(a), Some(rule));
+            }
+            // The first of WAYS + 1 fell out; the others stay.
+            assert_eq!(c.get(same[0]), None);
+            for (i, &a) in same.iter().enumerate().skip(1) {
+                assert_eq!(c.get(a).map(|r| r.cfa_offset), Some(i as i32 * 8));
+            }
+            assert_eq!(
+                c.get(0),
+                None,
+                "an empty entry never matches a real address"
+            );
+        }
     }
 }
 

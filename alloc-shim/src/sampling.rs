@@ -272,8 +272,8 @@ fn channel() -> Option<&'static Channels> {
 /// The thread that drains the channel, if it asked to be woken when a backlog builds.
 static CONSUMER: OnceLock<std::thread::Thread> = OnceLock::new();
 
-/// Registers the thread that drains [`sample_receiver`]: it may sleep while the channel is
-/// quiet, and is woken (`Thread::unpark`) once a quarter of the channel is taken. Senders
+/// Registers the thread that drains [`sample_receivers`]: it may sleep while the channels are
+/// quiet, and is woken (`Thread::unpark`) once a quarter of either is taken. Senders
 /// never wait on it.
 pub fn set_sample_consumer(thread: std::thread::Thread) {
     let _ = CONSUMER.set(thread);
@@ -303,11 +303,39 @@ fn announce(frames: &[usize]) -> Option<u64> {
     Some(id)
 }
 
-/// A backlog: wake the consumer. `unpark` takes no lock and allocates nothing; it makes a
-/// system call only if the consumer is asleep.
+/// Whether the consumer is in [`wait_for_samples`] (about to sleep, or asleep).
+static CONSUMER_ASLEEP: AtomicBool = AtomicBool::new(false);
+
+/// For the consumer registered with [`set_sample_consumer`], when it found both channels
+/// empty: sleeps up to `timeout`, unless a record arrived meanwhile. Senders wake it once a
+/// quarter of a channel is taken; while it is awake they do not touch it at all (waking a
+/// running thread would cost every sender a write to a line the consumer reads).
+pub fn wait_for_samples(timeout: std::time::Duration) {
+    CONSUMER_ASLEEP.store(true, Ordering::Relaxed);
+    // SeqCst fence, here and in `wake_consumer`, between each side's write (the flag; the
+    // record) and its read (the channels; the flag): either this thread sees the record, or
+    // its sender sees the flag and wakes it.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let quiet = CHANNEL
+        .get()
+        .is_none_or(|c| c.samples.1.is_empty() && c.stacks.1.is_empty());
+    if quiet {
+        std::thread::park_timeout(timeout);
+    }
+    // Relaxed: a late clear only costs a sender a needless `unpark`.
+    CONSUMER_ASLEEP.store(false, Ordering::Relaxed);
+}
+
+/// A backlog: wake the consumer if it sleeps. `unpark` takes no lock and allocates nothing; it
+/// makes a system call only if the consumer is parked.
 fn wake_consumer() {
-    if let Some(consumer) = CONSUMER.get() {
-        consumer.unpark();
+    // See `wait_for_samples`.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    // Relaxed: ordered by the fence.
+    if CONSUMER_ASLEEP.load(Ordering::Relaxed) {
+        if let Some(consumer) = CONSUMER.get() {
+            consumer.unpark();
+        }
     }
 }
 
