@@ -63,17 +63,23 @@ mod imp {
     }
 
     /// Where a function's caller frame is: the canonical frame address (CFA) is the stack
-    /// pointer or the frame pointer plus `cfa_offset`; the return address lies at CFA - 8;
-    /// the caller's frame pointer at CFA + `bp_offset` if `restores_bp`, else it is unchanged.
+    /// pointer (or the frame pointer, with `FROM_BP`) plus `cfa_offset`; the return address
+    /// lies at CFA - 8; the caller's frame pointer at CFA + `bp_offset` with `RESTORES_BP`,
+    /// else it is unchanged.
     #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
     struct Rule {
         cfa_offset: i32,
         bp_offset: i16,
-        from_bp: bool,
-        restores_bp: bool,
-        /// The root of the stack: no caller.
-        end: bool,
+        /// `FROM_BP`, `RESTORES_BP`, `END` (the root of the stack: no caller).
+        flags: u8,
     }
+
+    const FROM_BP: u8 = 1;
+    const RESTORES_BP: u8 = 2;
+    const END: u8 = 4;
+
+    // A rule and its address in 16 bytes: a set of four is one 64-byte line.
+    const _: () = assert!(std::mem::size_of::<Entry>() == 16);
 
     #[derive(Clone, Copy, Default)]
     struct Entry {
@@ -172,7 +178,7 @@ mod imp {
             match row.register(X86_64::RA) {
                 None | Some(RegisterRule::Undefined) => {
                     return Some(Rule {
-                        end: true,
+                        flags: END,
                         ..Rule::default()
                     })
                 }
@@ -196,9 +202,8 @@ mod imp {
             Some(Rule {
                 cfa_offset: i32::try_from(cfa_offset).ok()?,
                 bp_offset,
-                from_bp,
-                restores_bp,
-                end: false,
+                flags: if from_bp { FROM_BP } else { 0 }
+                    | if restores_bp { RESTORES_BP } else { 0 },
             })
         }
     }
@@ -444,16 +449,20 @@ mod imp {
                     }
                 },
             };
-            if rule.end {
+            if rule.flags & END != 0 {
                 break;
             }
-            let cfa = if rule.from_bp { at_bp } else { at_sp }
-                .wrapping_add(rule.cfa_offset as i64 as u64);
+            let cfa = if rule.flags & FROM_BP != 0 {
+                at_bp
+            } else {
+                at_sp
+            }
+            .wrapping_add(rule.cfa_offset as i64 as u64);
             // Words outside the stack end what can be known; a frame must lie above the last.
             let Some(ret) = read(cfa.wrapping_sub(8)) else {
                 break;
             };
-            let caller_bp = if rule.restores_bp {
+            let caller_bp = if rule.flags & RESTORES_BP != 0 {
                 match read(cfa.wrapping_add(rule.bp_offset as i64 as u64)) {
                     Some(v) => v,
                     None => break,
