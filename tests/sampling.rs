@@ -449,3 +449,90 @@ fn every_sample_finds_its_stack_when_threads_forget_the_stacks_they_sent() {
     classtrack::trace_every_allocation::<ManyStacks>(false);
     drop(kept);
 }
+
+/// Blocks allocated from code outside every module (a hand-written "JIT" function).
+static FROM_JIT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn allocate_for_jit() {
+    FROM_JIT.lock().unwrap().push(probe_caller(48));
+}
+
+/// A function written to an anonymous executable page, with no unwind tables (as
+/// JIT-compiled code), that calls `allocate_for_jit`: `push rbp; mov rbp, rsp;
+/// call [rip + 2]; pop rbp; ret`, then the callee's address. Unmapped on drop.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+struct JitCode(*mut libc::c_void);
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+impl JitCode {
+    fn new() -> JitCode {
+        let mut code: Vec<u8> = vec![
+            0x55, 0x48, 0x89, 0xe5, 0xff, 0x15, 0x02, 0, 0, 0, 0x5d, 0xc3,
+        ];
+        code.extend_from_slice(&(allocate_for_jit as extern "C" fn() as usize).to_le_bytes());
+        // SAFETY: a fresh private mapping, written while writable, then made read+execute.
+        unsafe {
+            let page = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(page, libc::MAP_FAILED);
+            std::ptr::copy_nonoverlapping(code.as_ptr(), page.cast::<u8>(), code.len());
+            assert_eq!(
+                libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC),
+                0
+            );
+            JitCode(page)
+        }
+    }
+
+    #[inline(never)]
+    fn call(&self) {
+        // SAFETY: the page holds a complete function that keeps the ABI (the stack aligned at
+        // its call) and calls a plain `extern "C" fn()`.
+        let f: extern "C" fn() = unsafe { std::mem::transmute(self.0) };
+        f();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+impl Drop for JitCode {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer running.
+        unsafe { libc::munmap(self.0, 4096) };
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn stacks_through_unknown_code_go_to_the_platform_unwinder() {
+    struct ThroughJit;
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    FROM_JIT.lock().unwrap().reserve(10);
+    classtrack::trace_every_allocation::<ThroughJit>(true);
+    classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
+    let before = classtrack::cached_dwarf_fallbacks();
+    let jit = JitCode::new();
+    classtrack::scope::<ThroughJit, _>(|| jit.call());
+    let after = classtrack::cached_dwarf_fallbacks();
+    classtrack::set_unwinder(classtrack::Unwinder::Auto);
+    assert_eq!(classtrack::cached_dwarf_enabled(), Some(true));
+    // The cached unwinder met an address in no module it knows, and handed the stack over.
+    assert_eq!(after - before, 1);
+    let snap = tracker.create_snapshot("through JIT code");
+    let sites = snap.top_sites_of::<ThroughJit>(10);
+    assert_eq!(sites.len(), 1);
+    let frames: Vec<String> = sites[0].frames().into_iter().map(|f| f.function).collect();
+    // The platform unwinder's stack: from the allocation up to the unknown code at least.
+    assert!(
+        frames.iter().any(|f| f.contains("allocate_for_jit")),
+        "{frames:#?}"
+    );
+    classtrack::trace_every_allocation::<ThroughJit>(false);
+    FROM_JIT.lock().unwrap().clear();
+}
