@@ -44,6 +44,36 @@ fn run(threads: usize, traced: bool, a: Via, work: fn(Via) -> usize) -> usize {
     })
 }
 
+/// classtrack's traced cases: the unwinder each forces, and the frames kept.
+const TRACED: [(&str, classtrack::Unwinder, usize); 4] = [
+    // The platform's DWARF unwinder, parsing the unwind tables for every stack.
+    (
+        "classtrack_trace_all_uncached",
+        classtrack::Unwinder::DwarfUncached,
+        classtrack_shim::MAX_STACK_DEPTH,
+    ),
+    // The cached DWARF unwinder (the default for a build without frame pointers).
+    (
+        "classtrack_trace_all",
+        classtrack::Unwinder::Dwarf,
+        classtrack_shim::MAX_STACK_DEPTH,
+    ),
+    // Trimmed: the cached DWARF unwinder keeping 16 frames (dhat-rs keeps 10 by default,
+    // below its own frames), to show what a shorter stack buys.
+    (
+        "classtrack_trace_all_depth16",
+        classtrack::Unwinder::Dwarf,
+        16,
+    ),
+    // The frame-pointer walker: right in a build with frame pointers
+    // (RUSTFLAGS="-C force-frame-pointers=yes"); elsewhere it falls back to DWARF.
+    (
+        "classtrack_trace_all_fp",
+        classtrack::Unwinder::FramePointers,
+        classtrack_shim::MAX_STACK_DEPTH,
+    ),
+];
+
 fn every_allocation(c: &mut Criterion) {
     let _tracker = classtrack::ClassTracker::new(); // starts the sample aggregator
     classtrack::trace_every_allocation::<Traced>(true);
@@ -57,32 +87,14 @@ fn every_allocation(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter("system"), |b| {
                 b.iter(|| black_box(run(threads, false, Via(&System), work)))
             });
-            // The platform's DWARF unwinder, parsing the unwind tables for every stack.
-            classtrack::set_unwinder(classtrack::Unwinder::DwarfUncached);
-            g.bench_function(
-                BenchmarkId::from_parameter("classtrack_trace_all_uncached"),
-                |b| b.iter(|| black_box(run(threads, true, Via(&TRACKED), work))),
-            );
-            // The cached DWARF unwinder (the default for a build without frame pointers).
-            classtrack::set_unwinder(classtrack::Unwinder::Dwarf);
-            g.bench_function(BenchmarkId::from_parameter("classtrack_trace_all"), |b| {
-                b.iter(|| black_box(run(threads, true, Via(&TRACKED), work)))
-            });
-            // Trimmed: the cached DWARF unwinder keeping 16 frames (dhat-rs keeps 10 by
-            // default, below its own frames), to show what a shorter stack buys.
-            classtrack::set_stack_depth(16);
-            g.bench_function(
-                BenchmarkId::from_parameter("classtrack_trace_all_depth16"),
-                |b| b.iter(|| black_box(run(threads, true, Via(&TRACKED), work))),
-            );
+            for (id, unwinder, depth) in TRACED {
+                classtrack::set_unwinder(unwinder);
+                classtrack::set_stack_depth(depth);
+                g.bench_function(BenchmarkId::from_parameter(id), |b| {
+                    b.iter(|| black_box(run(threads, true, Via(&TRACKED), work)))
+                });
+            }
             classtrack::set_stack_depth(classtrack_shim::MAX_STACK_DEPTH);
-            // The frame-pointer walker: right in a build with frame pointers
-            // (RUSTFLAGS="-C force-frame-pointers=yes"); elsewhere it falls back to DWARF.
-            classtrack::set_unwinder(classtrack::Unwinder::FramePointers);
-            g.bench_function(
-                BenchmarkId::from_parameter("classtrack_trace_all_fp"),
-                |b| b.iter(|| black_box(run(threads, true, Via(&TRACKED), work))),
-            );
             classtrack::set_unwinder(classtrack::Unwinder::Auto);
             g.bench_function(BenchmarkId::from_parameter("dhat"), |b| {
                 let _profiler = dhat::Profiler::builder().testing().build();
