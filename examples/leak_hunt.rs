@@ -97,7 +97,7 @@ fn main() {
         }
         drop((session, response));
     }
-    tracker.stop_periodic_snapshots();
+    tracker.stop_periodic_snapshots().unwrap();
 
     let stats = tracker.stats();
     stats

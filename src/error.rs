@@ -41,6 +41,37 @@ pub enum Error {
     },
     /// Writing a report (flamegraph, profile) failed.
     Report(String),
+    /// A [`Retention`](crate::Retention) limit too small to keep a series.
+    InvalidRetention {
+        /// The setting.
+        setting: &'static str,
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed.
+        minimum: usize,
+    },
+    /// A subscription capacity of zero or above the maximum.
+    InvalidCapacity {
+        /// The capacity given.
+        capacity: usize,
+        /// The largest capacity allowed.
+        maximum: usize,
+    },
+    /// Periodic snapshots failed: a snapshot panicked (the thread went on) or the thread
+    /// stopped.
+    PeriodicSnapshots {
+        /// How many snapshots failed.
+        failures: u64,
+        /// What the last failure said.
+        last: String,
+    },
+    /// A background thread could not be started.
+    Spawn {
+        /// The thread's name.
+        thread: &'static str,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// A stats file written by a newer classtrack.
     UnsupportedVersion {
         /// The file.
@@ -70,6 +101,31 @@ impl fmt::Display for Error {
                 "periodic snapshot interval {interval:?} is zero: give an interval of at least \
                  one millisecond"
             ),
+            Error::InvalidRetention {
+                setting,
+                value,
+                minimum,
+            } => write!(
+                f,
+                "retention {setting} = {value} is too small: give at least {minimum} (a \
+                 downsampled series keeps its first, its newest and its largest point)"
+            ),
+            Error::InvalidCapacity { capacity, maximum } => write!(
+                f,
+                "subscription capacity {capacity} is out of range: give between 1 and \
+                 {maximum} snapshots (a subscriber that falls behind loses snapshots, counted)"
+            ),
+            Error::PeriodicSnapshots { failures, last } => write!(
+                f,
+                "{failures} periodic snapshot(s) failed, the last with: {last}; a tracked \
+                 object's Debug implementation may have panicked (fix it, or track the object \
+                 without Debug), then start periodic snapshots again"
+            ),
+            Error::Spawn { thread, source } => write!(
+                f,
+                "could not start the {thread} thread: {source}; the process may have reached \
+                 its thread or memory limit"
+            ),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Corrupt { path, reason } => write!(
                 f,
@@ -98,7 +154,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Spawn { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -6,11 +6,11 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use classtrack_shim::{ClassId, OverheadGuard, Tag};
+use classtrack_shim::{OverheadGuard, Tag};
 use serde::{Deserialize, Serialize};
 
+use crate::history::History;
 use crate::scope::ScopeGuard;
-use crate::tracker::Inner;
 
 /// The longest `repr` kept for an instance, in characters.
 pub const REPR_LIMIT: usize = 128;
@@ -139,30 +139,9 @@ impl<T: Send + Sync + 'static> SharedObject for SharedArc<T> {
     }
 }
 
-/// The tracker's record of one instance.
-pub(crate) struct InstanceRecord {
-    pub(crate) id: u64,
-    pub(crate) class: ClassId,
-    pub(crate) class_name: String,
-    pub(crate) name: String,
-    pub(crate) repr: String,
-    pub(crate) birth: f64,
-    pub(crate) death: Option<f64>,
-    /// Whether the tracker still measures it (false after `detach_all`).
-    pub(crate) attached: bool,
-    pub(crate) source: Source,
-    /// (snapshot time, live bytes) at each snapshot of its life.
-    pub(crate) sizes: Vec<(f64, u64)>,
-    pub(crate) max_size: u64,
-    /// Return addresses of the construction stack, resolved only when shown.
-    pub(crate) trace: Option<Box<[usize]>>,
-    /// The breakdown by nested scopes at the last snapshot (with a resolution level).
-    pub(crate) referents: Vec<crate::objects::Referent>,
-}
-
 /// The link from a `Tracked<T>` to its record.
 struct Handle {
-    tracker: Weak<Inner>,
+    history: Weak<History>,
     id: u64,
     tag: Tag,
 }
@@ -206,14 +185,14 @@ impl<T> Tracked<T> {
 
     pub(crate) fn new(
         value: T,
-        tracker: Weak<Inner>,
+        history: Weak<History>,
         id: u64,
         tag: Tag,
         repr: Option<fn(&T) -> String>,
     ) -> Tracked<T> {
         Tracked {
             value: ManuallyDrop::new(value),
-            handle: Some(Handle { tracker, id, tag }),
+            handle: Some(Handle { history, id, tag }),
             repr,
             // Relaxed: see `bump_epoch`.
             seen: AtomicU64::new(SNAPSHOT_EPOCH.load(Ordering::Relaxed)),
@@ -253,12 +232,12 @@ impl<T> Tracked<T> {
     /// [`construct_debug`](crate::ClassTracker::construct_debug)); done by `scope` and at drop.
     pub fn refresh(&self) {
         if let (Some(h), Some(repr)) = (&self.handle, self.repr) {
-            if let Some(tracker) = h.tracker.upgrade() {
+            if let Some(history) = h.history.upgrade() {
                 let text = {
                     let _g = OverheadGuard::new();
                     clip(repr(&self.value))
                 };
-                tracker.set_repr(h.id, text);
+                history.set_repr(h.id, text);
             }
         }
     }
@@ -277,8 +256,8 @@ impl<T> Tracked<T> {
     /// Records the instance's death and releases its object ids (once).
     fn release_handle(&mut self) {
         if let Some(h) = self.handle.take() {
-            if let Some(tracker) = h.tracker.upgrade() {
-                tracker.instance_died(h.id);
+            if let Some(history) = h.history.upgrade() {
+                history.instance_died(h.id);
             }
             crate::objects::release_tree(h.tag.object);
         }

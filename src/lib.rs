@@ -126,6 +126,8 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod error;
+mod fork;
+mod history;
 mod instance;
 mod objects;
 mod periodic;
@@ -135,6 +137,7 @@ mod sampling;
 mod scope;
 mod snapshot;
 mod stats;
+mod sync;
 mod tracker;
 
 pub use classtrack_shim::{
@@ -143,6 +146,7 @@ pub use classtrack_shim::{
     Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
+pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
@@ -155,7 +159,9 @@ pub use snapshot::{
     TrackedClassTotals,
 };
 pub use stats::{ClassStats, InstanceStats, SnapshotStats, SortKey, Stats, STATS_VERSION};
-pub use tracker::{ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT};
+pub use tracker::{
+    ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT, MAX_SUBSCRIPTION_CAPACITY,
+};
 
 /// Whether a [`TrackingAlloc`] has counted any allocation in this process.
 ///

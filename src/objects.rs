@@ -10,7 +10,8 @@ use std::sync::{LazyLock, OnceLock};
 
 use classtrack_shim::{read_object, ClassCounters, ClassId, OverheadGuard, OBJECT_LIMIT};
 use hashbrown::HashMap;
-use parking_lot::Mutex;
+
+use crate::sync::Lock;
 use serde::{Deserialize, Serialize};
 
 struct Ids {
@@ -22,8 +23,8 @@ struct Ids {
     draining: Vec<u32>,
 }
 
-static IDS: LazyLock<Mutex<Ids>> = LazyLock::new(|| {
-    Mutex::new(Ids {
+static IDS: LazyLock<Lock<Ids>> = LazyLock::new(|| {
+    Lock::new(Ids {
         next: 1,
         free: Vec::new(),
         base: HashMap::new(),
@@ -142,8 +143,14 @@ pub(crate) fn set_levels(id: u32, n: u32) {
 type Children = Vec<(ClassId, u32)>;
 
 /// Children of each node that has any.
-static CHILDREN: LazyLock<Mutex<HashMap<u32, Children>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static CHILDREN: LazyLock<Lock<HashMap<u32, Children>>> =
+    LazyLock::new(|| Lock::new(HashMap::new()));
+
+/// The locks of the object tables, in the order they are taken (a node's children, then ids),
+/// for `fork()` (see `fork.rs`).
+pub(crate) fn fork_locks() -> Vec<Box<dyn std::any::Any>> {
+    vec![Box::new(CHILDREN.lock()), Box::new(IDS.lock())]
+}
 
 /// The object that a scope of `class`, entered inside the scope of object `parent`, charges:
 /// `parent` itself, or its child node for `class` when `parent` is broken down further.

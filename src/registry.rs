@@ -4,18 +4,18 @@
 //! `scope::<T, _>` and `scope_named(type_name::<T>(), …)` charge the same class. Ids are handed
 //! out once, in order, and never reused.
 //!
-//! The global registry sits behind a `parking_lot::Mutex`. The allocator never takes it, so
-//! holding it while allocating cannot deadlock; every access runs under the shim's
-//! `OverheadGuard`, so its memory (and any parking_lot allocates) is booked as overhead. Each
+//! The global registry sits behind a [`Lock`] (see `sync.rs`). The allocator never takes it,
+//! so holding it while allocating cannot deadlock; every access runs under the shim's
+//! `OverheadGuard`, so its memory is booked as overhead. Each
 //! thread keeps a cache of the ids it has used, so entering a known scope takes no lock.
 
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 
+use crate::sync::Lock;
 use classtrack_shim::{ClassId, OverheadGuard};
 use hashbrown::HashMap;
-use parking_lot::Mutex;
 
 /// The reserved name of the class of allocations made outside any scope.
 pub const UNTRACKED_CLASS: &str = "<untracked>";
@@ -57,7 +57,12 @@ impl Registry {
     }
 }
 
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::new()));
+static REGISTRY: LazyLock<Lock<Registry>> = LazyLock::new(|| Lock::new(Registry::new()));
+
+/// The registry's lock, taken for `fork()` (see `fork.rs`).
+pub(crate) fn fork_locks() -> Vec<Box<dyn std::any::Any>> {
+    vec![Box::new(REGISTRY.lock())]
+}
 
 #[derive(Default)]
 struct Cache {

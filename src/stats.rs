@@ -9,11 +9,11 @@ use classtrack_shim::OverheadGuard;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::history::{Compaction, State};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
 use crate::report::format_bytes;
-use crate::snapshot::TrackedClassTotals;
-use crate::tracker::State;
+use crate::snapshot::{Snapshot, TrackedClassTotals};
 
 /// The stats file format version written by [`Stats::dump`].
 pub const STATS_VERSION: u32 = 1;
@@ -52,7 +52,8 @@ pub struct ClassStats {
     pub options: TrackOptions,
     /// Instances ever registered.
     pub created: u64,
-    /// (seconds, instances alive) at every birth and death.
+    /// (seconds, instances alive) at births and deaths, downsampled when long (the first
+    /// point and the peaks stay; see [`Retention::class_history`](crate::Retention)).
     pub history: Vec<(f64, u64)>,
 }
 
@@ -72,7 +73,9 @@ pub struct InstanceStats {
     pub birth: f64,
     /// At death, if it died.
     pub death: Option<f64>,
-    /// (snapshot time, live bytes) at each snapshot of its life.
+    /// (snapshot time, live bytes) at the snapshots of its life, downsampled when long (the
+    /// first, the last and the largest stay; see
+    /// [`Retention::instance_sizes`](crate::Retention)).
     pub sizes: Vec<(f64, u64)>,
     /// The largest size seen.
     pub max_size: u64,
@@ -137,7 +140,8 @@ pub enum SortKey {
 pub struct Stats {
     /// The format version ([`STATS_VERSION`]).
     pub version: u32,
-    /// The snapshots, oldest first.
+    /// The snapshots, oldest first: summaries of every snapshot the tracker keeps, the
+    /// recent ones and the downsampled older ones.
     pub snapshots: Vec<SnapshotStats>,
     /// The tracked classes, by name.
     pub classes: Vec<ClassStats>,
@@ -145,6 +149,11 @@ pub struct Stats {
     pub instances: Vec<InstanceStats>,
     /// Dead instances forgotten to stay within the tracker's dead-instance limit.
     pub evicted_instances: u64,
+    /// What the tracker dropped to stay within its [`Retention`](crate::Retention): snapshots
+    /// summarized and downsampled, size and history points merged, instances forgotten.
+    /// (Absent from version 1 files written before it existed: all zero then.)
+    #[serde(default)]
+    pub compaction: Compaction,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
@@ -194,21 +203,35 @@ fn resolve_trace(ips: &[usize]) -> Vec<String> {
     lines
 }
 
+impl SnapshotStats {
+    /// The summary of `s` kept once it leaves a tracker's recent snapshots.
+    pub(crate) fn of(s: &Snapshot) -> SnapshotStats {
+        SnapshotStats {
+            time: s.time,
+            description: s.description.clone(),
+            allocator_live_bytes: s.allocator.live_bytes,
+            allocator_live_blocks: s.allocator.live_blocks,
+            resident_bytes: s.process.map(|p| p.resident_bytes),
+            virtual_bytes: s.process.map(|p| p.virtual_bytes),
+            overhead_bytes: s.overhead.total_bytes(),
+            tracked: s.tracked.clone(),
+        }
+    }
+}
+
+/// Construction traces still to symbolize: (index into `Stats::instances`, return addresses).
+pub(crate) type RawTraces = Vec<(usize, Box<[usize]>)>;
+
 impl Stats {
-    pub(crate) fn from_state(st: &State) -> Stats {
+    /// Copies what a tracker keeps; the construction traces are returned raw, to be resolved
+    /// by [`resolve_traces`](Self::resolve_traces) once the tracker's lock is released.
+    pub(crate) fn gather(st: &State) -> (Stats, RawTraces) {
         let snapshots = st
-            .snapshots
+            .older
+            .points()
             .iter()
-            .map(|s| SnapshotStats {
-                time: s.time,
-                description: s.description.clone(),
-                allocator_live_bytes: s.allocator.live_bytes,
-                allocator_live_blocks: s.allocator.live_blocks,
-                resident_bytes: s.process.map(|p| p.resident_bytes),
-                virtual_bytes: s.process.map(|p| p.virtual_bytes),
-                overhead_bytes: s.overhead.total_bytes(),
-                tracked: s.tracked.clone(),
-            })
+            .cloned()
+            .chain(st.recent.iter().map(|s| SnapshotStats::of(s)))
             .collect();
         let mut classes: Vec<ClassStats> = st
             .classes
@@ -218,38 +241,56 @@ impl Stats {
                 attached: c.attached,
                 options: c.options.clone(),
                 created: c.created,
-                history: c.history.clone(),
+                history: c.history.points().to_vec(),
             })
             .collect();
         classes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut traces = Vec::new();
         let instances = st
             .instances
             .values()
-            .map(|r| InstanceStats {
-                id: r.id,
-                class: st
-                    .classes
-                    .get(&r.class)
-                    .map_or_else(|| r.class_name.clone(), |c| c.name.clone()),
-                name: r.name.clone(),
-                repr: r.repr.clone(),
-                birth: r.birth,
-                death: r.death,
-                sizes: r.sizes.clone(),
-                max_size: r.max_size,
-                trace: r.trace.as_deref().map(resolve_trace).unwrap_or_default(),
-                shared: matches!(r.source, Source::Shared(_)),
-                referents: r.referents.clone(),
+            .enumerate()
+            .map(|(i, r)| {
+                if let Some(t) = &r.trace {
+                    traces.push((i, t.clone()));
+                }
+                InstanceStats {
+                    id: r.id,
+                    class: st
+                        .classes
+                        .get(&r.class)
+                        .map_or_else(|| r.class_name.clone(), |c| c.name.clone()),
+                    name: r.name.clone(),
+                    repr: r.repr.clone(),
+                    birth: r.birth,
+                    death: r.death,
+                    sizes: r.sizes.points().to_vec(),
+                    max_size: r.max_size,
+                    trace: Vec::new(),
+                    shared: matches!(r.source, Source::Shared(_)),
+                    referents: r.referents.clone(),
+                }
             })
             .collect();
-        Stats {
+        let stats = Stats {
             version: STATS_VERSION,
             snapshots,
             classes,
             instances,
-            evicted_instances: st.evicted,
+            evicted_instances: st.compaction.instances_evicted,
+            compaction: st.compaction,
             order: Vec::new(),
             reversed: false,
+        };
+        (stats, traces)
+    }
+
+    /// Symbolizes the traces that [`gather`](Self::gather) returned.
+    pub(crate) fn resolve_traces(&mut self, traces: RawTraces) {
+        for (i, ips) in traces {
+            if let Some(instance) = self.instances.get_mut(i) {
+                instance.trace = resolve_trace(&ips);
+            }
         }
     }
 

@@ -1,161 +1,56 @@
 //! [`ClassTracker`]: tracked classes and objects, snapshots, periodic snapshots, stats.
 
 use std::any::type_name;
-use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use classtrack_shim::{ClassId, OverheadGuard, Tag};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hashbrown::HashMap;
-use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::instance::{
-    clip, InstanceRecord, SharedArc, SharedObject, Source, TrackOptions, Tracked,
-};
+use crate::history::{ClassRecord, Compaction, History, InstanceRecord, Retention, Series};
+use crate::instance::{clip, SharedArc, SharedObject, Source, TrackOptions, Tracked};
 use crate::periodic::Periodic;
 use crate::scope::{class_id_of, ScopeGuard};
 use crate::snapshot::{Snapshot, TrackedClassTotals};
 use crate::stats::Stats;
-
-/// A class this tracker has tracked.
-pub(crate) struct ClassRecord {
-    pub(crate) name: String,
-    pub(crate) options: TrackOptions,
-    /// Whether new constructions register instances.
-    pub(crate) attached: bool,
-    /// Instances alive now.
-    pub(crate) active: u64,
-    /// Instances ever registered.
-    pub(crate) created: u64,
-    /// (time, instances alive) at every birth and death.
-    pub(crate) history: Vec<(f64, u64)>,
-}
+use crate::sync::Lock;
 
 /// How many dead instances a tracker keeps by default (see
-/// [`ClassTracker::set_dead_instance_limit`]).
+/// [`ClassTracker::set_dead_instance_limit`] and [`Retention::dead_instances`]).
 pub const DEFAULT_DEAD_INSTANCE_LIMIT: usize = 10_000;
 
-pub(crate) struct State {
-    pub(crate) snapshots: Vec<Arc<Snapshot>>,
-    pub(crate) classes: HashMap<ClassId, ClassRecord>,
-    /// Live instances, and the most recent dead ones, by id.
-    pub(crate) instances: BTreeMap<u64, InstanceRecord>,
-    next_id: u64,
-    /// Dead instances still kept, oldest death first.
-    dead: VecDeque<u64>,
-    dead_limit: usize,
-    /// Dead instances forgotten to stay within the limit.
-    pub(crate) evicted: u64,
-    /// Shared objects alive now, by address: to refuse tracking one twice.
-    shared: HashMap<usize, u64>,
-}
+/// The most snapshots a subscription's channel may hold.
+pub const MAX_SUBSCRIPTION_CAPACITY: usize = 1 << 16;
 
-impl Default for State {
-    fn default() -> State {
-        State {
-            snapshots: Vec::new(),
-            classes: HashMap::new(),
-            instances: BTreeMap::new(),
-            next_id: 0,
-            dead: VecDeque::new(),
-            dead_limit: DEFAULT_DEAD_INSTANCE_LIMIT,
-            evicted: 0,
-            shared: HashMap::new(),
-        }
-    }
-}
-
-impl State {
-    /// Records the death of instance `id` at `time`, in its class's history too, and forgets
-    /// the oldest dead instances beyond the limit.
-    fn record_death(&mut self, id: u64, time: f64) {
-        let Some(rec) = self.instances.get_mut(&id) else {
-            return;
-        };
-        if rec.death.is_some() {
-            return;
-        }
-        rec.death = Some(time);
-        if let Source::Shared(obj) = &rec.source {
-            self.shared.remove(&obj.address());
-        }
-        if let Some(class) = self.classes.get_mut(&rec.class) {
-            class.active = class.active.saturating_sub(1);
-            class.history.push((time, class.active));
-        }
-        self.dead.push_back(id);
-        self.evict();
-    }
-
-    fn evict(&mut self) {
-        while self.dead.len() > self.dead_limit {
-            if let Some(old) = self.dead.pop_front() {
-                self.instances.remove(&old);
-                self.evicted += 1;
-            }
-        }
-    }
-}
-
-struct Subscriber {
+pub(crate) struct Subscriber {
     tx: Sender<Arc<Snapshot>>,
     dropped: Arc<AtomicU64>,
 }
 
-/// The part of a tracker that its instances and its periodic thread refer to.
+/// The part of a tracker that its periodic thread refers to.
 pub(crate) struct Inner {
-    pub(crate) start: Instant,
-    /// Held for short bookkeeping only: never while user code runs, and the allocator never
-    /// takes it, so it cannot deadlock. Taken under an `OverheadGuard`.
-    pub(crate) state: Mutex<State>,
-    subscribers: Mutex<Vec<Subscriber>>,
+    pub(crate) history: Arc<History>,
+    subscribers: Lock<Vec<Subscriber>>,
     dropped: AtomicU64,
+    pub(crate) periodic: Lock<Option<Periodic>>,
 }
 
 impl Inner {
-    fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    pub(crate) fn instance_died(&self, id: u64) {
-        let _g = OverheadGuard::new();
-        let mut st = self.state.lock();
-        // The time is read under the lock, so each class's history is in time order.
-        let time = self.now();
-        st.record_death(id, time);
-    }
-
-    pub(crate) fn set_repr(&self, id: u64, repr: String) {
-        let _g = OverheadGuard::new();
-        if let Some(rec) = self.state.lock().instances.get_mut(&id) {
-            rec.repr = repr;
-        }
-    }
-
-    /// Records the deaths of shared objects whose last strong reference is gone.
-    fn reap(&self, st: &mut State) {
-        let time = self.now();
-        let gone: Vec<u64> = st
-            .instances
-            .values()
-            .filter(|r| r.death.is_none() && r.attached)
-            .filter(|r| matches!(&r.source, Source::Shared(obj) if !obj.alive()))
-            .map(|r| r.id)
-            .collect();
-        for id in gone {
-            st.record_death(id, time);
-        }
+    /// The subscribers' lock, taken for `fork()`.
+    pub(crate) fn subscribers_lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock()
     }
 
     pub(crate) fn snapshot(&self, description: &str) -> Arc<Snapshot> {
         let _g = OverheadGuard::new();
         crate::instance::bump_epoch();
         crate::objects::sweep();
-        let time = self.now();
+        let history = &*self.history;
+        let time = history.now();
         let mut snap = Snapshot::take(time, description);
         // What to measure, gathered under the lock; measured outside it, because measuring a
         // shared object runs its `Debug` and may drop it (user code must never run under the
@@ -165,8 +60,8 @@ impl Inner {
             Shared(Arc<dyn SharedObject>),
         }
         let probes: Vec<(u64, Probe)> = {
-            let mut st = self.state.lock();
-            self.reap(&mut st);
+            let mut st = history.state.lock();
+            history.reap(&mut st);
             st.instances
                 .iter()
                 .filter(|(_, r)| r.death.is_none() && r.attached)
@@ -190,27 +85,32 @@ impl Inner {
                 Probe::Shared(obj) => (i, obj.size(), obj.repr().map(clip), Vec::new()),
             })
             .collect();
-        let mut guard = self.state.lock();
+        // Replaced representations and breakdowns are dropped after the lock is released.
+        let mut replaced = Vec::new();
+        let mut old_referents = Vec::new();
+        let mut guard = history.state.lock();
         let st = &mut *guard;
         let mut per_class: HashMap<ClassId, TrackedClassTotals> = HashMap::new();
         for (i, size, repr, referents) in measured {
-            let Some(rec) = st.instances.get_mut(&i) else {
+            let Some(rec) = st.record_size(i, time, size) else {
                 continue;
             };
             if let Some(repr) = repr {
-                rec.repr = repr;
+                replaced.push(std::mem::replace(&mut rec.repr, repr));
             }
-            rec.referents = referents;
-            rec.sizes.push((time, size));
-            rec.max_size = rec.max_size.max(size);
-            let name = st
-                .classes
-                .get(&rec.class)
-                .map_or(&rec.class_name, |c| &c.name);
-            per_class
-                .entry(rec.class)
-                .or_insert_with(|| TrackedClassTotals::empty(name.clone()))
-                .add(size);
+            old_referents.push(std::mem::replace(&mut rec.referents, referents));
+            let class = rec.class;
+            let totals = match per_class.entry(class) {
+                hashbrown::hash_map::Entry::Occupied(e) => e.into_mut(),
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    let name = match st.classes.get(&class) {
+                        Some(c) => c.name.clone(),
+                        None => st.instances[&i].class_name.clone(),
+                    };
+                    e.insert(TrackedClassTotals::empty(name))
+                }
+            };
+            totals.add(size);
         }
         for (id, class) in st.classes.iter() {
             per_class
@@ -221,8 +121,9 @@ impl Inner {
         tracked.sort_by(|a, b| a.name.cmp(&b.name));
         snap.tracked = tracked;
         let snap = Arc::new(snap);
-        st.snapshots.push(snap.clone());
+        st.record_snapshot(snap.clone());
         drop(guard);
+        drop((replaced, old_referents));
         self.publish(&snap);
         snap
     }
@@ -266,7 +167,6 @@ impl Inner {
 /// ```
 pub struct ClassTracker {
     inner: Arc<Inner>,
-    periodic: Mutex<Option<Periodic>>,
 }
 
 impl std::fmt::Debug for ClassTracker {
@@ -285,7 +185,8 @@ impl Default for ClassTracker {
 
 impl Drop for ClassTracker {
     fn drop(&mut self) {
-        self.stop_periodic_snapshots();
+        // A failure was the periodic thread's to report; nobody is left to report it to.
+        let _ = self.stop_periodic_snapshots();
     }
 }
 
@@ -294,20 +195,23 @@ impl ClassTracker {
     pub fn new() -> ClassTracker {
         let _g = OverheadGuard::new();
         crate::sampling::start();
-        ClassTracker {
-            inner: Arc::new(Inner {
-                start: Instant::now(),
-                state: Mutex::new(State::default()),
-                subscribers: Mutex::new(Vec::new()),
-                dropped: AtomicU64::new(0),
-            }),
-            periodic: Mutex::new(None),
-        }
+        let inner = Arc::new(Inner {
+            history: Arc::new(History::new()),
+            subscribers: Lock::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            periodic: Lock::new(None),
+        });
+        crate::fork::register(&inner);
+        ClassTracker { inner }
+    }
+
+    fn history(&self) -> &History {
+        &self.inner.history
     }
 
     /// Time since the tracker was created.
     pub fn elapsed(&self) -> Duration {
-        self.inner.start.elapsed()
+        self.history().start.elapsed()
     }
 
     /// Tracks class `T`: from now on each value built by [`construct`](Self::construct) or
@@ -317,19 +221,12 @@ impl ClassTracker {
     pub fn track_class<T: ?Sized + 'static>(&self, options: TrackOptions) {
         let class = class_id_of::<T>();
         let _g = OverheadGuard::new();
-        let mut st = self.inner.state.lock();
         let name = options
             .name
             .clone()
             .unwrap_or_else(|| type_name::<T>().to_owned());
-        let rec = st.classes.entry(class).or_insert_with(|| ClassRecord {
-            name: name.clone(),
-            options: options.clone(),
-            attached: true,
-            active: 0,
-            created: 0,
-            history: Vec::new(),
-        });
+        let mut st = self.history().state.lock();
+        let rec = st.class_entry(class, || (name.clone(), options.clone(), true));
         rec.name = name;
         rec.options = options;
         rec.attached = true;
@@ -338,7 +235,7 @@ impl ClassTracker {
     /// Reads the record of `class`, if this tracker has one and it is attached.
     fn attached_class<R>(&self, class: ClassId, f: impl FnOnce(&ClassRecord) -> R) -> Option<R> {
         let _g = OverheadGuard::new();
-        self.inner
+        self.history()
             .state
             .lock()
             .classes
@@ -405,7 +302,7 @@ impl ClassTracker {
             Source::Constructed { object },
             trace,
         );
-        Tracked::new(value, Arc::downgrade(&self.inner), id, tag, repr)
+        Tracked::new(value, Arc::downgrade(&self.inner.history), id, tag, repr)
     }
 
     fn register(
@@ -416,11 +313,11 @@ impl ClassTracker {
         source: Source,
         trace: Option<Box<[usize]>>,
     ) -> u64 {
-        let mut st = self.inner.state.lock();
-        let time = self.inner.now();
+        let history = self.history();
+        let mut st = history.state.lock();
+        let time = history.now();
         let st = &mut *st;
-        let id = st.next_id;
-        st.next_id += 1;
+        let id = st.next_id();
         let class_name = st
             .classes
             .get(&class)
@@ -440,17 +337,13 @@ impl ClassTracker {
                 death: None,
                 attached: true,
                 source,
-                sizes: Vec::new(),
+                sizes: Series::new(st.retention.instance_sizes),
                 max_size: 0,
                 trace,
                 referents: Vec::new(),
             },
         );
-        if let Some(c) = st.classes.get_mut(&class) {
-            c.active += 1;
-            c.created += 1;
-            c.history.push((time, c.active));
-        }
+        st.record_birth(class, time);
         id
     }
 
@@ -496,18 +389,14 @@ impl ClassTracker {
             .unwrap_or_else(|| type_name::<T>().to_owned());
         let address = Arc::as_ptr(obj) as *const () as usize;
         {
-            let mut st = self.inner.state.lock();
-            self.inner.reap(&mut st);
+            let history = self.history();
+            let mut st = history.state.lock();
+            history.reap(&mut st);
             if let Some(&id) = st.shared.get(&address) {
                 return Err(Error::AlreadyTracked { name, id });
             }
-            st.classes.entry(class).or_insert_with(|| ClassRecord {
-                name: type_name::<T>().to_owned(),
-                options: TrackOptions::new(),
-                attached: false,
-                active: 0,
-                created: 0,
-                history: Vec::new(),
+            st.class_entry(class, || {
+                (type_name::<T>().to_owned(), TrackOptions::new(), false)
             });
         }
         let repr_text = repr.map_or_else(|| format!("<{name}>"), |r| clip(r(obj)));
@@ -523,7 +412,8 @@ impl ClassTracker {
     /// Records the deaths of tracked shared objects that are gone (snapshots do this too).
     pub fn poll(&self) {
         let _g = OverheadGuard::new();
-        self.inner.reap(&mut self.inner.state.lock());
+        let history = self.history();
+        history.reap(&mut history.state.lock());
     }
 
     /// Stops registering new instances of `T`. Instances already tracked stay tracked.
@@ -532,7 +422,7 @@ impl ClassTracker {
     pub fn detach_class<T: ?Sized + 'static>(&self) -> Result<()> {
         let class = class_id_of::<T>();
         let _g = OverheadGuard::new();
-        match self.inner.state.lock().classes.get_mut(&class) {
+        match self.history().state.lock().classes.get_mut(&class) {
             Some(c) if c.attached => {
                 c.attached = false;
                 Ok(())
@@ -546,7 +436,7 @@ impl ClassTracker {
     /// Stops registering new instances of every class.
     pub fn detach_all_classes(&self) {
         let _g = OverheadGuard::new();
-        for c in self.inner.state.lock().classes.values_mut() {
+        for c in self.history().state.lock().classes.values_mut() {
             c.attached = false;
         }
     }
@@ -557,7 +447,7 @@ impl ClassTracker {
         let _g = OverheadGuard::new();
         let mut released = Vec::new();
         {
-            let mut st = self.inner.state.lock();
+            let mut st = self.history().state.lock();
             for c in st.classes.values_mut() {
                 c.attached = false;
             }
@@ -578,20 +468,46 @@ impl ClassTracker {
 
     /// Keeps at most `limit` dead instances (the most recent deaths), forgetting older ones;
     /// live instances are always kept, and every birth and death stays in its class's
-    /// history. The default is [`DEFAULT_DEAD_INSTANCE_LIMIT`]; a service that builds
-    /// tracked objects for ever needs a bound.
+    /// history. The default is [`DEFAULT_DEAD_INSTANCE_LIMIT`]. The same as setting
+    /// [`Retention::dead_instances`].
     pub fn set_dead_instance_limit(&self, limit: usize) {
-        let _g = OverheadGuard::new();
-        let mut st = self.inner.state.lock();
-        st.dead_limit = limit;
-        st.evict();
+        let retention = self.retention().dead_instances(limit);
+        // Only the series limits can be out of range, and they are unchanged.
+        let _ = self.set_retention(retention);
     }
 
-    /// Detaches everything and forgets all snapshots, instances and history.
+    /// Sets how much history this tracker keeps: the bound on its memory (see [`Retention`]
+    /// for the formula). What is kept now is downsampled to fit at once. Settings survive
+    /// [`clear`](Self::clear).
+    ///
+    /// A series limit below 4 is [`Error::InvalidRetention`].
+    pub fn set_retention(&self, retention: Retention) -> Result<()> {
+        retention.check()?;
+        let _g = OverheadGuard::new();
+        self.history().state.lock().set_retention(retention);
+        Ok(())
+    }
+
+    /// How much history this tracker keeps.
+    pub fn retention(&self) -> Retention {
+        let _g = OverheadGuard::new();
+        self.history().state.lock().retention
+    }
+
+    /// What this tracker dropped so far to stay within its [`Retention`].
+    pub fn compaction(&self) -> Compaction {
+        let _g = OverheadGuard::new();
+        self.history().state.lock().compaction
+    }
+
+    /// Detaches everything and forgets all snapshots, instances and history. The settings
+    /// ([`Retention`], the dead-instance limit) stay, and instance ids keep counting up: a
+    /// [`Tracked`] handle from before `clear` never stands for an instance registered after
+    /// it.
     pub fn clear(&self) {
         self.detach_all();
         let _g = OverheadGuard::new();
-        let old = std::mem::take(&mut *self.inner.state.lock());
+        let old = self.history().state.lock().clear();
         drop(old);
     }
 
@@ -605,59 +521,87 @@ impl ClassTracker {
         self.inner.snapshot(description)
     }
 
-    /// The snapshots taken so far, oldest first.
+    /// The snapshots kept in full, oldest first: the most recent
+    /// [`Retention::recent_snapshots`] (32 by default). Older ones are summarized in
+    /// [`Stats::snapshots`].
     pub fn snapshots(&self) -> Vec<Arc<Snapshot>> {
         let _g = OverheadGuard::new();
-        self.inner.state.lock().snapshots.clone()
+        self.history().state.lock().recent.iter().cloned().collect()
     }
 
     /// Takes a snapshot every `interval` on a background thread, described as "periodic". If
     /// periodic snapshots are running already, they continue at the new interval.
     ///
-    /// An interval of zero is an error.
+    /// An interval of zero is [`Error::InvalidInterval`]; an interval too long to count down
+    /// (such as `Duration::MAX`) means no snapshot until the interval is changed. If the
+    /// previous periodic thread had stopped by itself, that is reported here
+    /// ([`Error::PeriodicSnapshots`]) and nothing is started: call again to start. A thread
+    /// that cannot be started is [`Error::Spawn`].
+    ///
+    /// Threads do not survive `fork()`: in a child process periodic snapshots are not
+    /// running until started there.
     pub fn start_periodic_snapshots(&self, interval: Duration) -> Result<()> {
         if interval.is_zero() {
             return Err(Error::InvalidInterval { interval });
         }
         let _g = OverheadGuard::new();
-        let mut p = self.periodic.lock();
-        match &*p {
-            Some(running) => running.set_interval(interval),
-            None => *p = Some(Periodic::start(self.inner.clone(), interval)),
+        let mut p = self.inner.periodic.lock();
+        if let Some(running) = p.take().map(Periodic::take_over).transpose()?.flatten() {
+            running.set_interval(interval);
+            *p = Some(running);
+            return Ok(());
         }
+        *p = Some(Periodic::start(self.inner.clone(), interval)?);
         Ok(())
     }
 
     /// Stops periodic snapshots, returning as soon as the thread has stopped (within
     /// milliseconds, not one interval). Does nothing if none are running.
-    pub fn stop_periodic_snapshots(&self) {
+    ///
+    /// Returns [`Error::PeriodicSnapshots`] if any periodic snapshot failed since they were
+    /// started (a tracked object's `Debug` panicked, say) or the thread stopped by itself:
+    /// the periodic thread never fails silently.
+    pub fn stop_periodic_snapshots(&self) -> Result<()> {
         let running = {
             let _g = OverheadGuard::new();
-            self.periodic.lock().take()
+            self.inner.periodic.lock().take()
         };
-        if let Some(p) = running {
-            p.stop();
+        match running {
+            Some(p) => p.stop(),
+            None => Ok(()),
         }
     }
 
-    /// Whether periodic snapshots are running.
+    /// Whether periodic snapshots are running: started, not stopped, and the thread alive.
     pub fn periodic_snapshots_running(&self) -> bool {
-        self.periodic.lock().is_some()
+        let _g = OverheadGuard::new();
+        self.inner
+            .periodic
+            .lock()
+            .as_ref()
+            .is_some_and(Periodic::is_running)
     }
 
     /// A stream of this tracker's snapshots (periodic and on demand) on a bounded channel of
-    /// `capacity` (at least 1). A subscriber that falls behind never blocks the snapshot
+    /// `capacity` snapshots (1 to [`MAX_SUBSCRIPTION_CAPACITY`]; anything else is
+    /// [`Error::InvalidCapacity`]). A subscriber that falls behind never blocks the snapshot
     /// thread or any allocating thread: snapshots it has no room for are dropped and counted
     /// ([`Subscription::dropped`]). Dropping the receiver ends the subscription.
-    pub fn subscribe(&self, capacity: usize) -> Subscription {
+    pub fn subscribe(&self, capacity: usize) -> Result<Subscription> {
+        if capacity == 0 || capacity > MAX_SUBSCRIPTION_CAPACITY {
+            return Err(Error::InvalidCapacity {
+                capacity,
+                maximum: MAX_SUBSCRIPTION_CAPACITY,
+            });
+        }
         let _g = OverheadGuard::new();
-        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         self.inner.subscribers.lock().push(Subscriber {
             tx,
             dropped: dropped.clone(),
         });
-        Subscription { rx, dropped }
+        Ok(Subscription { rx, dropped })
     }
 
     /// Snapshots dropped because a subscriber's channel was full, over all subscribers.
@@ -669,7 +613,11 @@ impl ClassTracker {
     /// A copy of everything this tracker has gathered, to print, sort or dump.
     pub fn stats(&self) -> Stats {
         let _g = OverheadGuard::new();
-        Stats::from_state(&self.inner.state.lock())
+        // Gathered under the lock; construction traces are symbolized after it is released
+        // (that can take a while, and instances must not wait for it).
+        let (mut stats, traces) = Stats::gather(&self.history().state.lock());
+        stats.resolve_traces(traces);
+        stats
     }
 }
 
@@ -722,7 +670,12 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(tracker.snapshots().len(), 40);
+        // The most recent in full, the others summarized: none lost.
+        assert_eq!(
+            tracker.snapshots().len(),
+            Retention::default().recent_snapshots
+        );
+        assert_eq!(tracker.stats().snapshots.len(), 40);
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn two_threads_with_sampling_and_1ms_snapshots_for_20_seconds() {
     let tracker = ClassTracker::new();
     // Sample often, so that the sampler, its channel and the aggregator are busy too.
     classtrack::set_sample_mean(16 * 1024);
-    let sub = tracker.subscribe(16);
+    let sub = tracker.subscribe(16).unwrap();
     tracker
         .start_periodic_snapshots(Duration::from_millis(1))
         .unwrap();
@@ -85,7 +85,7 @@ fn two_threads_with_sampling_and_1ms_snapshots_for_20_seconds() {
         results.push(w.join().unwrap());
     }
     let stopping = Instant::now();
-    tracker.stop_periodic_snapshots();
+    tracker.stop_periodic_snapshots().unwrap();
     assert!(stopping.elapsed() < Duration::from_millis(500));
     classtrack::set_sample_mean(classtrack::DEFAULT_SAMPLE_MEAN);
     let periodic = tracker.snapshots().len();

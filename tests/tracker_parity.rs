@@ -26,6 +26,10 @@ fn instance_counts_and_sizes_are_exact_across_threads() {
         bytes: Vec<u8>,
     }
     let tracker = Arc::new(ClassTracker::new());
+    // Room for every birth and death (1,500): the history is exact below its capacity.
+    tracker
+        .set_retention(classtrack::Retention::new().class_history(2000))
+        .unwrap();
     tracker.track_class::<Part>(TrackOptions::new());
     let handles: Vec<_> = (0..4)
         .map(|t| {
@@ -251,7 +255,7 @@ fn periodic_snapshots_arrive_and_stop_promptly() {
         tracker.start_periodic_snapshots(Duration::ZERO),
         Err(Error::InvalidInterval { .. })
     ));
-    let sub = tracker.subscribe(1000);
+    let sub = tracker.subscribe(1000).unwrap();
     tracker
         .start_periodic_snapshots(Duration::from_millis(20))
         .unwrap();
@@ -261,7 +265,7 @@ fn periodic_snapshots_arrive_and_stop_promptly() {
         .start_periodic_snapshots(Duration::from_secs(3600))
         .unwrap();
     let start = Instant::now();
-    tracker.stop_periodic_snapshots();
+    tracker.stop_periodic_snapshots().unwrap();
     assert!(
         start.elapsed() < Duration::from_millis(200),
         "{:?}",
@@ -286,7 +290,7 @@ fn periodic_snapshots_arrive_and_stop_promptly() {
 #[test]
 fn a_subscriber_that_never_reads_stalls_nothing() {
     let tracker = ClassTracker::new();
-    let sub = tracker.subscribe(2);
+    let sub = tracker.subscribe(2).unwrap();
     tracker
         .start_periodic_snapshots(Duration::from_millis(1))
         .unwrap();
@@ -301,7 +305,7 @@ fn a_subscriber_that_never_reads_stalls_nothing() {
     });
     assert_eq!(worker.join().unwrap(), 200_000 * 64);
     std::thread::sleep(Duration::from_millis(50));
-    tracker.stop_periodic_snapshots();
+    tracker.stop_periodic_snapshots().unwrap();
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(sub.dropped() > 0);
     assert_eq!(tracker.dropped_snapshots(), sub.dropped());
@@ -311,7 +315,7 @@ fn a_subscriber_that_never_reads_stalls_nothing() {
 #[test]
 fn dropping_the_tracker_stops_its_thread() {
     let tracker = ClassTracker::new();
-    let sub = tracker.subscribe(10_000);
+    let sub = tracker.subscribe(10_000).unwrap();
     tracker
         .start_periodic_snapshots(Duration::from_millis(2))
         .unwrap();

@@ -1,0 +1,584 @@
+//! What a tracker keeps over time, bounded: its recent snapshots in full, a downsampled series
+//! of older ones, its tracked classes with their instance-count histories, and its instances
+//! with their size histories.
+//!
+//! Every series here has a fixed capacity ([`Retention`]). When a series is full, its oldest
+//! three quarters are halved: of each pair of neighbouring points the one with the larger value
+//! stays (so peaks survive), the very first point always stays, and the newest quarter is
+//! untouched. Recent history is kept at full resolution and older history ever more coarsely,
+//! as in a round-robin database; what was dropped is counted in [`Compaction`].
+//!
+//! [`Tracked<T>`](crate::Tracked) reports its death here (through a weak reference), not to
+//! the tracker.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use classtrack_shim::{ClassId, OverheadGuard};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::instance::{Source, TrackOptions};
+use crate::objects::Referent;
+use crate::snapshot::Snapshot;
+use crate::stats::SnapshotStats;
+use crate::sync::Lock;
+
+/// How much history a tracker keeps: the bound on its own memory.
+///
+/// A tracker never keeps more than this, however long it runs and however often it takes
+/// snapshots; what it drops to stay within it is counted in [`Compaction`]. Its memory is
+/// about (figures measured on x86-64 Linux; names and descriptions add their length):
+///
+/// ```text
+/// recent_snapshots  × (C × 100 B + T × 90 B + 300 B)     full snapshots
+/// + snapshot_history × (T × 90 B + 200 B)                 older snapshots, summarized
+/// + (L + dead_instances) × (450 B + instance_sizes × 16 B [+ 512 B with `trace`])
+/// + T × class_history × 16 B
+/// ```
+///
+/// for `C` classes that have allocated, `T` tracked classes and `L` live instances (the
+/// program's own objects: each live instance is always kept). With the defaults, a program
+/// with 1,000 classes, 10 tracked classes and 1,000 live instances keeps at most about
+/// 3.2 MiB (full snapshots) + 1.1 MiB (older snapshots) + 10.6 MiB (instances) + 0.2 MiB
+/// (class histories) ≈ 15 MiB. Set smaller limits with
+/// [`ClassTracker::set_retention`](crate::ClassTracker::set_retention).
+///
+/// ```
+/// use classtrack::{ClassTracker, Retention};
+///
+/// let tracker = ClassTracker::new();
+/// tracker
+///     .set_retention(Retention::new().recent_snapshots(8).snapshot_history(256))
+///     .unwrap();
+/// assert_eq!(tracker.retention().recent_snapshots, 8);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Snapshots kept in full, the most recent ones ([`ClassTracker::snapshots`]); older ones
+    /// are summarized into the snapshot history. Default 32; may be 0.
+    ///
+    /// [`ClassTracker::snapshots`]: crate::ClassTracker::snapshots
+    pub recent_snapshots: usize,
+    /// Summaries of older snapshots (time, description, allocator and process memory,
+    /// overhead, tracked classes' totals), downsampled when full. Default 1,024; at least 4.
+    pub snapshot_history: usize,
+    /// (time, size) points per instance, downsampled when full (the first, the last and the
+    /// largest size always stay). Default 32; at least 4.
+    pub instance_sizes: usize,
+    /// (time, instances alive) points per tracked class, one per birth and death, downsampled
+    /// when full (the first point and the peaks stay). Default 1,024; at least 4.
+    pub class_history: usize,
+    /// Dead instances kept, the most recent deaths; live instances are always kept. Default
+    /// 10,000; may be 0.
+    pub dead_instances: usize,
+}
+
+/// The smallest capacity of a downsampled series: room for its first point, a pair to merge
+/// and its newest point.
+const MIN_SERIES: usize = 4;
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            recent_snapshots: 32,
+            snapshot_history: 1024,
+            instance_sizes: 32,
+            class_history: 1024,
+            dead_instances: crate::tracker::DEFAULT_DEAD_INSTANCE_LIMIT,
+        }
+    }
+}
+
+impl Retention {
+    /// The defaults.
+    pub fn new() -> Retention {
+        Retention::default()
+    }
+
+    /// Sets [`recent_snapshots`](Self::recent_snapshots).
+    pub fn recent_snapshots(mut self, n: usize) -> Retention {
+        self.recent_snapshots = n;
+        self
+    }
+
+    /// Sets [`snapshot_history`](Self::snapshot_history).
+    pub fn snapshot_history(mut self, n: usize) -> Retention {
+        self.snapshot_history = n;
+        self
+    }
+
+    /// Sets [`instance_sizes`](Self::instance_sizes).
+    pub fn instance_sizes(mut self, n: usize) -> Retention {
+        self.instance_sizes = n;
+        self
+    }
+
+    /// Sets [`class_history`](Self::class_history).
+    pub fn class_history(mut self, n: usize) -> Retention {
+        self.class_history = n;
+        self
+    }
+
+    /// Sets [`dead_instances`](Self::dead_instances).
+    pub fn dead_instances(mut self, n: usize) -> Retention {
+        self.dead_instances = n;
+        self
+    }
+
+    /// Checks the limits: each downsampled series needs room for at least 4 points.
+    pub(crate) fn check(&self) -> Result<()> {
+        for (setting, value) in [
+            ("snapshot_history", self.snapshot_history),
+            ("instance_sizes", self.instance_sizes),
+            ("class_history", self.class_history),
+        ] {
+            if value < MIN_SERIES {
+                return Err(Error::InvalidRetention {
+                    setting,
+                    value,
+                    minimum: MIN_SERIES,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a tracker dropped to stay within its [`Retention`], since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Compaction {
+    /// Full snapshots reduced to summaries (they left the recent snapshots).
+    pub snapshots_summarized: u64,
+    /// Snapshot summaries dropped by downsampling the snapshot history.
+    pub snapshot_points_dropped: u64,
+    /// (time, size) points dropped by downsampling instances' size histories.
+    pub size_points_dropped: u64,
+    /// (time, instances alive) points dropped by downsampling classes' histories.
+    pub history_points_dropped: u64,
+    /// Dead instances forgotten (beyond `dead_instances`).
+    pub instances_evicted: u64,
+}
+
+/// A point of a downsampled series: its value decides which of two neighbours stays.
+pub(crate) trait Point {
+    /// The value compared when two neighbours are merged: the larger stays.
+    fn value(&self) -> u64;
+}
+
+impl Point for (f64, u64) {
+    fn value(&self) -> u64 {
+        self.1
+    }
+}
+
+impl Point for SnapshotStats {
+    fn value(&self) -> u64 {
+        self.allocator_live_bytes
+    }
+}
+
+/// A series of at most `cap` points, downsampled when full (see the module documentation).
+#[derive(Debug, Clone)]
+pub(crate) struct Series<T> {
+    points: Vec<T>,
+    cap: usize,
+}
+
+impl<T: Point> Series<T> {
+    pub(crate) fn new(cap: usize) -> Series<T> {
+        Series {
+            points: Vec::new(),
+            cap: cap.max(MIN_SERIES),
+        }
+    }
+
+    /// Appends `p`, first downsampling if full; returns how many points were dropped.
+    pub(crate) fn push(&mut self, p: T) -> u64 {
+        let dropped = if self.points.len() >= self.cap {
+            self.compact()
+        } else {
+            0
+        };
+        self.points.push(p);
+        dropped
+    }
+
+    /// Changes the capacity, downsampling until the points fit; returns how many were dropped.
+    pub(crate) fn set_cap(&mut self, cap: usize) -> u64 {
+        self.cap = cap.max(MIN_SERIES);
+        let mut dropped = 0;
+        while self.points.len() > self.cap {
+            dropped += self.compact();
+        }
+        self.points.shrink_to(self.cap);
+        dropped
+    }
+
+    /// Halves the oldest three quarters: the first point stays, then of each pair the one with
+    /// the larger value (the later on a tie). Drops at least one point when there are 4.
+    fn compact(&mut self) -> u64 {
+        let len = self.points.len();
+        if len < MIN_SERIES {
+            return 0;
+        }
+        let end = len - len / 4;
+        let old = std::mem::take(&mut self.points);
+        let mut kept = Vec::with_capacity(self.cap);
+        let mut it = old.into_iter().enumerate().peekable();
+        // The first point.
+        if let Some((_, first)) = it.next() {
+            kept.push(first);
+        }
+        while let Some((i, a)) = it.next() {
+            if i + 1 < end {
+                let (_, b) = it.next().expect("a pair below `end` has its second point");
+                kept.push(if a.value() > b.value() { a } else { b });
+            } else {
+                kept.push(a);
+            }
+        }
+        let dropped = (len - kept.len()) as u64;
+        self.points = kept;
+        dropped
+    }
+
+    pub(crate) fn points(&self) -> &[T] {
+        &self.points
+    }
+
+    #[cfg(test)]
+    pub(crate) fn last(&self) -> Option<&T> {
+        self.points.last()
+    }
+}
+
+/// A class this tracker has tracked.
+pub(crate) struct ClassRecord {
+    pub(crate) name: String,
+    pub(crate) options: TrackOptions,
+    /// Whether new constructions register instances.
+    pub(crate) attached: bool,
+    /// Instances alive now.
+    pub(crate) active: u64,
+    /// Instances ever registered.
+    pub(crate) created: u64,
+    /// The most instances alive at once.
+    pub(crate) peak: u64,
+    /// (time, instances alive) at births and deaths, downsampled.
+    pub(crate) history: Series<(f64, u64)>,
+}
+
+impl ClassRecord {
+    pub(crate) fn new(name: String, options: TrackOptions, attached: bool, cap: usize) -> Self {
+        ClassRecord {
+            name,
+            options,
+            attached,
+            active: 0,
+            created: 0,
+            peak: 0,
+            history: Series::new(cap),
+        }
+    }
+}
+
+/// The tracker's record of one instance.
+pub(crate) struct InstanceRecord {
+    pub(crate) id: u64,
+    pub(crate) class: ClassId,
+    pub(crate) class_name: String,
+    pub(crate) name: String,
+    pub(crate) repr: String,
+    pub(crate) birth: f64,
+    pub(crate) death: Option<f64>,
+    /// Whether the tracker still measures it (false after `detach_all`).
+    pub(crate) attached: bool,
+    pub(crate) source: Source,
+    /// (snapshot time, live bytes) at the snapshots of its life, downsampled.
+    pub(crate) sizes: Series<(f64, u64)>,
+    pub(crate) max_size: u64,
+    /// Return addresses of the construction stack, resolved only when shown.
+    pub(crate) trace: Option<Box<[usize]>>,
+    /// The breakdown by nested scopes at the last snapshot (with a resolution level).
+    pub(crate) referents: Vec<Referent>,
+}
+
+/// Everything a tracker keeps, behind its lock.
+pub(crate) struct State {
+    /// The most recent snapshots, oldest first.
+    pub(crate) recent: VecDeque<Arc<Snapshot>>,
+    /// Summaries of the snapshots older than `recent`, downsampled, oldest first.
+    pub(crate) older: Series<SnapshotStats>,
+    pub(crate) classes: HashMap<ClassId, ClassRecord>,
+    /// Live instances, and the most recent dead ones, by id.
+    pub(crate) instances: BTreeMap<u64, InstanceRecord>,
+    /// The next instance id: never reset, so an id is never reused in a tracker's life (an
+    /// old handle's death can never be taken for a new instance's).
+    next_id: u64,
+    /// Dead instances still kept, oldest death first.
+    dead: VecDeque<u64>,
+    pub(crate) retention: Retention,
+    pub(crate) compaction: Compaction,
+    /// Shared objects alive now, by address: to refuse tracking one twice.
+    pub(crate) shared: HashMap<usize, u64>,
+}
+
+impl State {
+    fn new(retention: Retention) -> State {
+        State {
+            recent: VecDeque::new(),
+            older: Series::new(retention.snapshot_history),
+            classes: HashMap::new(),
+            instances: BTreeMap::new(),
+            next_id: 0,
+            dead: VecDeque::new(),
+            retention,
+            compaction: Compaction::default(),
+            shared: HashMap::new(),
+        }
+    }
+
+    /// Forgets every snapshot, class, instance and count, keeping the settings and the next
+    /// instance id; returns what was forgotten, to be dropped outside the lock.
+    pub(crate) fn clear(&mut self) -> State {
+        let mut fresh = State::new(self.retention);
+        fresh.next_id = self.next_id;
+        std::mem::replace(self, fresh)
+    }
+
+    /// A new instance id.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// A class record, made with this tracker's history capacity.
+    pub(crate) fn class_entry(
+        &mut self,
+        class: ClassId,
+        make: impl FnOnce() -> (String, TrackOptions, bool),
+    ) -> &mut ClassRecord {
+        let cap = self.retention.class_history;
+        self.classes.entry(class).or_insert_with(|| {
+            let (name, options, attached) = make();
+            ClassRecord::new(name, options, attached, cap)
+        })
+    }
+
+    /// An instance of `class` was born at `time`.
+    pub(crate) fn record_birth(&mut self, class: ClassId, time: f64) {
+        if let Some(c) = self.classes.get_mut(&class) {
+            c.active += 1;
+            c.created += 1;
+            c.peak = c.peak.max(c.active);
+            self.compaction.history_points_dropped += c.history.push((time, c.active));
+        }
+    }
+
+    /// Records the death of instance `id` at `time`, in its class's history too, and forgets
+    /// the oldest dead instances beyond the limit. Ids of instances no longer kept (or never
+    /// registered) are ignored.
+    pub(crate) fn record_death(&mut self, id: u64, time: f64) {
+        let Some(rec) = self.instances.get_mut(&id) else {
+            return;
+        };
+        if rec.death.is_some() {
+            return;
+        }
+        rec.death = Some(time);
+        if let Source::Shared(obj) = &rec.source {
+            self.shared.remove(&obj.address());
+        }
+        if let Some(class) = self.classes.get_mut(&rec.class) {
+            class.active = class.active.saturating_sub(1);
+            self.compaction.history_points_dropped += class.history.push((time, class.active));
+        }
+        self.dead.push_back(id);
+        self.evict();
+    }
+
+    /// Forgets the oldest dead instances beyond the limit.
+    fn evict(&mut self) {
+        while self.dead.len() > self.retention.dead_instances {
+            if let Some(old) = self.dead.pop_front() {
+                self.instances.remove(&old);
+                self.compaction.instances_evicted += 1;
+            }
+        }
+    }
+
+    /// Appends an instance's size at a snapshot.
+    pub(crate) fn record_size(
+        &mut self,
+        id: u64,
+        time: f64,
+        size: u64,
+    ) -> Option<&mut InstanceRecord> {
+        let rec = self.instances.get_mut(&id)?;
+        self.compaction.size_points_dropped += rec.sizes.push((time, size));
+        rec.max_size = rec.max_size.max(size);
+        Some(rec)
+    }
+
+    /// Keeps `snap` among the recent snapshots, summarizing the oldest one beyond the limit.
+    pub(crate) fn record_snapshot(&mut self, snap: Arc<Snapshot>) {
+        self.recent.push_back(snap);
+        self.trim_recent();
+    }
+
+    fn trim_recent(&mut self) {
+        while self.recent.len() > self.retention.recent_snapshots {
+            if let Some(old) = self.recent.pop_front() {
+                self.compaction.snapshots_summarized += 1;
+                self.compaction.snapshot_points_dropped += self.older.push(SnapshotStats::of(&old));
+            }
+        }
+    }
+
+    /// Applies new limits to what is kept now.
+    pub(crate) fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
+        self.trim_recent();
+        self.compaction.snapshot_points_dropped += self.older.set_cap(retention.snapshot_history);
+        for c in self.classes.values_mut() {
+            self.compaction.history_points_dropped += c.history.set_cap(retention.class_history);
+        }
+        for r in self.instances.values_mut() {
+            self.compaction.size_points_dropped += r.sizes.set_cap(retention.instance_sizes);
+        }
+        self.evict();
+    }
+}
+
+/// A tracker's clock and its [`State`], shared with its instances' handles.
+pub(crate) struct History {
+    pub(crate) start: Instant,
+    /// Held for short bookkeeping only: never while user code runs, and the allocator never
+    /// takes it. Taken under an `OverheadGuard`.
+    pub(crate) state: Lock<State>,
+}
+
+impl History {
+    pub(crate) fn new() -> History {
+        History {
+            start: Instant::now(),
+            state: Lock::new(State::new(Retention::default())),
+        }
+    }
+
+    /// Seconds since the tracker was created.
+    pub(crate) fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// The death of instance `id` (a `Tracked<T>` dropped).
+    pub(crate) fn instance_died(&self, id: u64) {
+        let _g = OverheadGuard::new();
+        let mut st = self.state.lock();
+        // The time is read under the lock, so each class's history is in time order.
+        let time = self.now();
+        st.record_death(id, time);
+    }
+
+    /// A new representation of instance `id`.
+    pub(crate) fn set_repr(&self, id: u64, repr: String) {
+        let _g = OverheadGuard::new();
+        let old = self
+            .state
+            .lock()
+            .instances
+            .get_mut(&id)
+            .map(|rec| std::mem::replace(&mut rec.repr, repr));
+        drop(old);
+    }
+
+    /// Records the deaths of shared objects whose last strong reference is gone.
+    pub(crate) fn reap(&self, st: &mut State) {
+        let time = self.now();
+        let gone: Vec<u64> = st
+            .instances
+            .values()
+            .filter(|r| r.death.is_none() && r.attached)
+            .filter(|r| matches!(&r.source, Source::Shared(obj) if !obj.alive()))
+            .map(|r| r.id)
+            .collect();
+        for id in gone {
+            st.record_death(id, time);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(cap: usize, values: impl IntoIterator<Item = u64>) -> (Series<(f64, u64)>, u64) {
+        let mut s = Series::new(cap);
+        let mut dropped = 0;
+        for (i, v) in values.into_iter().enumerate() {
+            dropped += s.push((i as f64, v));
+        }
+        (s, dropped)
+    }
+
+    #[test]
+    fn a_series_stays_within_its_capacity_and_counts_what_it_drops() {
+        for cap in [4, 5, 7, 32, 1000] {
+            let (s, dropped) = series(cap, 0..100_000);
+            assert!(s.points().len() <= cap, "cap {cap}: {}", s.points().len());
+            assert_eq!(s.points().len() as u64 + dropped, 100_000);
+        }
+    }
+
+    #[test]
+    fn first_last_and_peak_stay() {
+        let values: Vec<u64> = (0..10_000u64)
+            .map(|i| if i == 4321 { 1_000_000 } else { i % 97 })
+            .collect();
+        let (s, _) = series(16, values.iter().copied());
+        let pts = s.points();
+        assert_eq!(pts[0], (0.0, 0));
+        assert_eq!(*pts.last().unwrap(), (9999.0, 9999 % 97));
+        assert!(pts.contains(&(4321.0, 1_000_000)));
+        // Times stay in order.
+        assert!(pts.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn recent_points_are_kept_at_full_resolution() {
+        let (s, _) = series(64, 0..10_000);
+        let pts = s.points();
+        // The newest quarter of a full series is never merged.
+        let tail: Vec<u64> = pts[pts.len() - 12..].iter().map(|p| p.1).collect();
+        let expected: Vec<u64> = (10_000 - 12..10_000).collect();
+        assert_eq!(tail, expected);
+    }
+
+    #[test]
+    fn shrinking_the_capacity_downsamples_at_once() {
+        let (mut s, _) = series(100, 0..100);
+        let dropped = s.set_cap(10);
+        assert!(s.points().len() <= 10);
+        assert_eq!(s.points().len() as u64 + dropped, 100);
+        assert_eq!(s.points()[0].1, 0);
+        assert_eq!(s.last().unwrap().1, 99);
+    }
+
+    #[test]
+    fn retention_below_the_minimum_is_an_error() {
+        assert!(Retention::new().check().is_ok());
+        assert!(Retention::new()
+            .recent_snapshots(0)
+            .dead_instances(0)
+            .check()
+            .is_ok());
+        let err = Retention::new().instance_sizes(3).check().unwrap_err();
+        assert!(err.to_string().contains("instance_sizes"), "{err}");
+    }
+}
