@@ -68,10 +68,11 @@ pub(crate) fn counters(id: u32) -> ClassCounters {
     if id == 0 {
         return ClassCounters::default();
     }
-    let now = read_object(id);
     let _g = OverheadGuard::new();
     let ids = IDS.lock();
-    delta(now, ids.base.get(&id))
+    // Read under the lock: the id cannot be handed out again (with a newer baseline) between
+    // this read and the baseline's, so the counters are never behind their baseline.
+    delta(read_object(id), ids.base.get(&id))
 }
 
 /// The object `id` is dead: its id is reused once none of its blocks is live.
