@@ -157,7 +157,7 @@ fn breakdowns_nested_as_deep_as_load_reads_round_trip_and_deeper_ones_are_refuse
     assert_eq!(Stats::load(&path).unwrap(), stats);
 
     stats.instances[0].referents = referent_chain(62);
-    let err = stats.dump(&dir.join("deeper.json")).unwrap_err();
+    let err = stats.dump(dir.join("deeper.json")).unwrap_err();
     assert!(matches!(err, Error::Unwritable { .. }), "{err:?}");
     assert!(err.to_string().contains("resolution_level"), "{err}");
 
@@ -318,7 +318,8 @@ fn a_newer_version_is_told_even_when_its_fields_differ() {
 #[test]
 fn a_missing_or_non_number_version_is_corrupt() {
     let dir = TempDir::new("noversion");
-    let cases: [(&str, fn(&mut serde_json::Value), &str); 4] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 4] = [
         (
             "missing.json",
             |v| {
