@@ -432,9 +432,10 @@ impl Stats {
 
     /// Reads stats written by [`dump`](Self::dump).
     ///
-    /// The file is read whole and parsed straight into `Stats`: the heap peaks at about the
-    /// file's size plus the stats' own, and a file's format version is checked first (on its
-    /// own, without building the rest) when the file does not parse.
+    /// The file is read whole and parsed straight into `Stats`, so the heap peaks at the
+    /// file's size plus the stats' own (about twice the file). When it does not parse, its
+    /// format version is read on its own (the rest skipped, not built), so that a file from a
+    /// newer classtrack is told from a damaged one.
     ///
     /// Every misuse is an error, never a panic or a wait:
     /// - a missing or unreadable file is [`Error::Io`];
