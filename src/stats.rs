@@ -390,8 +390,8 @@ impl Stats {
     ///
     /// What it writes, [`load`](Self::load) reads back equal, floats bit for bit. Stats that
     /// could not be read back are not written: a float field set to NaN or infinity (JSON has
-    /// neither), or instance breakdowns nested deeper than about 60 levels (a
-    /// `resolution_level` that high), are [`Error::Unwritable`], naming the field. A path
+    /// neither), or instance breakdowns nested more than 61 levels deep (as a
+    /// `resolution_level` that high can make), are [`Error::Unwritable`], naming the field. A path
     /// that cannot be written is [`Error::Io`].
     pub fn dump(&self, path: impl AsRef<Path>) -> Result<()> {
         let _g = OverheadGuard::new();
@@ -464,19 +464,16 @@ impl Stats {
         let _g = OverheadGuard::new();
         let path = path.as_ref();
         let bytes = json::read_regular_file(path)?;
-        let version_error = |found: u64| {
-            if found == 0 || found > u64::from(u32::MAX) {
-                Error::InvalidVersion {
-                    path: path.to_owned(),
-                    found,
-                }
-            } else {
-                Error::UnsupportedVersion {
-                    path: path.to_owned(),
-                    found: found as u32,
-                    supported: STATS_VERSION,
-                }
-            }
+        let version_error = |found: u64| match u32::try_from(found) {
+            Ok(newer) if newer != 0 => Error::UnsupportedVersion {
+                path: path.to_owned(),
+                found: newer,
+                supported: STATS_VERSION,
+            },
+            _ => Error::InvalidVersion {
+                path: path.to_owned(),
+                found,
+            },
         };
         let corrupt = |reason: String| Error::Corrupt {
             path: path.to_owned(),
