@@ -81,6 +81,29 @@ pub enum Error {
         /// The newest version this classtrack reads.
         supported: u32,
     },
+    /// A stats file whose format version no classtrack writes: 0, or beyond `u32::MAX`.
+    InvalidVersion {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        found: u64,
+    },
+    /// A stats path that names something other than a regular file: a directory, a FIFO, a
+    /// device or a socket (which `Stats::load` refuses rather than wait on or read without end).
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it names instead, e.g. `"a FIFO"`.
+        kind: &'static str,
+    },
+    /// Stats that cannot be written as a stats file that reads back equal (a time that is NaN
+    /// or infinite, or breakdowns nested too deep); nothing was written.
+    Unwritable {
+        /// The file that was not written.
+        path: PathBuf,
+        /// Which value is at fault, and what to do.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -147,6 +170,23 @@ impl fmt::Display for Error {
                  classtrack reads: load it with a newer classtrack",
                 path.display()
             ),
+            Error::InvalidVersion { path, found } => write!(
+                f,
+                "{} has stats format version {found}, which no classtrack writes (versions \
+                 run from 1 to {}): it was not written by Stats::dump, or was edited since; \
+                 dump the stats again",
+                path.display(),
+                u32::MAX
+            ),
+            Error::NotAFile { path, kind } => write!(
+                f,
+                "{} is {kind}, not a regular file: pass the path of a file written by \
+                 Stats::dump",
+                path.display()
+            ),
+            Error::Unwritable { path, reason } => {
+                write!(f, "{} was not written: {reason}", path.display())
+            }
         }
     }
 }

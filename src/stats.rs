@@ -13,6 +13,7 @@ use crate::history::{Compaction, State};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
 use crate::report::format_bytes;
+use crate::report::json;
 use crate::snapshot::{Snapshot, TrackedClassTotals};
 
 /// The stats file format version written by [`Stats::dump`].
@@ -427,6 +428,12 @@ impl Stats {
 
     /// Writes the stats to `path` as versioned JSON, atomically: to a temporary file in the
     /// same directory, then renamed over `path`, so a crash never leaves half a file.
+    ///
+    /// What it writes, [`load`](Self::load) reads back equal, floats bit for bit. Stats that
+    /// could not be read back are not written: a float field set to NaN or infinity (JSON has
+    /// neither), or instance breakdowns nested more than 61 levels deep (as a
+    /// `resolution_level` that high can make), are [`Error::Unwritable`], naming the field. A path
+    /// that cannot be written is [`Error::Io`].
     pub fn dump(&self, path: impl AsRef<Path>) -> Result<()> {
         let _g = OverheadGuard::new();
         let path = path.as_ref();
@@ -434,6 +441,10 @@ impl Stats {
             path: path.to_owned(),
             source,
         };
+        json::check_writable(self).map_err(|reason| Error::Unwritable {
+            path: path.to_owned(),
+            reason,
+        })?;
         let file_name = path.file_name().ok_or_else(|| {
             io_err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -462,33 +473,67 @@ impl Stats {
 
     /// Reads stats written by [`dump`](Self::dump).
     ///
-    /// A missing file is [`Error::Io`]; a truncated or foreign one [`Error::Corrupt`]; one
-    /// written by a newer classtrack [`Error::UnsupportedVersion`].
+    /// The file is read whole and parsed straight into `Stats`, so the heap peaks at the
+    /// file's size plus the stats' own (about twice the file). When it does not parse, its
+    /// format version is read on its own (the rest skipped, not built), so that a file from a
+    /// newer classtrack is told from a damaged one.
+    ///
+    /// Every misuse is an error, never a panic or a wait:
+    /// - a missing or unreadable file is [`Error::Io`];
+    /// - a path that names no regular file (a directory, a FIFO, a device such as
+    ///   `/dev/zero`, a socket) is [`Error::NotAFile`], checked on the opened file, which on
+    ///   unix is opened non-blocking so that a FIFO cannot hold the call;
+    /// - a file written by a newer classtrack is [`Error::UnsupportedVersion`], one with a
+    ///   format version no classtrack writes (0, or past `u32::MAX`) [`Error::InvalidVersion`];
+    /// - a truncated or foreign file, or one whose version is missing or not a number, is
+    ///   [`Error::Corrupt`], saying what is wrong.
+    ///
+    /// ```
+    /// use classtrack::{ClassTracker, Error, Stats};
+    ///
+    /// let dir = std::env::temp_dir();
+    /// let path = dir.join(format!("classtrack-load-doc-{}.json", std::process::id()));
+    /// let stats = ClassTracker::new().stats();
+    /// stats.dump(&path)?;
+    /// assert_eq!(Stats::load(&path)?, stats);
+    /// std::fs::remove_file(&path)?;
+    ///
+    /// assert!(matches!(Stats::load(&dir), Err(Error::NotAFile { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Stats> {
         let _g = OverheadGuard::new();
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = json::read_regular_file(path)?;
+        let version_error = |found: u64| match u32::try_from(found) {
+            Ok(newer) if newer != 0 => Error::UnsupportedVersion {
+                path: path.to_owned(),
+                found: newer,
+                supported: STATS_VERSION,
+            },
+            _ => Error::InvalidVersion {
+                path: path.to_owned(),
+                found,
+            },
+        };
         let corrupt = |reason: String| Error::Corrupt {
             path: path.to_owned(),
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let version = value
-            .get("version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| corrupt("no format version".to_owned()))?;
-        if version > u64::from(STATS_VERSION) {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_owned(),
-                found: u32::try_from(version).unwrap_or(u32::MAX),
-                supported: STATS_VERSION,
-            });
+        match serde_json::from_slice::<Stats>(&bytes) {
+            Ok(stats) if (1..=STATS_VERSION).contains(&stats.version) => Ok(stats),
+            Ok(stats) => Err(version_error(u64::from(stats.version))),
+            // Tell a version this classtrack cannot read from damage: a newer format may not
+            // parse as this one, and its version is what the user needs to know.
+            Err(e) => Err(match json::peek_version(&bytes) {
+                json::Version::Number(v) if v == 0 || v > u64::from(STATS_VERSION) => {
+                    version_error(v)
+                }
+                json::Version::Invalid(reason) => corrupt(reason),
+                json::Version::Missing => corrupt("no format version".to_owned()),
+                json::Version::Number(_) | json::Version::Unknown => corrupt(e.to_string()),
+            }),
         }
-        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
     }
 }
 

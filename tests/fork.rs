@@ -40,7 +40,11 @@ fn busy_threads(stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
                 let mut keep: Vec<Vec<u8>> = Vec::new();
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    let class = if i % 7 == 0 { "fork::traced" } else { "fork::busy" };
+                    let class = if i % 7 == 0 {
+                        "fork::traced"
+                    } else {
+                        "fork::busy"
+                    };
                     let v = classtrack::scope_named(class, || vec![t as u8; 16 + i % 300]);
                     keep.push(v);
                     if keep.len() > 500 {
@@ -61,7 +65,9 @@ fn child(tracker: ClassTracker, parent_block: Vec<u8>) -> i32 {
         eprintln!("child: first snapshot took {:?}", started.elapsed());
         return 2;
     }
-    let parent_live = before.class_named("fork::parent").map_or(0, |c| c.live_bytes);
+    let parent_live = before
+        .class_named("fork::parent")
+        .map_or(0, |c| c.live_bytes);
     if parent_live != 5000 {
         eprintln!("child: parent class has {parent_live} live bytes, expected 5000");
         return 3;
@@ -79,7 +85,9 @@ fn child(tracker: ClassTracker, parent_block: Vec<u8>) -> i32 {
         return 4;
     }
     let child_live = after.class_named("fork::child").map_or(0, |c| c.live_bytes);
-    let parent_live = after.class_named("fork::parent").map_or(0, |c| c.live_bytes);
+    let parent_live = after
+        .class_named("fork::parent")
+        .map_or(0, |c| c.live_bytes);
     if child_live != 12_345 || parent_live != 0 {
         eprintln!("child: fork::child {child_live} B (12345), fork::parent {parent_live} B (0)");
         return 5;
@@ -87,7 +95,10 @@ fn child(tracker: ClassTracker, parent_block: Vec<u8>) -> i32 {
     let sessions = after.tracked_class::<Session>().map_or(0, |t| t.active);
     let sessions_before = before.tracked_class::<Session>().map_or(0, |t| t.active);
     if sessions != sessions_before + 1 {
-        eprintln!("child: {sessions} sessions, expected {}", sessions_before + 1);
+        eprintln!(
+            "child: {sessions} sessions, expected {}",
+            sessions_before + 1
+        );
         return 6;
     }
     // The parent's periodic thread is not here; new periodic snapshots are.
@@ -136,7 +147,11 @@ fn wait_with_timeout(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
                 128 + libc::WTERMSIG(status)
             });
         }
-        assert!(r == 0, "waitpid failed: {}", std::io::Error::last_os_error());
+        assert!(
+            r == 0,
+            "waitpid failed: {}",
+            std::io::Error::last_os_error()
+        );
         if Instant::now() > deadline {
             // SAFETY: killing and reaping our own child.
             unsafe {
@@ -199,9 +214,15 @@ fn children_of_fork_under_load_never_hang_and_count_exactly() {
         t.join().unwrap();
     }
     tracker.stop_periodic_snapshots().unwrap();
-    println!("{n} forks in {elapsed:?}: {hangs} hung, {} failed", failures.len());
+    println!(
+        "{n} forks in {elapsed:?}: {hangs} hung, {} failed",
+        failures.len()
+    );
     assert_eq!(hangs, 0, "children hung");
-    assert!(failures.is_empty(), "children failed (fork, exit code): {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "children failed (fork, exit code): {failures:?}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 pub(crate) mod console;
 mod flame;
+pub(crate) mod json;
 pub mod pprof;
 
 pub use flame::Measure;
