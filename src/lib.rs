@@ -139,14 +139,18 @@ mod tracker;
 
 pub use classtrack_shim::{
     cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, sample_mean,
-    set_sample_mean, set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc,
-    Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
+    set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
+    DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
-pub use sampling::{trace_every_allocation, trace_every_allocation_named, Frame, Site};
+#[doc(hidden)]
+pub use sampling::{__fork_hooks, __stop_aggregator};
+pub use sampling::{
+    set_sample_mean, trace_every_allocation, trace_every_allocation_named, Frame, Site,
+};
 pub use scope::{
     class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,
 };
