@@ -114,6 +114,10 @@
 //! memory came from; [`Snapshot::write_flamegraph`] and [`Snapshot::write_pprof`] write an SVG
 //! flamegraph and a gzipped pprof profile. See `examples/where_from.rs`.
 //!
+//! With `set_sample_mean(0)` first thing in `main`, the sampler sets nothing up: no unwind
+//! tables are indexed, no module is pinned, no `classtrack-sampler` thread runs. Turning
+//! sampling on later starts the thread and indexes the modules loaded at that moment.
+//!
 //! # Testing
 //!
 //! Tests that check figures should have their own integration-test file with its own

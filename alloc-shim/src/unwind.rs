@@ -83,6 +83,7 @@ pub fn cached_dwarf_fallbacks() -> u64 {
 /// frame-pointer walks agree with the DWARF unwinder here: at least three consecutive return
 /// addresses the same. Called when sampling starts (from the sampler, so not re-entered on
 /// this thread).
+#[cfg_attr(miri, allow(dead_code))]
 #[inline(never)]
 pub(crate) fn detect() {
     crate::cached::init();
@@ -97,6 +98,7 @@ pub(crate) fn detect() {
 /// (the recursive call), in the same order in the DWARF stack. Only this code's frames are
 /// judged, so what the caller's stack happens to hold (frames of code that keeps a frame
 /// pointer anyway) cannot pass for a build with frame pointers.
+#[cfg_attr(miri, allow(dead_code))]
 #[inline(never)]
 fn frame_pointers_agree(depth: usize) -> bool {
     if depth > 0 {
