@@ -505,11 +505,26 @@ pub(crate) fn fork_child() {
     drop(unsafe { (*HELD.0.get()).take() });
 }
 
-/// The three fork handlers' parts for sampling, `(prepare, parent, child)`, for a
-/// `pthread_atfork` registration (see `fork_prepare`).
+/// The sampler's parts of the three `pthread_atfork` handlers (see `fork_prepare`).
 #[doc(hidden)]
-pub fn __fork_hooks() -> (fn(), fn(), fn()) {
-    (fork_prepare, fork_parent, fork_child)
+#[derive(Clone, Copy, Debug)]
+pub struct ForkHooks {
+    /// For the prepare handler, after the tracker's own locks are taken.
+    pub prepare: fn(),
+    /// For the parent handler, before the tracker's locks are released.
+    pub parent: fn(),
+    /// For the child handler, before the tracker's locks are released.
+    pub child: fn(),
+}
+
+/// The sampler's fork handlers, for a `pthread_atfork` registration.
+#[doc(hidden)]
+pub fn __fork_hooks() -> ForkHooks {
+    ForkHooks {
+        prepare: fork_prepare,
+        parent: fork_parent,
+        child: fork_child,
+    }
 }
 
 /// Samples every allocation of `T`'s class from now on (scopes entered afterwards), or stops.

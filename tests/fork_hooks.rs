@@ -18,18 +18,18 @@ use classtrack_shim::{replace_tag, Tag};
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
-static HOOKS: OnceLock<(fn(), fn(), fn())> = OnceLock::new();
+static HOOKS: OnceLock<classtrack::ForkHooks> = OnceLock::new();
 
 extern "C" fn prepare() {
-    (HOOKS.get().unwrap().0)()
+    (HOOKS.get().unwrap().prepare)()
 }
 
 extern "C" fn parent() {
-    (HOOKS.get().unwrap().1)()
+    (HOOKS.get().unwrap().parent)()
 }
 
 extern "C" fn child() {
-    (HOOKS.get().unwrap().2)()
+    (HOOKS.get().unwrap().child)()
 }
 
 fn register_hooks() {

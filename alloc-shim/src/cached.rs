@@ -611,6 +611,7 @@ pub(crate) use imp::{abandon, after_fork_in_child, capture, check, enabled, fall
 /// agree below it: from the first return address of `ours` (after its own frame) found in
 /// `theirs`, the rest of the stacks match, at least three frames, with at most one extra frame
 /// at the root on either side.
+#[cfg_attr(miri, allow(dead_code))]
 pub(crate) fn same_below(ours: &[usize], theirs: &[usize]) -> bool {
     for (i, ip) in ours.iter().enumerate().skip(1) {
         if let Some(j) = theirs.iter().position(|t| t == ip) {
