@@ -365,6 +365,7 @@ fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
             panic!("classtrack: the aggregator thread was stopped (a test)");
         }
         let mut n = 0;
+        let mut applied = 0;
         let waiting;
         {
             // Records are received and applied under the lock, so a snapshot that takes it
@@ -397,14 +398,15 @@ fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
                 for r in &held {
                     agg.apply(r, &stacks, true);
                 }
-                n += held.len() as u64;
+                applied = held.len() as u64;
                 held.clear();
             }
             waiting = taken > 0 && !dry;
             agg.held = held;
         }
         classtrack_shim::note_received(n);
-        if n == 0 && !waiting {
+        classtrack_shim::note_overflow_applied(applied);
+        if n + applied == 0 && !waiting {
             classtrack_shim::wait_for_samples(idle);
             idle = (idle * 2).min(Duration::from_millis(20));
         } else {

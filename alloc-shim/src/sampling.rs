@@ -110,7 +110,7 @@ pub fn stack_depth() -> usize {
     DEPTH.load(Ordering::Relaxed)
 }
 
-/// Sample records sent (taken by the consumer, waiting in the channel, or frees waiting in the
+/// Sample records sent (taken by the consumer, waiting in the channel, or frees sent to the
 /// overflow list), and records dropped because a channel was full (allocation samples only: a
 /// free is never dropped, see [`take_overflowed_frees`]).
 pub fn sample_counts() -> (u64, u64) {
@@ -126,19 +126,31 @@ pub fn sample_counts() -> (u64, u64) {
     )
 }
 
-/// Sample records taken off the channel (or the overflow list) by its consumer and dealt with.
+/// Sample records the consumer took off the channel and dealt with, and frees it took off the
+/// overflow list and dealt with: once this reaches a figure [`sample_counts`] gave, every
+/// record sent before that call has been dealt with.
 pub fn samples_received() -> u64 {
-    // Acquire: pairs with the consumer's release in `note_received`.
-    RECEIVED.load(Ordering::Acquire)
+    // Acquire: pairs with the consumer's releases in `note_received` and
+    // `note_overflow_applied`.
+    RECEIVED.load(Ordering::Acquire) + OVERFLOW_APPLIED.load(Ordering::Acquire)
 }
 
-/// Counts `n` sample records taken off the channel or the overflow list by its consumer, once
-/// it has dealt with them (so that `sample_counts` never counts a record as sent before it is
-/// received or still queued).
+/// Counts `n` sample records taken off the channel by its consumer, once it has dealt with
+/// them (so that `sample_counts` never counts a record as sent before it is received or
+/// still queued).
 pub fn note_received(n: u64) {
     // Release: what the consumer did with the records is visible to whoever reads the count
     // with acquire.
     RECEIVED.fetch_add(n, Ordering::Release);
+}
+
+/// Frees taken off the overflow list ([`take_overflowed_frees`]) and dealt with.
+static OVERFLOW_APPLIED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `n` frees taken by [`take_overflowed_frees`], once the consumer has dealt with them.
+pub fn note_overflow_applied(n: u64) {
+    // Release: as in `note_received`.
+    OVERFLOW_APPLIED.fetch_add(n, Ordering::Release);
 }
 
 /// Whether sampling is wanted now: a non-zero mean, or a class ever set to be traced entirely.
