@@ -139,6 +139,10 @@
 //! memory came from; [`Snapshot::write_flamegraph`] and [`Snapshot::write_pprof`] write an SVG
 //! flamegraph and a gzipped pprof profile. See `examples/where_from.rs`.
 //!
+//! With `set_sample_mean(0)` first thing in `main`, the sampler sets nothing up: no unwind
+//! tables are indexed, no module is pinned, no `classtrack-sampler` thread runs. Turning
+//! sampling on later starts the thread and indexes the modules loaded at that moment.
+//!
 //! # Testing
 //!
 //! Tests that check figures should have their own integration-test file with its own
@@ -167,15 +171,19 @@ mod tracker;
 
 pub use classtrack_shim::{
     cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, sample_mean,
-    set_sample_mean, set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc,
-    Unwinder, DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
+    set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
+    DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
-pub use sampling::{trace_every_allocation, trace_every_allocation_named, Frame, Site};
+#[doc(hidden)]
+pub use sampling::{__fork_hooks, __stop_aggregator, ForkHooks};
+pub use sampling::{
+    set_sample_mean, trace_every_allocation, trace_every_allocation_named, Frame, Site,
+};
 pub use scope::{
     class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,
 };

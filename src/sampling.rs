@@ -4,11 +4,26 @@
 //! (class, stack), estimated bytes and blocks allocated and live. A sample of `Z` bytes taken
 //! with mean `R` stands for `1 / (1 - e^(-Z/R))` blocks and `Z` times that in bytes (the
 //! inverse of its chance of being sampled), so the estimates are unbiased; a block of a class
-//! traced entirely stands for itself. Stacks are raw return addresses until shown; then they
-//! are symbolized once per address and cached.
+//! traced entirely stands for itself. A block made by `realloc` is sampled as a new block of
+//! its new size (so live estimates stay unbiased), but adds only its weighted growth to the
+//! bytes allocated, the quantity the class's exact `allocated_bytes` counts. Stacks are raw
+//! return addresses until shown; then they are symbolized once per address and cached.
+//!
+//! The thread runs only while sampling is on: it is started by the first tracker, snapshot or
+//! [`set_sample_mean`] that finds sampling on, and started again if it ever died (counted in
+//! [`SamplingStats::aggregator_restarts`](crate::SamplingStats)) or after a `fork()`.
+//!
+//! Its two locks (the aggregate and the symbol cache) are `std::sync::Mutex`, not
+//! parking_lot's: `fork_prepare` holds them across `fork()`, and the child unlocks them; a
+//! futex-based unlock touches only the lock's own word (and makes a wake-up system call),
+//! where parking_lot's unlock of a lock with parked waiters goes through parking_lot_core's
+//! global table, whose bucket locks a vanished thread may hold. Neither lock is ever held
+//! while another is taken.
 
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
-use std::sync::{Arc, LazyLock, Once, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use classtrack_shim::{
@@ -17,7 +32,6 @@ use classtrack_shim::{
 use crossbeam_channel::Receiver;
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// One frame of an allocation stack, symbolized.
@@ -74,6 +88,9 @@ struct Live {
 struct Totals {
     live_bytes: f64,
     live_blocks: f64,
+    /// Sampled blocks live: when it falls to 0 the live estimates are exactly 0 (not a
+    /// rounding residue of adding and taking away the same weights in another order).
+    live_samples: u64,
     allocated_bytes: f64,
     allocations: f64,
     samples: u64,
@@ -86,6 +103,12 @@ struct Aggregator {
     stacks: Vec<Arc<[usize]>>,
     sites: HashMap<(ClassId, u32), Totals>,
     live: HashMap<usize, Live>,
+    /// Per address, frees still to come of blocks no longer in `live`: an allocation at the
+    /// address was received while its former block's free waited in the overflow list.
+    pending_frees: HashMap<usize, u32>,
+    /// Frees taken off the shim's overflow list, applied once the sample channel has been
+    /// found empty after they were taken (so after their blocks' allocations).
+    held: Vec<SampleRecord>,
     /// Bumped by every change, so an unchanged table is shared between snapshots.
     generation: u64,
     table: Option<(u64, Arc<[Site]>)>,
@@ -122,19 +145,30 @@ impl Aggregator {
         self.stack_ids.get(&id).copied()
     }
 
-    fn apply(&mut self, r: &SampleRecord, stacks: &Receiver<StackRecord>) {
+    /// Applies a record; `late` for a free taken off the overflow list.
+    fn apply(&mut self, r: &SampleRecord, stacks: &Receiver<StackRecord>, late: bool) {
         self.generation += 1;
         match r.event {
-            SampleEvent::Alloc => {
+            SampleEvent::Alloc | SampleEvent::Realloc => {
                 let Some(stack) = self.stack_of(r.stack, stacks) else {
                     return;
                 };
                 let w = weight(r.size, r.mean);
+                // The block was sampled with the chance its whole size gives it, so it stands
+                // for `w` blocks of its size; of a realloc's block only the growth counts as
+                // allocated (as in the exact counters): E[growth * w * sampled] = growth.
+                let counted = match r.event {
+                    SampleEvent::Realloc => r.size.saturating_sub(r.old_size),
+                    _ => r.size,
+                };
                 let t = self.sites.entry((r.class, stack)).or_default();
-                t.allocated_bytes += r.size as f64 * w;
-                t.allocations += w;
+                t.allocated_bytes += counted as f64 * w;
+                if r.event == SampleEvent::Alloc {
+                    t.allocations += w;
+                }
                 t.live_bytes += r.size as f64 * w;
                 t.live_blocks += w;
+                t.live_samples += 1;
                 t.samples += 1;
                 let live = Live {
                     class: r.class,
@@ -143,22 +177,53 @@ impl Aggregator {
                     weight: w,
                 };
                 if let Some(old) = self.live.insert(r.address, live) {
-                    // The free of the block that had this address was lost (channel full).
+                    // The free of the block that had this address waits in the overflow list
+                    // (frees are never lost): it is gone, and its free is still to come.
                     self.unlive(old);
+                    *self.pending_frees.entry(r.address).or_default() += 1;
                 }
             }
             SampleEvent::Free => {
+                // A free that came through the channel is of the block in `live`: a former
+                // block's free still to come is in the overflow list (else it would have
+                // come before that block's allocation). One from the overflow list is of the
+                // oldest block at the address whose free is still to come.
+                if late && self.take_pending(r.address) {
+                    return;
+                }
                 if let Some(old) = self.live.remove(&r.address) {
                     self.unlive(old);
+                } else {
+                    self.take_pending(r.address);
                 }
             }
         }
     }
 
+    /// Counts a free still to come at `address` as come; false if none was.
+    fn take_pending(&mut self, address: usize) -> bool {
+        match self.pending_frees.entry(address) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+                true
+            }
+            Entry::Vacant(_) => false,
+        }
+    }
+
     fn unlive(&mut self, l: Live) {
         if let Some(t) = self.sites.get_mut(&(l.class, l.stack)) {
-            t.live_bytes = (t.live_bytes - l.size as f64 * l.weight).max(0.0);
-            t.live_blocks = (t.live_blocks - l.weight).max(0.0);
+            t.live_samples = t.live_samples.saturating_sub(1);
+            if t.live_samples == 0 {
+                t.live_bytes = 0.0;
+                t.live_blocks = 0.0;
+            } else {
+                t.live_bytes = (t.live_bytes - l.size as f64 * l.weight).max(0.0);
+                t.live_blocks = (t.live_blocks - l.weight).max(0.0);
+            }
         }
     }
 
@@ -186,74 +251,186 @@ impl Aggregator {
     }
 }
 
-static AGGREGATOR: LazyLock<Mutex<Aggregator>> = LazyLock::new(Default::default);
-static DRAIN: Once = Once::new();
-/// The drain thread, to wake it when a snapshot wants the records now.
-static CONSUMER: OnceLock<std::thread::Thread> = OnceLock::new();
+/// Locks `m`, whatever a thread that panicked holding it left (the aggregate stays usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-/// Starts the thread that drains the shim's samples (once per process).
-pub(crate) fn start() {
-    DRAIN.call_once(|| {
-        let _g = OverheadGuard::new();
-        let Some((rx, stacks)) = sample_receivers() else {
-            return;
-        };
-        let spawned = std::thread::Builder::new()
-            .name("classtrack-sampler".into())
-            .spawn(move || {
-                // Everything this thread allocates is classtrack's, and never sampled.
-                let _g = OverheadGuard::new();
-                classtrack_shim::exclude_thread_from_sampling();
-                // The only consumer of the channel, so records are applied in the order sent:
-                // a block's free is never applied before its allocation. It parks rather than
-                // blocks on the channel, so that a sending thread never has a sleeping
-                // receiver to wake on every sample; senders unpark it when a backlog builds,
-                // and `drain_now` when a snapshot wants the records.
-                classtrack_shim::set_sample_consumer(std::thread::current());
-                let mut idle = Duration::from_micros(100);
-                loop {
-                    let mut n = 0;
-                    {
-                        // Records are received and applied under the lock, so a snapshot that
-                        // takes it sees every record the shim counts as received.
-                        let mut agg = AGGREGATOR.lock();
-                        // Stacks first (each was sent before any sample naming it), so that
-                        // stacks re-sent by threads that forgot them never fill the channel.
-                        for s in stacks.try_iter().take(1 << 16) {
-                            agg.learn(&s);
-                        }
-                        for r in rx.try_iter().take(1 << 16) {
-                            agg.apply(&r, &stacks);
-                            n += 1;
-                        }
+static AGGREGATOR: LazyLock<Mutex<Aggregator>> = LazyLock::new(Default::default);
+/// Whether the drain thread runs: set when it is spawned (under the aggregator's lock), cleared
+/// when it ends (a panic) and in a forked child (where it is gone).
+static DRAIN_ALIVE: AtomicBool = AtomicBool::new(false);
+/// Whether a drain thread was ever spawned in this process (or its parent).
+static DRAIN_SPAWNED: AtomicBool = AtomicBool::new(false);
+/// Set in a forked child: the next spawn replaces a thread lost to the fork, not to a panic.
+static DRAIN_FORKED: AtomicBool = AtomicBool::new(false);
+/// Drain threads spawned again because the previous one died.
+static RESTARTS: AtomicU64 = AtomicU64::new(0);
+/// The drain thread, to wake it when a snapshot wants the records now: a leaked box (never
+/// freed: a snapshot may be reading the old one when a new thread registers).
+static DRAIN_THREAD: AtomicPtr<std::thread::Thread> = AtomicPtr::new(std::ptr::null_mut());
+/// Makes the drain thread panic at its next round (see [`__stop_aggregator`]).
+static STOP_FOR_TEST: AtomicBool = AtomicBool::new(false);
+
+/// Clears [`DRAIN_ALIVE`] when the drain thread ends, by a panic included.
+struct Alive;
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        // Release: what the thread did is visible to whoever sees it dead.
+        DRAIN_ALIVE.store(false, Ordering::Release);
+    }
+}
+
+/// Drain threads started again because the previous one died.
+pub(crate) fn aggregator_restarts() -> u64 {
+    // Relaxed: a statistic.
+    RESTARTS.load(Ordering::Relaxed)
+}
+
+/// Makes the aggregator thread panic at its next round, to test that it is restarted.
+#[doc(hidden)]
+pub fn __stop_aggregator() {
+    // Relaxed: a test hook.
+    STOP_FOR_TEST.store(true, Ordering::Relaxed);
+    wake_drain();
+}
+
+fn wake_drain() {
+    // Acquire: pairs with the release that published the box.
+    let t = DRAIN_THREAD.load(Ordering::Acquire);
+    if !t.is_null() {
+        // SAFETY: a non-null `DRAIN_THREAD` is a leaked box, complete when published, never
+        // freed.
+        unsafe { &*t }.unpark();
+    }
+}
+
+/// Starts the thread that drains the shim's samples, if sampling is on and it is not running
+/// (never started, died, or lost to a `fork()`). Returns whether it runs.
+pub(crate) fn start() -> bool {
+    // Acquire: pairs with `Alive`'s release.
+    if DRAIN_ALIVE.load(Ordering::Acquire) {
+        return true;
+    }
+    if !classtrack_shim::sampling_enabled() {
+        return false;
+    }
+    let _g = OverheadGuard::new();
+    let Some((rx, stacks)) = sample_receivers() else {
+        return false;
+    };
+    // Spawned under the aggregator's lock: one spawn at a time, and none across a `fork()`
+    // (the prepare handler holds the lock).
+    let _agg = lock(&AGGREGATOR);
+    // Acquire: as above.
+    if DRAIN_ALIVE.load(Ordering::Acquire) {
+        return true;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("classtrack-sampler".into())
+        .spawn(move || drain(rx, stacks));
+    let Ok(handle) = spawned else {
+        return false;
+    };
+    // Relaxed, here and below: statistics and flags read under the same lock or for show.
+    let forked = DRAIN_FORKED.swap(false, Ordering::Relaxed);
+    if DRAIN_SPAWNED.swap(true, Ordering::Relaxed) && !forked {
+        RESTARTS.fetch_add(1, Ordering::Relaxed);
+    }
+    let thread = Box::into_raw(Box::new(handle.thread().clone()));
+    // Release: the box is complete before `wake_drain` reads it. The old one is leaked.
+    DRAIN_THREAD.swap(thread, Ordering::AcqRel);
+    // Release: pairs with the acquire loads above.
+    DRAIN_ALIVE.store(true, Ordering::Release);
+    true
+}
+
+/// The drain thread's body.
+fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
+    let _alive = Alive;
+    // Everything this thread allocates is classtrack's, and never sampled.
+    let _g = OverheadGuard::new();
+    classtrack_shim::exclude_thread_from_sampling();
+    // The only consumer of the channel, so records are applied in the order sent: a block's
+    // free is never applied before its allocation. It parks rather than blocks on the
+    // channel, so that a sending thread never has a sleeping receiver to wake on every sample;
+    // senders unpark it when a backlog builds, and `drain_now` when a snapshot wants the
+    // records.
+    classtrack_shim::set_sample_consumer(std::thread::current());
+    let mut idle = Duration::from_micros(100);
+    loop {
+        // Relaxed: a test hook.
+        if STOP_FOR_TEST.swap(false, Ordering::Relaxed) {
+            panic!("classtrack: the aggregator thread was stopped (a test)");
+        }
+        let mut n = 0;
+        let mut applied = 0;
+        let waiting;
+        {
+            // Records are received and applied under the lock, so a snapshot that takes it
+            // sees every record the shim counts as received (and a fork never finds this
+            // thread halfway through a receive).
+            let mut agg = lock(&AGGREGATOR);
+            // Frees that found the channel full: taken before the channel is drained, applied
+            // once it has been found empty (their blocks' allocations were sent before them).
+            let mut held = std::mem::take(&mut agg.held);
+            let taken = classtrack_shim::take_overflowed_frees(&mut held);
+            // Stacks first (each was sent before any sample naming it), so that stacks
+            // re-sent by threads that forgot them never fill the channel.
+            for s in stacks.try_iter().take(1 << 16) {
+                agg.learn(&s);
+            }
+            let mut dry = false;
+            for _ in 0..1 << 16 {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        agg.apply(&r, &stacks, false);
+                        n += 1;
                     }
-                    classtrack_shim::note_received(n);
-                    if n == 0 {
-                        classtrack_shim::wait_for_samples(idle);
-                        idle = (idle * 2).min(Duration::from_millis(20));
-                    } else {
-                        idle = Duration::from_micros(100);
+                    Err(_) => {
+                        dry = true;
+                        break;
                     }
                 }
-            });
-        if let Ok(handle) = spawned {
-            let _ = CONSUMER.set(handle.thread().clone());
+            }
+            if dry {
+                for r in &held {
+                    agg.apply(r, &stacks, true);
+                }
+                applied = held.len() as u64;
+                held.clear();
+            }
+            waiting = taken > 0 && !dry;
+            agg.held = held;
         }
-    });
+        classtrack_shim::note_received(n);
+        classtrack_shim::note_overflow_applied(applied);
+        if n + applied == 0 && !waiting {
+            classtrack_shim::wait_for_samples(idle);
+            idle = (idle * 2).min(Duration::from_millis(20));
+        } else {
+            idle = Duration::from_micros(100);
+        }
+    }
 }
 
 /// Waits (up to 100 ms) until the drain thread has applied every record sent so far, so that a
-/// snapshot sees them.
+/// snapshot sees them. Returns at once when no drain thread runs (sampling off), and as soon as
+/// the thread dies.
 pub(crate) fn drain_now() {
-    start();
-    let (sent, _) = classtrack_shim::sample_counts();
-    if let Some(consumer) = CONSUMER.get() {
-        consumer.unpark();
+    if !start() {
+        return;
     }
+    let (sent, _) = classtrack_shim::sample_counts();
+    wake_drain();
     let deadline = Instant::now() + Duration::from_millis(100);
     // The count of records received catches up with the count sent (received or queued)
-    // then: those queued now have been applied.
-    while classtrack_shim::samples_received() < sent && Instant::now() < deadline {
+    // then: those queued now have been applied. Acquire: pairs with `Alive`'s release.
+    while classtrack_shim::samples_received() < sent
+        && Instant::now() < deadline
+        && DRAIN_ALIVE.load(Ordering::Acquire)
+    {
         std::thread::sleep(Duration::from_micros(50));
     }
 }
@@ -262,18 +439,111 @@ pub(crate) fn drain_now() {
 pub(crate) fn table() -> Arc<[Site]> {
     let _g = OverheadGuard::new();
     drain_now();
-    AGGREGATOR.lock().table()
+    lock(&AGGREGATOR).table()
+}
+
+/// Sets the mean distance between samples in allocated bytes; 0 turns sampling off. Threads
+/// pick the new setting up at their next sample point (or within 64 MiB while it was off).
+///
+/// Turning sampling on (from off, or for the first time) starts the aggregator thread and
+/// indexes the unwind tables of the modules loaded at that moment (libraries loaded later are
+/// unwound by the platform's unwinder). With `set_sample_mean(0)` before the first sample, no
+/// unwinder work is done, no module is pinned and no thread is started.
+pub fn set_sample_mean(bytes: u64) {
+    classtrack_shim::set_sample_mean(bytes);
+    if bytes != 0 {
+        start();
+    }
+}
+
+/// The two locks of this module, held across `fork()` by [`fork_prepare`] until
+/// [`fork_parent`] or [`fork_child`] drops them.
+struct Held(UnsafeCell<Option<HeldGuards>>);
+
+type HeldGuards = (
+    MutexGuard<'static, Aggregator>,
+    MutexGuard<'static, HashMap<usize, Arc<[Frame]>>>,
+);
+
+// SAFETY: the cell is written only by the thread that holds both locks (in `fork_prepare`,
+// after taking them), and emptied by that same thread (in `fork_parent` or `fork_child`, which
+// run on the forking thread), before it gives them up: the locks serialise every access.
+unsafe impl Sync for Held {}
+
+static HELD: Held = Held(UnsafeCell::new(None));
+
+/// The `pthread_atfork` prepare handler's part for sampling: takes the aggregate's and the
+/// symbol cache's locks (so no other thread holds them, nor is receiving from the sample
+/// channel, at the fork), then lets the shim keep senders off the channels
+/// ([`classtrack_shim::before_fork`]). These locks are leaves (nothing else is locked while
+/// one is held), so this may run before or after the tracker's locks are taken; run it last.
+pub(crate) fn fork_prepare() {
+    let guards = (lock(&AGGREGATOR), lock(&SYMBOLS));
+    classtrack_shim::before_fork();
+    // SAFETY: this thread holds both locks (see `Held`).
+    unsafe { *HELD.0.get() = Some(guards) };
+}
+
+/// The parent handler's part: senders use the channels again; the locks are released.
+pub(crate) fn fork_parent() {
+    classtrack_shim::after_fork_in_parent();
+    // SAFETY: this thread took the locks in `fork_prepare` (see `Held`).
+    drop(unsafe { (*HELD.0.get()).take() });
+}
+
+/// The child handler's part: resets the shim's sampler ([`classtrack_shim::after_fork_in_child`],
+/// idempotent), marks the drain thread gone (the next snapshot, tracker or `set_sample_mean`
+/// starts one, which registers as the consumer), and releases the locks. Allocates nothing;
+/// the unlocks are a store each and at most a futex wake-up.
+pub(crate) fn fork_child() {
+    classtrack_shim::after_fork_in_child();
+    // Relaxed: the child has one thread.
+    DRAIN_ALIVE.store(false, Ordering::Relaxed);
+    DRAIN_THREAD.store(std::ptr::null_mut(), Ordering::Relaxed);
+    if DRAIN_SPAWNED.load(Ordering::Relaxed) {
+        DRAIN_FORKED.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: this thread took the locks in `fork_prepare`, before the fork (see `Held`).
+    drop(unsafe { (*HELD.0.get()).take() });
+}
+
+/// The sampler's parts of the three `pthread_atfork` handlers (see `fork_prepare`).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkHooks {
+    /// For the prepare handler, after the tracker's own locks are taken.
+    pub prepare: fn(),
+    /// For the parent handler, before the tracker's locks are released.
+    pub parent: fn(),
+    /// For the child handler, before the tracker's locks are released.
+    pub child: fn(),
+}
+
+/// The sampler's fork handlers, for a `pthread_atfork` registration.
+#[doc(hidden)]
+pub fn __fork_hooks() -> ForkHooks {
+    ForkHooks {
+        prepare: fork_prepare,
+        parent: fork_parent,
+        child: fork_child,
+    }
 }
 
 /// Samples every allocation of `T`'s class from now on (scopes entered afterwards), or stops.
 /// For small suspect classes: each allocation then costs a stack capture.
 pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
     classtrack_shim::set_trace_all(crate::class_id_of::<T>(), on);
+    if on {
+        start();
+    }
 }
 
 /// As [`trace_every_allocation`], for a class by name.
 pub fn trace_every_allocation_named(name: &str, on: bool) {
     classtrack_shim::set_trace_all(crate::class_id_named(name), on);
+    if on {
+        start();
+    }
 }
 
 /// Frames that belong to classtrack or to the allocator machinery, trimmed from the top.
@@ -298,11 +568,12 @@ fn is_machinery(function: &str) -> bool {
     PREFIXES.iter().any(|p| function.starts_with(p)) || function.starts_with("<alloc::raw_vec::")
 }
 
+/// Symbolized frames by return address. A `std::sync::Mutex` (see the module's docs).
 static SYMBOLS: LazyLock<Mutex<HashMap<usize, Arc<[Frame]>>>> = LazyLock::new(Default::default);
 
 /// The frames at return address `ip` (several when calls were inlined), cached.
 fn symbolize(ip: usize) -> Arc<[Frame]> {
-    if let Some(f) = SYMBOLS.lock().get(&ip) {
+    if let Some(f) = lock(&SYMBOLS).get(&ip) {
         return f.clone();
     }
     let mut frames = Vec::new();
@@ -329,7 +600,7 @@ fn symbolize(ip: usize) -> Arc<[Frame]> {
         last.inlined = false;
     }
     let frames: Arc<[Frame]> = frames.into();
-    match SYMBOLS.lock().entry(ip) {
+    match lock(&SYMBOLS).entry(ip) {
         Entry::Occupied(e) => e.get().clone(),
         Entry::Vacant(e) => e.insert(frames).clone(),
     }

@@ -133,6 +133,9 @@ pub struct SamplingStats {
     /// platform's since the process started: they ran through code loaded after sampling
     /// started (or every cache was busy). Each costs a full, uncached DWARF unwind.
     pub uncached_stacks: u64,
+    /// Times the aggregator thread (`classtrack-sampler`) was started again because it had
+    /// died (a panic: a bug in classtrack); records it had taken but not applied are lost.
+    pub aggregator_restarts: u64,
 }
 
 /// The process's memory as the operating system reports it (from the `memory-stats` crate).
@@ -262,6 +265,7 @@ impl Snapshot {
                     sent,
                     dropped,
                     uncached_stacks,
+                    aggregator_restarts: crate::sampling::aggregator_restarts(),
                 }
             },
             index,

@@ -21,7 +21,7 @@
 //!   gimli's evaluation contexts are allocated with them and claimed by a compare-and-swap; a
 //!   thread that finds all of them busy uses the platform unwinder.
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
 mod imp {
     use std::cell::UnsafeCell;
     use std::ffi::{c_int, c_void, CStr, CString};
@@ -209,6 +209,9 @@ mod imp {
     }
 
     static STATE: OnceLock<State> = OnceLock::new();
+    /// Set in a forked child whose parent had a thread inside `init` (its `STATE` may never
+    /// be finished): the child never sets this unwinder up.
+    static ABANDONED: AtomicBool = AtomicBool::new(false);
     /// 0 not checked yet, 1 agreed with the platform unwinder, 2 did not (never used).
     static CHECKED: AtomicU8 = AtomicU8::new(0);
     static FALLBACKS: AtomicU64 = AtomicU64::new(0);
@@ -332,6 +335,10 @@ mod imp {
     /// Registers the loaded modules and allocates the caches (once; from the sampler's start,
     /// under the overhead guard).
     pub(crate) fn init() {
+        // Relaxed: set before the fork by the only thread of the child.
+        if ABANDONED.load(Ordering::Relaxed) {
+            return;
+        }
         STATE.get_or_init(|| {
             let mut found: Vec<Found> = Vec::new();
             // SAFETY: the callback only reads what the loader passes and pushes to `found`.
@@ -480,6 +487,25 @@ mod imp {
         (trusted && n >= 2).then_some(n)
     }
 
+    /// In a forked child whose parent was setting this unwinder up: never set it up (the
+    /// vanished thread's `OnceLock` would be waited for forever).
+    pub(crate) fn abandon() {
+        // Relaxed: the child has one thread.
+        ABANDONED.store(true, Ordering::Relaxed);
+    }
+
+    /// In a forked child: releases the caches that threads of the parent had claimed (they
+    /// vanished mid-unwind; the forking thread itself was not unwinding). No allocation, no
+    /// lock.
+    pub(crate) fn after_fork_in_child() {
+        if let Some(state) = STATE.get() {
+            for slot in state.slots.iter() {
+                // Release: as a slot's user releases it.
+                slot.busy.store(false, Ordering::Release);
+            }
+        }
+    }
+
     /// Like `unwind`, once the start-up check has passed; counts fallbacks.
     #[inline(always)]
     pub(crate) fn capture(frames: &mut [usize], stack_top: usize) -> Option<usize> {
@@ -560,9 +586,11 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(miri))))]
 mod imp {
     pub(crate) fn init() {}
+    pub(crate) fn abandon() {}
+    pub(crate) fn after_fork_in_child() {}
     pub(crate) fn capture(_: &mut [usize], _: usize) -> Option<usize> {
         None
     }
@@ -577,12 +605,13 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{capture, check, enabled, fallbacks, init};
+pub(crate) use imp::{abandon, after_fork_in_child, capture, check, enabled, fallbacks, init};
 
 /// Whether two captures of the same stack, made from different places in one function,
 /// agree below it: from the first return address of `ours` (after its own frame) found in
 /// `theirs`, the rest of the stacks match, at least three frames, with at most one extra frame
 /// at the root on either side.
+#[cfg_attr(miri, allow(dead_code))]
 pub(crate) fn same_below(ours: &[usize], theirs: &[usize]) -> bool {
     for (i, ip) in ours.iter().enumerate().skip(1) {
         if let Some(j) = theirs.iter().position(|t| t == ip) {

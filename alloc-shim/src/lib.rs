@@ -30,6 +30,39 @@
 //! allocation it undoes: live figures (allocated − freed) are never negative and never wrap,
 //! even while other threads allocate. A read is not a single instant: allocations that happen
 //! during the read may or may not be included.
+//!
+//! # Sampling
+//!
+//! Allocation sites are sampled (see [`set_sample_mean`]): a Poisson process over allocated
+//! bytes decides which blocks are sampled; their stacks and events are sent on bounded channels
+//! to one consumer ([`sample_receivers`]). Nothing of it is set up until the first block is
+//! sampled: with a mean of 0 from the start no channel is made and the unwind tables are never
+//! indexed. An allocation's sample may be dropped when a channel is full (its block is then
+//! left unmarked); the free of a sampled block never is: it waits in an overflow list for the
+//! consumer ([`take_overflowed_frees`]). A block made by `realloc` is reported with its old
+//! size ([`SampleEvent::Realloc`]), so that estimates count only its growth as allocated.
+//!
+//! # Fork
+//!
+//! [`before_fork`], [`after_fork_in_parent`] and [`after_fork_in_child`] are for classtrack's
+//! `pthread_atfork` handlers: they keep senders off the sample channels across the fork, and
+//! in the child forget the parent's consumer thread and anything vanished threads held.
+//!
+//! # Miri
+//!
+//! The unit tests and `tests/miri_workload.rs` run under Miri with Tree Borrows
+//! (`.ci/miri`). Under Miri the unwinders are compiled out (they read the program's unwind
+//! tables and raw stack words, which Miri does not model), sampling starts off, and a sample's
+//! stack is empty.
+//!
+//! `dealloc` and `realloc` read the block's trailer through the pointer the user hands back,
+//! past the `layout.size()` bytes that the user's reference covered. This is sound under the
+//! allocator contract: the allocator owns the whole block it handed out (`size + 8` bytes from
+//! the inner allocator), exactly as an allocator owns a header before the user's bytes, and
+//! the pointer it receives back has the provenance of that whole block (the inner allocator's
+//! pointer, returned unchanged). Stacked Borrows reports the read anyway, because it retags
+//! the pointer at each function boundary to the user's `layout.size()` bytes; Tree Borrows,
+//! which models the allocator's ownership of the rest, accepts it, and is what CI checks.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -46,10 +79,12 @@ pub use local::{
 };
 pub use objects::{read_object, OBJECT_LIMIT};
 pub use sampling::{
+    after_fork_in_child, after_fork_in_parent, before_fork, frees_lost, note_overflow_applied,
     note_received, sample_counts, sample_mean, sample_receivers, samples_received,
-    set_sample_consumer, set_sample_mean, set_stack_depth, set_trace_all, stack_depth, stack_id,
-    traces_all, wait_for_samples, SampleEvent, SampleRecord, StackRecord, CHANNEL_CAPACITY,
-    DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
+    sampling_enabled, sampling_started, set_sample_consumer, set_sample_mean, set_stack_depth,
+    set_trace_all, stack_depth, stack_id, take_overflowed_frees, traces_all, wait_for_samples,
+    SampleEvent, SampleRecord, StackRecord, CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH,
+    STACK_CHANNEL_CAPACITY,
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;

@@ -5,7 +5,7 @@ use std::ptr;
 
 use crate::local::{count, count_alloc, count_on_cached_page, countdown};
 use crate::objects::count_object;
-use crate::sampling::{self, SampleEvent};
+use crate::sampling;
 use crate::shard::Event;
 use crate::{Tag, SAMPLED_BIT};
 
@@ -102,7 +102,7 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         let (tag, look, trace_all) = count_alloc(layout.size());
         count_object(tag.object, Event::Alloc(layout.size()));
         let mut bits = tag.to_bits();
-        if look && sampling::on_countdown(p as usize, layout.size(), tag, trace_all) {
+        if look && sampling::on_countdown(p as usize, layout.size(), None, tag, trace_all) {
             bits |= SAMPLED_BIT;
         }
         // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
@@ -127,7 +127,7 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         count(tag.class, Event::Free(layout.size()));
         count_object(tag.object, Event::Free(layout.size()));
         if bits & SAMPLED_BIT != 0 {
-            sampling::report(SampleEvent::Free, ptr as usize, layout.size(), tag.class);
+            sampling::report_free(ptr as usize, layout.size(), tag.class);
         }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let outer =
@@ -192,7 +192,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         if sampled {
             // Reported before the inner realloc frees the address, so that its reuse by
             // another thread cannot be reported first.
-            sampling::report(SampleEvent::Free, ptr as usize, layout.size(), tag.class);
+            sampling::report_free(ptr as usize, layout.size(), tag.class);
         }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let old_outer =
@@ -209,11 +209,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
             }
             return p;
         }
-        // To the sampler the new block is a new allocation of `new_size` bytes.
+        // To the sampler the new block is a new block of `new_size` bytes (sampled with the
+        // chance its size gives it), of which only the growth counts as allocated.
         let mut new_bits = bits & !SAMPLED_BIT;
         let trace_all = sampled && sampling::traces_all(tag.class);
         if (countdown(new_size) || trace_all)
-            && sampling::on_countdown(p as usize, new_size, tag, trace_all)
+            && sampling::on_countdown(p as usize, new_size, Some(layout.size()), tag, trace_all)
         {
             new_bits |= SAMPLED_BIT;
         }
@@ -235,9 +236,18 @@ mod tests {
 
     #[test]
     fn aligned_and_large_layouts() {
+        // Under Miri (slow on big blocks): a few sizes and alignments, the page-sized ones kept.
+        let (max_align, sizes): (usize, &[usize]) = if cfg!(miri) {
+            (1 << 13, &[1, 9, 64, 4097])
+        } else {
+            (
+                1 << 16,
+                &[1, 7, 8, 9, 63, 64, 4095, 4096, 4097, 100_000, 1 << 21],
+            )
+        };
         let mut align = 1;
-        while align <= 1 << 16 {
-            for size in [1, 7, 8, 9, 63, 64, 4095, 4096, 4097, 100_000, 1 << 21] {
+        while align <= max_align {
+            for &size in sizes {
                 let layout = Layout::from_size_align(size, align).unwrap();
                 // SAFETY: non-zero layout; freed below with the same layout.
                 unsafe {
@@ -280,7 +290,12 @@ mod tests {
 
     #[test]
     fn zeroed_is_zero() {
-        for size in [1usize, 13, 4096, 1 << 20] {
+        let sizes: &[usize] = if cfg!(miri) {
+            &[1, 13, 4096]
+        } else {
+            &[1, 13, 4096, 1 << 20]
+        };
+        for &size in sizes {
             let layout = Layout::from_size_align(size, 16).unwrap();
             // SAFETY: as above.
             unsafe {

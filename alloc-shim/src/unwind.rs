@@ -83,24 +83,36 @@ pub fn cached_dwarf_fallbacks() -> u64 {
 /// frame-pointer walks agree with the DWARF unwinder here: at least three consecutive return
 /// addresses the same. Called when sampling starts (from the sampler, so not re-entered on
 /// this thread).
+#[cfg_attr(miri, allow(dead_code))]
 #[inline(never)]
 pub(crate) fn detect() {
     crate::cached::init();
     crate::cached::check(dwarf, stack_top_cached());
+    let agree = frame_pointers_agree(4);
+    // Relaxed: read with no other data depending on it.
+    DETECTED.store(if agree { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether a frame-pointer walk from inside `depth` nested calls of this function finds the
+/// frames the DWARF unwinder finds: its first three return addresses all into this function
+/// (the recursive call), in the same order in the DWARF stack. Only this code's frames are
+/// judged, so what the caller's stack happens to hold (frames of code that keeps a frame
+/// pointer anyway) cannot pass for a build with frame pointers.
+#[cfg_attr(miri, allow(dead_code))]
+#[inline(never)]
+fn frame_pointers_agree(depth: usize) -> bool {
+    if depth > 0 {
+        // Not a tail call: each level keeps its frame.
+        return std::hint::black_box(frame_pointers_agree(std::hint::black_box(depth - 1)));
+    }
     let mut walked = [0usize; 16];
     let mut unwound = [0usize; 32];
     let n = walk_frame_pointers(&mut walked);
     let m = dwarf(&mut unwound);
-    let agree = n >= 3
-        && unwound[..m]
-            .iter()
-            .position(|&ip| ip == walked[0])
-            .is_some_and(|at| {
-                let k = n.min(m - at);
-                k >= 3 && walked[..k] == unwound[at..at + k]
-            });
-    // Relaxed: read with no other data depending on it.
-    DETECTED.store(if agree { 1 } else { 2 }, Ordering::Relaxed);
+    n >= 3
+        && walked[0] == walked[1]
+        && walked[1] == walked[2]
+        && unwound[..m].windows(3).any(|w| w == &walked[..3])
 }
 
 thread_local! {
@@ -132,6 +144,7 @@ pub(crate) fn capture(frames: &mut [usize]) -> usize {
 }
 
 /// Fills `frames` by the platform's DWARF unwinder.
+#[cfg(not(miri))]
 fn dwarf(frames: &mut [usize]) -> usize {
     let mut n = 0;
     // SAFETY: `trace_unsynchronized` requires that no other unwinding runs on this thread at
@@ -147,6 +160,13 @@ fn dwarf(frames: &mut [usize]) -> usize {
     n
 }
 
+/// Under Miri there is no unwinder (it reads memory and tables Miri does not model): stacks
+/// are empty.
+#[cfg(miri)]
+fn dwarf(_: &mut [usize]) -> usize {
+    0
+}
+
 /// The highest address of this thread's stack (1 if unknown), asked of pthreads once.
 #[inline(always)]
 fn stack_top_cached() -> usize {
@@ -156,6 +176,12 @@ fn stack_top_cached() -> usize {
     }
 }
 
+#[cfg(miri)]
+fn stack_top() -> usize {
+    1
+}
+
+#[cfg(not(miri))]
 #[cold]
 fn stack_top() -> usize {
     // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and destroyed after;
@@ -180,7 +206,7 @@ fn stack_top() -> usize {
     top
 }
 
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri)))]
 #[inline(always)]
 fn walk_frame_pointers(frames: &mut [usize]) -> usize {
     let fp: usize;
@@ -228,7 +254,7 @@ fn walk_frame_pointers(frames: &mut [usize]) -> usize {
     n
 }
 
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(any(not(any(target_arch = "x86_64", target_arch = "aarch64")), miri))]
 fn walk_frame_pointers(_: &mut [usize]) -> usize {
     0
 }
