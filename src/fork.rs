@@ -7,8 +7,10 @@
 //! - before the fork, the forking thread takes every lock of classtrack's, in the one order
 //!   all other code takes them in (so this cannot deadlock): the list of trackers; for each
 //!   tracker its periodic-thread slot, its state and its subscribers; the class registry; the
-//!   object-id tables; the sampler's aggregator and symbol cache. No other thread can be
-//!   inside any of them when the process is copied;
+//!   object-id tables; classtrack's calls into the `backtrace` crate; the sampler's
+//!   aggregator and symbol cache, and the allocator's sampler waits until no thread is in the
+//!   middle of sending a sample. No other thread can be inside any of them when the process
+//!   is copied;
 //! - after the fork, in the parent and in the child, it releases them (they are `std` mutexes:
 //!   see `sync.rs` for why that is safe in the child);
 //! - in the child it also bumps the process generation: a periodic thread started in an
@@ -43,16 +45,22 @@ pub(crate) fn generation() -> u64 {
 static TRACKERS: Lock<Vec<Weak<Inner>>> = Lock::new(Vec::new());
 static INSTALL: Once = Once::new();
 
+/// Installs the fork handlers (once per process): when the first tracker is made, or sampling
+/// starts.
+pub(crate) fn install() {
+    INSTALL.call_once(install_handlers);
+}
+
 /// Makes `inner`'s locks part of what the fork handlers take; installs the handlers once.
 pub(crate) fn register(inner: &Arc<Inner>) {
-    INSTALL.call_once(install);
+    install();
     let mut trackers = TRACKERS.lock();
     trackers.retain(|t| t.strong_count() > 0);
     trackers.push(Arc::downgrade(inner));
 }
 
 #[cfg(unix)]
-fn install() {
+fn install_handlers() {
     // SAFETY: the three handlers are `extern "C"` functions that never unwind (each catches
     // nothing that can panic: they take and release locks and bump counters); registering
     // them has no other precondition.
@@ -61,7 +69,7 @@ fn install() {
 }
 
 #[cfg(not(unix))]
-fn install() {}
+fn install_handlers() {}
 
 /// The locks held from `prepare` to `parent`/`child`, on the forking thread.
 struct Held {
@@ -106,6 +114,10 @@ fn take_locks() -> Held {
     }
     guards.extend(crate::registry::fork_locks());
     guards.extend(crate::objects::fork_locks());
+    guards.push(Box::new(BACKTRACE.lock()));
+    // Last: the aggregator's and the symbol cache's locks, then the allocator's sampler is
+    // kept off its channels (see `sampling::fork_prepare`).
+    crate::sampling::fork_prepare();
     Held {
         guards,
         _trackers: trackers,
@@ -129,11 +141,25 @@ fn release_locks() {
 }
 
 extern "C" fn parent() {
+    crate::sampling::fork_parent();
     release_locks();
 }
 
 extern "C" fn child() {
     // Relaxed: see `generation`.
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::sampling::fork_child();
     release_locks();
+}
+
+/// Serializes classtrack's own calls into the `backtrace` crate (capturing and symbolizing),
+/// so that the fork handlers can hold it: the crate's global lock, held by a thread that does
+/// not exist in the child, would hang every later symbolization there. Nothing else is taken
+/// while it is held.
+static BACKTRACE: Lock<()> = Lock::new(());
+
+/// Runs `f` (a call into the `backtrace` crate) under [`BACKTRACE`].
+pub(crate) fn with_backtrace<R>(f: impl FnOnce() -> R) -> R {
+    let _b = BACKTRACE.lock();
+    f()
 }

@@ -87,9 +87,11 @@ const TRACE_DEPTH: usize = 64;
 pub(crate) fn capture_trace() -> Box<[usize]> {
     let _g = OverheadGuard::new();
     let mut ips = Vec::with_capacity(TRACE_DEPTH);
-    backtrace::trace(|frame| {
-        ips.push(frame.ip() as usize);
-        ips.len() < TRACE_DEPTH
+    crate::fork::with_backtrace(|| {
+        backtrace::trace(|frame| {
+            ips.push(frame.ip() as usize);
+            ips.len() < TRACE_DEPTH
+        })
     });
     ips.into_boxed_slice()
 }

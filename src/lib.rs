@@ -180,7 +180,7 @@ pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
 #[doc(hidden)]
-pub use sampling::{__fork_hooks, __stop_aggregator, ForkHooks};
+pub use sampling::__stop_aggregator;
 pub use sampling::{
     set_sample_mean, trace_every_allocation, trace_every_allocation_named, Frame, Site,
 };

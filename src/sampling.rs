@@ -24,7 +24,7 @@ use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use classtrack_shim::{
     sample_receivers, ClassId, OverheadGuard, SampleEvent, SampleRecord, StackRecord,
@@ -317,6 +317,7 @@ pub(crate) fn start() -> bool {
         return false;
     }
     let _g = OverheadGuard::new();
+    crate::fork::install();
     let Some((rx, stacks)) = sample_receivers() else {
         return false;
     };
@@ -346,6 +347,73 @@ pub(crate) fn start() -> bool {
     true
 }
 
+/// What one [`drain_round`] did.
+struct Round {
+    /// Records taken off the channel and applied.
+    received: u64,
+    /// Overflowed frees applied.
+    applied: u64,
+    /// Overflowed frees taken but not applied yet (the channel was not found empty).
+    waiting: bool,
+}
+
+impl Round {
+    fn idle(&self) -> bool {
+        self.received + self.applied == 0 && !self.waiting
+    }
+}
+
+/// Takes what the channels and the overflow list hold (up to 65,536 records) and applies it,
+/// then counts it as received. Called with the aggregator's lock held (`agg`), by the drain
+/// thread and by snapshots: records are received and applied under the lock, so they are
+/// applied in the order sent whoever takes them, a snapshot that takes the lock sees every
+/// record counted as received, and a fork never finds a receive halfway.
+fn drain_round(
+    agg: &mut Aggregator,
+    rx: &Receiver<SampleRecord>,
+    stacks: &Receiver<StackRecord>,
+) -> Round {
+    // Frees that found the channel full: taken before the channel is drained, applied once it
+    // has been found empty (their blocks' allocations were sent before them).
+    let mut held = std::mem::take(&mut agg.held);
+    let taken = classtrack_shim::take_overflowed_frees(&mut held);
+    // Stacks first (each was sent before any sample naming it), so that stacks re-sent by
+    // threads that forgot them never fill the channel.
+    for s in stacks.try_iter().take(1 << 16) {
+        agg.learn(&s);
+    }
+    let mut received = 0;
+    let mut dry = false;
+    for _ in 0..1 << 16 {
+        match rx.try_recv() {
+            Ok(r) => {
+                agg.apply(&r, stacks, false);
+                received += 1;
+            }
+            Err(_) => {
+                dry = true;
+                break;
+            }
+        }
+    }
+    let mut applied = 0;
+    if dry {
+        for r in &held {
+            agg.apply(r, stacks, true);
+        }
+        applied = held.len() as u64;
+        held.clear();
+    }
+    agg.held = held;
+    classtrack_shim::note_received(received);
+    classtrack_shim::note_overflow_applied(applied);
+    Round {
+        received,
+        applied,
+        waiting: taken > 0 && !dry,
+    }
+}
+
 /// The drain thread's body.
 fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
     let _alive = Alive;
@@ -364,49 +432,8 @@ fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
         if STOP_FOR_TEST.swap(false, Ordering::Relaxed) {
             panic!("classtrack: the aggregator thread was stopped (a test)");
         }
-        let mut n = 0;
-        let mut applied = 0;
-        let waiting;
-        {
-            // Records are received and applied under the lock, so a snapshot that takes it
-            // sees every record the shim counts as received (and a fork never finds this
-            // thread halfway through a receive).
-            let mut agg = lock(&AGGREGATOR);
-            // Frees that found the channel full: taken before the channel is drained, applied
-            // once it has been found empty (their blocks' allocations were sent before them).
-            let mut held = std::mem::take(&mut agg.held);
-            let taken = classtrack_shim::take_overflowed_frees(&mut held);
-            // Stacks first (each was sent before any sample naming it), so that stacks
-            // re-sent by threads that forgot them never fill the channel.
-            for s in stacks.try_iter().take(1 << 16) {
-                agg.learn(&s);
-            }
-            let mut dry = false;
-            for _ in 0..1 << 16 {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        agg.apply(&r, &stacks, false);
-                        n += 1;
-                    }
-                    Err(_) => {
-                        dry = true;
-                        break;
-                    }
-                }
-            }
-            if dry {
-                for r in &held {
-                    agg.apply(r, &stacks, true);
-                }
-                applied = held.len() as u64;
-                held.clear();
-            }
-            waiting = taken > 0 && !dry;
-            agg.held = held;
-        }
-        classtrack_shim::note_received(n);
-        classtrack_shim::note_overflow_applied(applied);
-        if n + applied == 0 && !waiting {
+        let round = drain_round(&mut lock(&AGGREGATOR), &rx, &stacks);
+        if round.idle() {
             classtrack_shim::wait_for_samples(idle);
             idle = (idle * 2).min(Duration::from_millis(20));
         } else {
@@ -415,23 +442,24 @@ fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
     }
 }
 
-/// Waits (up to 100 ms) until the drain thread has applied every record sent so far, so that a
-/// snapshot sees them. Returns at once when no drain thread runs (sampling off), and as soon as
-/// the thread dies.
+/// Applies every record sent so far, so that a snapshot sees them: on the calling thread,
+/// under the aggregator's lock (the drain thread does the same in the background), so a
+/// snapshot never waits for the drain thread, nor for one that is not there (after a `fork()`,
+/// or while it is started again). Does nothing while sampling has never been on.
 pub(crate) fn drain_now() {
-    if !start() {
+    if !start() && !classtrack_shim::sampling_started() {
         return;
     }
-    let (sent, _) = classtrack_shim::sample_counts();
-    wake_drain();
-    let deadline = Instant::now() + Duration::from_millis(100);
-    // The count of records received catches up with the count sent (received or queued)
-    // then: those queued now have been applied. Acquire: pairs with `Alive`'s release.
-    while classtrack_shim::samples_received() < sent
-        && Instant::now() < deadline
-        && DRAIN_ALIVE.load(Ordering::Acquire)
-    {
-        std::thread::sleep(Duration::from_micros(50));
+    let Some((rx, stacks)) = sample_receivers() else {
+        return;
+    };
+    let mut agg = lock(&AGGREGATOR);
+    // Bounded: records keep coming while other threads allocate; what is sent after the
+    // snapshot started may or may not be in it, as for the counters.
+    for _ in 0..64 {
+        if drain_round(&mut agg, &rx, &stacks).idle() {
+            break;
+        }
     }
 }
 
@@ -507,28 +535,6 @@ pub(crate) fn fork_child() {
     drop(unsafe { (*HELD.0.get()).take() });
 }
 
-/// The sampler's parts of the three `pthread_atfork` handlers (see `fork_prepare`).
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
-pub struct ForkHooks {
-    /// For the prepare handler, after the tracker's own locks are taken.
-    pub prepare: fn(),
-    /// For the parent handler, before the tracker's locks are released.
-    pub parent: fn(),
-    /// For the child handler, before the tracker's locks are released.
-    pub child: fn(),
-}
-
-/// The sampler's fork handlers, for a `pthread_atfork` registration.
-#[doc(hidden)]
-pub fn __fork_hooks() -> ForkHooks {
-    ForkHooks {
-        prepare: fork_prepare,
-        parent: fork_parent,
-        child: fork_child,
-    }
-}
-
 /// Samples every allocation of `T`'s class from now on (scopes entered afterwards), or stops.
 /// For small suspect classes: each allocation then costs a stack capture.
 pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
@@ -578,15 +584,17 @@ fn symbolize(ip: usize) -> Arc<[Frame]> {
     }
     let mut frames = Vec::new();
     // A return address points after the call: look up the call itself.
-    backtrace::resolve(ip.saturating_sub(1) as *mut c_void, |sym| {
-        frames.push(Frame {
-            function: sym
-                .name()
-                .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}")),
-            file: sym.filename().map(|f| f.display().to_string()),
-            line: sym.lineno(),
-            inlined: true,
-        });
+    crate::fork::with_backtrace(|| {
+        backtrace::resolve(ip.saturating_sub(1) as *mut c_void, |sym| {
+            frames.push(Frame {
+                function: sym
+                    .name()
+                    .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}")),
+                file: sym.filename().map(|f| f.display().to_string()),
+                line: sym.lineno(),
+                inlined: true,
+            });
+        })
     });
     if frames.is_empty() {
         frames.push(Frame {

@@ -167,15 +167,17 @@ fn resolve_trace(ips: &[usize]) -> Vec<String> {
     let mut lines = Vec::new();
     'frames: for &ip in ips {
         let mut names = Vec::new();
-        backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
-            let name = sym
-                .name()
-                .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
-            let at = match (sym.filename(), sym.lineno()) {
-                (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
-                _ => String::new(),
-            };
-            names.push((name, at));
+        crate::fork::with_backtrace(|| {
+            backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
+                let name = sym
+                    .name()
+                    .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
+                let at = match (sym.filename(), sym.lineno()) {
+                    (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
+                    _ => String::new(),
+                };
+                names.push((name, at));
+            })
         });
         if names.is_empty() {
             names.push((format!("{ip:#x}"), String::new()));

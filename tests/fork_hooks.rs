@@ -1,6 +1,6 @@
 //! The sampler's fork hooks: after `fork()` the child has no aggregator thread (only the forking
 //! thread is copied) and may have inherited locks and channels mid-use; with the hooks
-//! registered, the child starts a new aggregator, keeps the parent's estimates and every record
+//! (registered by classtrack itself when sampling or a tracker starts), the child starts a new aggregator, keeps the parent's estimates and every record
 //! sent before the fork, and its estimates stay exact under trace-every-allocation. And an
 //! aggregator thread that dies is started again, and counted.
 //!
@@ -9,7 +9,7 @@
 
 use std::alloc::System;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use classtrack::{ClassTracker, Snapshot, TrackingAlloc};
@@ -17,27 +17,6 @@ use classtrack_shim::{replace_tag, Tag};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
-
-static HOOKS: OnceLock<classtrack::ForkHooks> = OnceLock::new();
-
-extern "C" fn prepare() {
-    (HOOKS.get().unwrap().prepare)()
-}
-
-extern "C" fn parent() {
-    (HOOKS.get().unwrap().parent)()
-}
-
-extern "C" fn child() {
-    (HOOKS.get().unwrap().child)()
-}
-
-fn register_hooks() {
-    HOOKS.get_or_init(classtrack::__fork_hooks);
-    // SAFETY: three `extern "C"` functions without arguments, as `pthread_atfork` wants.
-    let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-    assert_eq!(rc, 0);
-}
 
 /// Whether this process has a thread named `classtrack-sampler`, once it has named itself (a
 /// new thread sets its name when it starts: this waits up to a second for one to appear).
@@ -163,7 +142,6 @@ fn in_child(kept: &mut Vec<Box<[u8]>>) -> Result<(), String> {
 
 fn child_after_fork_keeps_sampling() {
     const NAME: &str = "fork::kept";
-    register_hooks();
     let tracker = ClassTracker::new();
     classtrack::trace_every_allocation_named(NAME, true);
     classtrack::trace_every_allocation_named("fork::hammer", true);
