@@ -90,6 +90,11 @@ fn snapshots_and_churn_stay_within_the_retention_bound() {
     );
     let classes = classtrack::class_count() as u64;
     let limit = base + bound(&retention, classes, 1, LIVE as u64);
+    println!(
+        "small limits: the tracker holds {} bytes, bound {}",
+        late - base,
+        limit - base
+    );
     assert!(late <= limit, "{late} bytes, bound {limit}");
 
     // What was kept, and what was compacted, counted.
@@ -165,6 +170,12 @@ fn periodic_snapshots_at_one_millisecond_stay_bounded_with_the_defaults() {
             1,
             LIVE as u64,
         );
+    println!(
+        "defaults: the tracker holds {} bytes ({} at 1,500 snapshots), bound {}",
+        late - base,
+        early - base,
+        limit - base
+    );
     assert!(late <= limit, "{late} bytes, bound {limit}");
     // Between the two measures only dead instances were added (up to the limit).
     let died = (round as u64 * 5).min(retention.dead_instances as u64);
