@@ -12,46 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use classtrack::{ClassTracker, Snapshot, TrackingAlloc};
+use classtrack::{ClassTracker, TrackingAlloc};
 use classtrack_shim::{replace_tag, Tag};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
-/// Whether this process has a thread named `classtrack-sampler`, once it has named itself (a
-/// new thread sets its name when it starts: this waits up to a second for one to appear).
-fn sampler_thread_exists() -> bool {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if sampler_thread_named() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn sampler_thread_named() -> bool {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        // Linux keeps the first 15 bytes of a thread's name.
-        .any(|comm| comm.trim_end() == &"classtrack-sampler"[..15])
-}
-
-fn site_live(snap: &Snapshot, name: &str) -> (f64, f64) {
-    let Some(class) = snap.class_named(name) else {
-        return (0.0, 0.0);
-    };
-    snap.sites
-        .iter()
-        .filter(|s| s.class == class.id)
-        .fold((0.0, 0.0), |(b, n), s| {
-            (b + s.live_bytes, n + s.live_blocks)
-        })
-}
+mod common;
+use common::*;
 
 /// Waits (up to 10 s) until the site estimate of traced class `name` equals its exact live
 /// figures; returns them, or the last mismatch.

@@ -7,10 +7,13 @@ use std::alloc::System;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use classtrack::{ClassTracker, Snapshot, TrackingAlloc};
+use classtrack::{ClassTracker, TrackingAlloc};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+mod common;
+use common::*;
 
 /// The sampling settings and the channel are process-wide: the tests take turns.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -34,19 +37,6 @@ fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) 
         },
         Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s"),
     }
-}
-
-/// The site estimate of class `name`: live bytes and live blocks summed over its sites.
-fn site_live(snap: &Snapshot, name: &str) -> (f64, f64) {
-    let Some(class) = snap.class_named(name) else {
-        return (0.0, 0.0);
-    };
-    snap.sites
-        .iter()
-        .filter(|s| s.class == class.id)
-        .fold((0.0, 0.0), |(b, n), s| {
-            (b + s.live_bytes, n + s.live_blocks)
-        })
 }
 
 /// Blocks of 1 to 127 bytes (64 on average), `n` of them, in class `name`.

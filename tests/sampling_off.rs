@@ -13,28 +13,8 @@ use classtrack::{ClassTracker, TrackingAlloc};
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
-/// Whether this process has a thread named `classtrack-sampler`, once it has named itself (a
-/// new thread sets its name when it starts: this waits up to a second for one to appear).
-fn sampler_thread_exists() -> bool {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if sampler_thread_named() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn sampler_thread_named() -> bool {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        // Linux keeps the first 15 bytes of a thread's name.
-        .any(|comm| comm.trim_end() == &"classtrack-sampler"[..15])
-}
+mod common;
+use common::*;
 
 /// Whether this process pinned a module with `dlopen`: the cached unwinder's index, which
 /// holds every module it indexed, is only built when sampling starts.

@@ -530,49 +530,49 @@ impl Nested<'_> {
     }
 }
 
-impl ser::SerializeSeq for Nested<'_> {
-    type Ok = ();
-    type Error = Found;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Checked {
-        self.element(value)
-    }
-    fn end(self) -> Checked {
-        self.close()
-    }
+/// The compound serializers: elements of sequences and tuples are checked one by one, fields
+/// of structs under their names.
+macro_rules! nested_elements {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Nested<'_> {
+            type Ok = ();
+            type Error = Found;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Checked {
+                self.element(value)
+            }
+            fn end(self) -> Checked {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Nested<'_> {
-    type Ok = ();
-    type Error = Found;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Checked {
-        self.element(value)
-    }
-    fn end(self) -> Checked {
-        self.close()
-    }
+macro_rules! nested_fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Nested<'_> {
+            type Ok = ();
+            type Error = Found;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Checked {
+                self.child(Step::Field(key), value)
+            }
+            fn end(self) -> Checked {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTupleStruct for Nested<'_> {
-    type Ok = ();
-    type Error = Found;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Checked {
-        self.element(value)
-    }
-    fn end(self) -> Checked {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Nested<'_> {
-    type Ok = ();
-    type Error = Found;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Checked {
-        self.element(value)
-    }
-    fn end(self) -> Checked {
-        self.close()
-    }
-}
+nested_elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+nested_fields!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Nested<'_> {
     type Ok = ();
@@ -583,28 +583,6 @@ impl ser::SerializeMap for Nested<'_> {
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Checked {
         self.child(Step::Value, value)
-    }
-    fn end(self) -> Checked {
-        self.close()
-    }
-}
-
-impl ser::SerializeStruct for Nested<'_> {
-    type Ok = ();
-    type Error = Found;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Checked {
-        self.child(Step::Field(key), value)
-    }
-    fn end(self) -> Checked {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for Nested<'_> {
-    type Ok = ();
-    type Error = Found;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Checked {
-        self.child(Step::Field(key), value)
     }
     fn end(self) -> Checked {
         self.close()

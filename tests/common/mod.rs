@@ -1,0 +1,43 @@
+//! Helpers shared by integration tests (each test file that uses them says `mod common;`).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use classtrack::Snapshot;
+
+/// Whether this process has a thread named `classtrack-sampler`, once it has named itself (a
+/// new thread sets its name when it starts: this waits up to a second for one to appear).
+pub fn sampler_thread_exists() -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if sampler_thread_named() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a thread of this process is named `classtrack-sampler` now.
+pub fn sampler_thread_named() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        // Linux keeps the first 15 bytes of a thread's name.
+        .any(|comm| comm.trim_end() == &"classtrack-sampler"[..15])
+}
+
+/// The site estimates of class `name` summed: (live bytes, live blocks).
+pub fn site_live(snap: &Snapshot, name: &str) -> (f64, f64) {
+    let Some(class) = snap.class_named(name) else {
+        return (0.0, 0.0);
+    };
+    snap.sites
+        .iter()
+        .filter(|s| s.class == class.id)
+        .fold((0.0, 0.0), |(b, n), s| {
+            (b + s.live_bytes, n + s.live_blocks)
+        })
+}
