@@ -201,11 +201,11 @@ pub use classtrack_shim::{
 };
 pub use error::{Error, Result};
 pub use history::{Compaction, Retention};
+pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 #[cfg(feature = "metrics")]
 pub use integrations::metrics;
 #[cfg(feature = "server")]
 pub use integrations::server::{serve, ServerBuilder, ServerHandle};
-pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
 #[doc(hidden)]

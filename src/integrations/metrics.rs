@@ -104,7 +104,11 @@ impl Figures {
 /// by live bytes (ties by name, so the choice does not depend on the classes' order). Returns
 /// them and the sum of the rest.
 fn select<'s>(snapshot: &'s Snapshot, n: usize) -> (Vec<&'s ClassTotals>, Figures) {
-    let mut chosen: Vec<&ClassTotals> = snapshot.classes.iter().filter(|c| c.is_reserved()).collect();
+    let mut chosen: Vec<&ClassTotals> = snapshot
+        .classes
+        .iter()
+        .filter(|c| c.is_reserved())
+        .collect();
     let mut users: Vec<&ClassTotals> = snapshot.user_classes().collect();
     let order = |a: &&ClassTotals, b: &&ClassTotals| {
         b.live_bytes

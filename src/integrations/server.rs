@@ -204,10 +204,16 @@ impl ServerBuilder {
             }
         }
         if self.header_timeout.is_zero() {
-            return invalid("header_timeout", "zero would refuse every request: give at least 1 ms");
+            return invalid(
+                "header_timeout",
+                "zero would refuse every request: give at least 1 ms",
+            );
         }
         if self.request_timeout.is_zero() {
-            return invalid("request_timeout", "zero would refuse every request: give at least 1 ms");
+            return invalid(
+                "request_timeout",
+                "zero would refuse every request: give at least 1 ms",
+            );
         }
         if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
             return invalid("max_connections", "give at least 1 (64 is the default)");
@@ -444,8 +450,9 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
         }
         "/snapshot.json" => {
             let latest = inner.history.state.lock().recent.back().cloned();
-            let snap = latest
-                .unwrap_or_else(|| Arc::new(Snapshot::take(inner.history.now(), "GET /snapshot.json")));
+            let snap = latest.unwrap_or_else(|| {
+                Arc::new(Snapshot::take(inner.history.now(), "GET /snapshot.json"))
+            });
             match serde_json::to_vec_pretty(&SnapshotView::of(&snap)) {
                 Ok(body) => ok("application/json", body),
                 Err(_) => plain(
