@@ -112,7 +112,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The HTTP server (feature `server`) was given an address that is not loopback without
-    /// [`allow_remote`](crate::ServerBuilder::allow_remote).
+    /// `ServerBuilder::allow_remote`.
     NotLoopback {
         /// The address.
         addr: std::net::SocketAddr,

@@ -103,7 +103,7 @@ impl Figures {
 /// The classes that get series of their own: the reserved ones, then the top `n` user classes
 /// by live bytes (ties by name, so the choice does not depend on the classes' order). Returns
 /// them and the sum of the rest.
-fn select<'s>(snapshot: &'s Snapshot, n: usize) -> (Vec<&'s ClassTotals>, Figures) {
+fn select(snapshot: &Snapshot, n: usize) -> (Vec<&ClassTotals>, Figures) {
     let mut chosen: Vec<&ClassTotals> = snapshot
         .classes
         .iter()
