@@ -501,3 +501,25 @@ fn the_server_thread_books_its_memory_as_overhead() {
     let overhead = |s: &classtrack::Snapshot| s.tracker_class().allocations;
     assert!(overhead(&after) > overhead(&before));
 }
+
+#[test]
+fn serves_from_inside_an_async_runtime() {
+    // A service calls `serve` from its own tokio runtime: the server's runtime is separate,
+    // and starting, using and dropping it there neither panics nor blocks that runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tracker = ClassTracker::new();
+        let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+        let addr = server.local_addr();
+        let (status, _) = std::thread::spawn(move || get(addr, "/metrics", None))
+            .join()
+            .unwrap();
+        assert_eq!(status, 200);
+        tokio::task::yield_now().await;
+        drop(server);
+        tokio::task::yield_now().await;
+    });
+}
