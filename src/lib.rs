@@ -163,7 +163,7 @@
 //!   thread with `/metrics` (Prometheus text), `/debug/pprof/heap` (for `go tool pprof`,
 //!   Parca, Pyroscope) and `/snapshot.json`; loopback only unless told otherwise, optional
 //!   bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
-//!   `http-body-util`, `tokio` (one-thread runtime, no blocking pool) and
+//!   `http-body-util`, `tokio` (a one-thread runtime on the server thread) and
 //!   `metrics-exporter-prometheus` (its renderer only, no listener).
 //!
 //! ```
