@@ -104,6 +104,26 @@ pub enum Error {
         /// Which value is at fault, and what to do.
         reason: String,
     },
+    /// The HTTP server (feature `server`) could not listen on its address.
+    Bind {
+        /// The address.
+        addr: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The HTTP server (feature `server`) was given an address that is not loopback without
+    /// `ServerBuilder::allow_remote`.
+    NotLoopback {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
+    /// A server setting (feature `server`) out of range.
+    InvalidServerSetting {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong, and what to give instead.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -187,6 +207,20 @@ impl fmt::Display for Error {
             Error::Unwritable { path, reason } => {
                 write!(f, "{} was not written: {reason}", path.display())
             }
+            Error::Bind { addr, source } => write!(
+                f,
+                "could not listen on {addr}: {source}; pick a free port (port 0 lets the \
+                 system choose) or an address this machine has"
+            ),
+            Error::NotLoopback { addr } => write!(
+                f,
+                "{addr} is not a loopback address: the server shows the program's memory, so \
+                 binding elsewhere must be explicit: call ServerBuilder::allow_remote(true), \
+                 and set a bearer token"
+            ),
+            Error::InvalidServerSetting { setting, reason } => {
+                write!(f, "server setting {setting}: {reason}")
+            }
         }
     }
 }
@@ -194,7 +228,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } | Error::Spawn { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Spawn { source, .. } | Error::Bind { source, .. } => {
+                Some(source)
+            }
             _ => None,
         }
     }

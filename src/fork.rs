@@ -6,11 +6,11 @@
 //! first tracker is made):
 //! - before the fork, the forking thread takes every lock of classtrack's, in the one order
 //!   all other code takes them in (so this cannot deadlock): the list of trackers; for each
-//!   tracker its periodic-thread slot, its state and its subscribers; the class registry; the
-//!   object-id tables; classtrack's calls into the `backtrace` crate; the sampler's
-//!   aggregator and symbol cache, and the allocator's sampler waits until no thread is in the
-//!   middle of sending a sample. No other thread can be inside any of them when the process
-//!   is copied;
+//!   tracker its periodic-thread slot, its state, its subscribers and its metrics publisher;
+//!   the class registry; the object-id tables; classtrack's calls into the `backtrace` crate;
+//!   the sampler's aggregator and symbol cache, and the allocator's sampler waits until no
+//!   thread is in the middle of sending a sample. No other thread can be inside any of them
+//!   when the process is copied;
 //! - after the fork, in the parent and in the child, it releases them (they are `std` mutexes:
 //!   see `sync.rs` for why that is safe in the child);
 //! - in the child it also bumps the process generation: a periodic thread started in an
@@ -110,6 +110,8 @@ fn take_locks() -> Held {
             guards.push(erase(t.periodic.lock()));
             guards.push(erase(t.history.state.lock()));
             guards.push(erase(t.subscribers_lock()));
+            #[cfg(feature = "metrics")]
+            guards.push(erase(t.metrics.lock()));
         }
     }
     guards.extend(crate::registry::fork_locks());

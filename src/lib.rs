@@ -151,13 +151,38 @@
 //!
 //! # Feature flags
 //!
-//! None: everything is always available.
+//! All off by default; everything above is always available.
+//!
+//! - **`metrics`**: snapshots as metrics through the [`metrics`](https://docs.rs/metrics)
+//!   facade, for whatever recorder the program installs: `metrics::publish` and
+//!   `ClassTracker::publish_metrics` (on every snapshot). Per-class live bytes and blocks,
+//!   allocation counters, process memory, overhead and sampler drops, named per Prometheus
+//!   conventions (`classtrack_live_bytes{class="…"}`, …), with a bounded number of classes.
+//!   Pulls in `metrics`.
+//! - **`server`** (implies `metrics`): `serve` starts an HTTP endpoint on a background
+//!   thread with `/metrics` (Prometheus text), `/debug/pprof/heap` (for `go tool pprof`,
+//!   Parca, Pyroscope) and `/snapshot.json`; loopback only unless told otherwise, optional
+//!   bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
+//!   `http-body-util`, `tokio` (a one-thread runtime on the server thread) and
+//!   `metrics-exporter-prometheus` (its renderer only, no listener).
+//!
+//! ```
+//! # #[cfg(feature = "server")] {
+//! let tracker = classtrack::ClassTracker::new();
+//! tracker.start_periodic_snapshots(std::time::Duration::from_secs(10)).unwrap();
+//! let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+//! // curl http://ADDR/metrics · go tool pprof -http=: http://ADDR/debug/pprof/heap
+//! println!("listening on {}", server.local_addr());
+//! # }
+//! ```
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod error;
 mod fork;
 mod history;
 mod instance;
+#[cfg(any(feature = "metrics", feature = "server"))]
+mod integrations;
 mod objects;
 mod periodic;
 mod registry;
@@ -177,6 +202,10 @@ pub use classtrack_shim::{
 pub use error::{Error, Result};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
+#[cfg(feature = "metrics")]
+pub use integrations::metrics;
+#[cfg(feature = "server")]
+pub use integrations::server::{serve, ServerBuilder, ServerHandle};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
 #[doc(hidden)]

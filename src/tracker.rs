@@ -37,6 +37,9 @@ pub(crate) struct Inner {
     subscribers: Lock<Vec<Subscriber>>,
     dropped: AtomicU64,
     pub(crate) periodic: Lock<Option<Periodic>>,
+    /// Publication of every snapshot as metrics ([`ClassTracker::publish_metrics`]).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Lock<Option<Arc<crate::integrations::metrics::Publisher>>>,
 }
 
 impl Inner {
@@ -125,6 +128,14 @@ impl Inner {
         drop(guard);
         drop((replaced, old_referents));
         self.publish(&snap);
+        #[cfg(feature = "metrics")]
+        {
+            // Cloned out, so that the recorder (user code) runs under no lock of ours.
+            let publisher = self.metrics.lock().clone();
+            if let Some(p) = publisher {
+                p.publish(&snap);
+            }
+        }
         snap
     }
 
@@ -200,6 +211,8 @@ impl ClassTracker {
             subscribers: Lock::new(Vec::new()),
             dropped: AtomicU64::new(0),
             periodic: Lock::new(None),
+            #[cfg(feature = "metrics")]
+            metrics: Lock::new(None),
         });
         crate::fork::register(&inner);
         ClassTracker { inner }
@@ -207,6 +220,41 @@ impl ClassTracker {
 
     fn history(&self) -> &History {
         &self.inner.history
+    }
+
+    #[cfg(feature = "server")]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Publishes every snapshot this tracker takes from now on (periodic ones and
+    /// [`create_snapshot`](Self::create_snapshot)'s) through the `metrics` facade, as
+    /// [`metrics::publish`](crate::metrics::publish) does; a class that leaves the top N has
+    /// its gauges set to 0 once. Calling it again changes the options. Feature `metrics`.
+    ///
+    /// ```
+    /// use classtrack::metrics::MetricsOptions;
+    ///
+    /// let tracker = classtrack::ClassTracker::new();
+    /// tracker.publish_metrics(MetricsOptions::new().top_classes(20));
+    /// tracker.create_snapshot("published");
+    /// tracker.stop_publishing_metrics();
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self, options: crate::metrics::MetricsOptions) {
+        let _g = OverheadGuard::new();
+        let publisher = Arc::new(crate::integrations::metrics::Publisher::new(options));
+        let old = self.inner.metrics.lock().replace(publisher);
+        drop(old);
+    }
+
+    /// Stops what [`publish_metrics`](Self::publish_metrics) started; the series keep their
+    /// last values in the recorder. Feature `metrics`.
+    #[cfg(feature = "metrics")]
+    pub fn stop_publishing_metrics(&self) {
+        let _g = OverheadGuard::new();
+        let old = self.inner.metrics.lock().take();
+        drop(old);
     }
 
     /// Time since the tracker was created.

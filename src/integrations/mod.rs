@@ -1,0 +1,7 @@
+//! Integrations with other crates, each behind its own cargo feature (see "Feature flags" in
+//! the crate documentation).
+
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod server;
