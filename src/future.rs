@@ -1,0 +1,154 @@
+//! Class scopes for futures and streams: the scope is entered around each poll.
+//!
+//! A task's allocations are charged to its class across `.await`s, on any runtime and on
+//! whichever worker thread polls it: the scope is current only while the task runs, and the
+//! thread's previous scope is back before `poll` returns. Dropping the wrapped future (a
+//! cancelled task's state) happens inside the scope too.
+
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use classtrack_shim::ClassId;
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+
+use crate::scope::{RawScope, Scope};
+
+/// Charges a future's (or a stream's) allocations to a class, poll by poll.
+///
+/// Implemented for every type; the wrapper it returns is a [`Future`] when the wrapped value
+/// is one and a [`Stream`] when it is one.
+///
+/// ```
+/// use classtrack::InClass;
+///
+/// struct Ingest;
+///
+/// async fn handle(n: usize) -> Vec<u8> {
+///     vec![0u8; n] // charged to Ingest when polled below
+/// }
+///
+/// # async fn run() {
+/// let buf = handle(4096).in_class::<Ingest>().await;
+/// let rows = async { vec![1u64, 2, 3] }.in_class_named("db rows").await;
+/// # drop((buf, rows));
+/// # }
+/// // e.g. tokio::spawn(handle(4096).in_class::<Ingest>());
+/// ```
+///
+/// Do not hold a [`ScopeGuard`](crate::ScopeGuard) across an `.await` instead: while the task
+/// is suspended, the thread runs other tasks, and they would be charged to its class.
+pub trait InClass: Sized {
+    /// Wraps `self` so that each poll runs in the scope of type `T`'s class.
+    fn in_class<T: ?Sized + 'static>(self) -> Scoped<Self> {
+        self.in_scope(Scope::of::<T>())
+    }
+
+    /// Wraps `self` so that each poll runs in the scope of the class named `name`.
+    fn in_class_named(self, name: &str) -> Scoped<Self> {
+        self.in_scope(Scope::named(name))
+    }
+
+    /// Wraps `self` so that each poll runs in `scope`, for example the scope current where a
+    /// task is spawned: `tokio::spawn(work.in_scope(classtrack::current_scope()))`.
+    fn in_scope(self, scope: Scope) -> Scoped<Self> {
+        Scoped {
+            inner: ManuallyDrop::new(self),
+            class: scope.class_id(),
+        }
+    }
+}
+
+impl<T> InClass for T {}
+
+pin_project! {
+    /// A future or stream whose every poll (and whose drop) runs in a class scope; made by
+    /// [`InClass`].
+    #[derive(Debug, Clone)]
+    #[must_use = "futures and streams do nothing unless polled"]
+    pub struct Scoped<T> {
+        // Dropped by hand, inside the scope (see `PinnedDrop`).
+        #[pin]
+        inner: ManuallyDrop<T>,
+        class: ClassId,
+    }
+
+    impl<T> PinnedDrop for Scoped<T> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let raw = RawScope::enter_class(*this.class);
+            // Leaves the scope even if the inner value's drop panics.
+            let _exit = Exit(raw);
+            // SAFETY:
+            // - `get_unchecked_mut`: the pinned value is dropped in place and never moved,
+            //   which is what pinning requires of it (the same as setting an
+            //   `Option<T>` field to `None` through `Pin::set`).
+            // - `ManuallyDrop::drop`: `PinnedDrop::drop` runs once, and `inner` is not used
+            //   after it.
+            unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
+        }
+    }
+}
+
+/// Leaves a scope when dropped, so that a panicking poll or drop leaves it too.
+struct Exit(RawScope);
+
+impl Drop for Exit {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
+impl<T> Scoped<T> {
+    /// The class the wrapped value's polls are charged to.
+    pub fn class_id(&self) -> ClassId {
+        self.class
+    }
+
+    /// The wrapped future or stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped future or stream, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// The wrapped future or stream, pinned.
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut T> {
+        // SAFETY: `inner` is structurally pinned (`#[pin]`), and `ManuallyDrop<T>` is
+        // `#[repr(transparent)]` over `T`: a pinned `ManuallyDrop<T>` is a pinned `T`, never
+        // moved out.
+        unsafe { self.project().inner.map_unchecked_mut(|v| &mut **v) }
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let class = self.class;
+        let _exit = Exit(RawScope::enter_class(class));
+        self.get_pin_mut().poll(cx)
+    }
+}
+
+impl<S: Stream> Stream for Scoped<S> {
+    type Item = S::Item;
+
+    #[inline]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let class = self.class;
+        let _exit = Exit(RawScope::enter_class(class));
+        self.get_pin_mut().poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
