@@ -176,7 +176,7 @@
 //!
 //! All off by default.
 //!
-//! - `tracing`: [`integrations::tracing::ClassLayer`], a `tracing-subscriber` layer that makes
+//! - `tracing`: `integrations::tracing::ClassLayer`, a `tracing-subscriber` layer that makes
 //!   spans class scopes (by span name, or by a `class` field), so `#[instrument]`ed functions
 //!   and `.instrument(span)`ed tasks are attributed with no other change. Pulls in
 //!   `tracing-core` and `tracing-subscriber` (its `registry` and `std` features only).
@@ -206,6 +206,7 @@ pub use classtrack_shim::{
     DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
+pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 pub use objects::Referent;
@@ -215,10 +216,9 @@ pub use sampling::__stop_aggregator;
 pub use sampling::{
     set_sample_mean, trace_every_allocation, trace_every_allocation_named, Frame, Site,
 };
-pub use future::{InClass, Scoped};
 pub use scope::{
-    class_id_named, class_id_of, current_class, current_scope, enter, enter_id, enter_named,
-    scope, scope_exits_out_of_order, scope_id, scope_named, Scope, ScopeGuard,
+    class_id_named, class_id_of, current_class, current_scope, enter, enter_id, enter_named, scope,
+    scope_exits_out_of_order, scope_id, scope_named, Scope, ScopeGuard,
 };
 pub use snapshot::{
     AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,

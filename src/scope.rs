@@ -217,8 +217,18 @@ pub fn scope_exits_out_of_order() -> u64 {
 ///
 /// A guard held across an `.await` is wrong: while the task is suspended, its thread runs
 /// other tasks, and they are charged to this class; the task itself, resumed on another
-/// worker thread, is not. (Such a future is also `!Send`, so a multi-threaded runtime refuses
-/// it.) Wrap the future instead, which enters the scope around each poll only:
+/// worker thread, is not. Such a future is `!Send`, so a multi-threaded runtime refuses it:
+///
+/// ```compile_fail
+/// fn spawn<F: std::future::Future + Send>(_: F) {}
+/// spawn(async {
+///     let _guard = classtrack::enter_named("loader");
+///     std::future::ready(()).await; // error: the guard is held across an await
+/// });
+/// ```
+///
+/// but a single-threaded executor (tokio's `LocalSet`, `block_on`) accepts it. Wrap the
+/// future instead, which enters the scope around each poll only:
 ///
 /// ```
 /// use classtrack::InClass;
@@ -521,12 +531,15 @@ mod tests {
         for perm in perms {
             let mut guards: Vec<Option<ScopeGuard>> =
                 names.iter().map(|n| Some(enter_named(n))).collect();
-            let mut open = vec![true; 3];
+            let mut open = [true; 3];
             for &i in &perm {
                 drop(guards[i].take());
                 open[i] = false;
                 // The class is the innermost scope still open, or the outer one.
-                let want = (0..3).rev().find(|&j| open[j]).map_or(outer, |j| id(names[j]));
+                let want = (0..3)
+                    .rev()
+                    .find(|&j| open[j])
+                    .map_or(outer, |j| id(names[j]));
                 assert_eq!(current_class(), want, "order {perm:?}, after dropping {i}");
             }
         }
@@ -555,8 +568,7 @@ mod tests {
     fn out_of_order_under_deep_nesting_is_repaired_below_the_recorded_depth() {
         let a = enter_named("oo::a");
         let b = enter_named("oo::b");
-        let mut inner: Vec<ScopeGuard> =
-            (0..STACK_CAP * 2).map(|_| enter_named("oo::x")).collect();
+        let mut inner: Vec<ScopeGuard> = (0..STACK_CAP * 2).map(|_| enter_named("oo::x")).collect();
         drop(a); // out of order: marked
         assert_eq!(current_class(), id("oo::x"));
         while let Some(g) = inner.pop() {
@@ -577,6 +589,12 @@ mod tests {
         let _k = enter_id(known);
         assert_eq!(current_class(), known);
         assert_eq!(current_scope().class_id(), known);
+    }
+
+    #[test]
+    fn a_scope_value_is_copy_and_send() {
+        fn check<T: Copy + Send + Sync + 'static>() {}
+        check::<Scope>();
     }
 
     #[test]

@@ -29,13 +29,14 @@ struct Figures {
 
 fn figures(tracker: &ClassTracker, name: &str) -> Figures {
     let snap = tracker.create_snapshot("figures");
-    snap.class_named(name).map_or(Figures::default(), |c| Figures {
-        allocated_bytes: c.allocated_bytes,
-        allocations: c.allocations,
-        freed_bytes: c.freed_bytes,
-        frees: c.frees,
-        live_bytes: c.live_bytes,
-    })
+    snap.class_named(name)
+        .map_or(Figures::default(), |c| Figures {
+            allocated_bytes: c.allocated_bytes,
+            allocations: c.allocations,
+            freed_bytes: c.freed_bytes,
+            frees: c.frees,
+            live_bytes: c.live_bytes,
+        })
 }
 
 fn diff(after: Figures, before: Figures) -> Figures {
@@ -141,9 +142,7 @@ fn tasks_of_several_classes_on_a_multi_thread_runtime_are_exact() {
             let mut handles = Vec::with_capacity(CLASSES.len() * TASKS_PER_CLASS);
             for task in 0..TASKS_PER_CLASS {
                 for (class, name) in names.iter().enumerate() {
-                    handles.push(tokio::spawn(
-                        work(class, task, slots).in_class_named(name),
-                    ));
+                    handles.push(tokio::spawn(work(class, task, slots).in_class_named(name)));
                 }
             }
             let mut results = Vec::with_capacity(handles.len());
@@ -154,7 +153,11 @@ fn tasks_of_several_classes_on_a_multi_thread_runtime_are_exact() {
         })
     };
     // A first round in classes of its own: the runtime's queues and buffers grow to size.
-    drop(run(&["async_mt::warm1", "async_mt::warm2", "async_mt::warm3"]));
+    drop(run(&[
+        "async_mt::warm1",
+        "async_mt::warm2",
+        "async_mt::warm3",
+    ]));
 
     let tracker = ClassTracker::new();
     let before: Vec<Figures> = CLASSES.iter().map(|c| figures(&tracker, c)).collect();
@@ -353,7 +356,8 @@ fn wrapped_futures_on_a_local_set_are_exact() {
     let a = diff(figures(&tracker, "ls_fut::a"), before_a);
     let c = diff(figures(&tracker, "ls_fut::c"), before_c);
     // Other tests free untracked memory meanwhile: only what was allocated only grows.
-    let u = figures(&tracker, classtrack::UNTRACKED_CLASS).allocated_bytes - before_u.allocated_bytes;
+    let u =
+        figures(&tracker, classtrack::UNTRACKED_CLASS).allocated_bytes - before_u.allocated_bytes;
     assert_eq!(
         (a.allocated_bytes, a.allocations, a.live_bytes),
         (201, 2, 101)

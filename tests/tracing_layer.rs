@@ -19,7 +19,9 @@ fn figures(tracker: &ClassTracker, name: &str) -> (u64, u64, u64) {
     tracker
         .create_snapshot(name)
         .class_named(name)
-        .map_or((0, 0, 0), |c| (c.allocated_bytes, c.allocations, c.live_bytes))
+        .map_or((0, 0, 0), |c| {
+            (c.allocated_bytes, c.allocations, c.live_bytes)
+        })
 }
 
 fn diff(a: (u64, u64, u64), b: (u64, u64, u64)) -> (u64, u64, u64) {
