@@ -16,21 +16,23 @@ use crate::registry;
 /// when dropped in order; an out-of-order drop past this depth is counted but not repaired.
 const STACK_CAP: u32 = 64;
 
-/// A guard's depth meaning "not on the thread's stack": its drop just restores `prev`.
-const UNSTACKED: u32 = u32::MAX;
+/// A guard's depth meaning "not on the thread's stack": its drop just restores `prev`. One
+/// below `u32::MAX`, so that `UNSTACKED + 1` is never the stack's depth and exiting it takes
+/// the cold path.
+const UNSTACKED: u32 = u32::MAX - 1;
 
 /// The scopes entered on this thread and not yet exited, innermost last.
 ///
-/// `depth` scopes are open; entry `i < STACK_CAP` holds the tag that scope set, and bit `i`
-/// of `exited` says that its guard was dropped while a scope entered after it was still open.
-/// Such an entry is taken off when every scope above it has ended, and the thread then
-/// resumes the tag below it. Invariant: bits at or above `depth` are clear.
+/// `depth` scopes are open. Bit `i` of `exited` says that the guard of entry `i` was dropped
+/// while a scope entered after it was still open; `prevs[i]` then holds the tag that was
+/// current before that scope was entered. Such an entry is taken off when every scope above
+/// it has ended, and the thread resumes the `prev` of the lowest entry taken off. Entering and
+/// exiting in order touch only `depth` (and read `exited`). Invariant: bits at or above
+/// `depth` are clear.
 struct Stack {
     depth: Cell<u32>,
     exited: Cell<u64>,
-    /// The tag that was current when the first scope was entered (the stack was empty).
-    base: Cell<Tag>,
-    tags: [Cell<Tag>; STACK_CAP as usize],
+    prevs: [Cell<Tag>; STACK_CAP as usize],
 }
 
 thread_local! {
@@ -40,8 +42,7 @@ thread_local! {
         Stack {
             depth: Cell::new(0),
             exited: Cell::new(0),
-            base: Cell::new(Tag::UNTRACKED),
-            tags: [const { Cell::new(Tag::UNTRACKED) }; STACK_CAP as usize],
+            prevs: [const { Cell::new(Tag::UNTRACKED) }; STACK_CAP as usize],
         }
     };
 }
@@ -64,19 +65,13 @@ impl RawScope {
     ///
     /// The caller has already made `prev` no longer current (the overhead tag may be current
     /// during a class lookup); this makes `tag` current.
-    #[inline]
+    #[inline(always)]
     fn push(prev: Tag, tag: Tag) -> RawScope {
         let depth = STACK
             .try_with(|s| {
                 let d = s.depth.get();
-                if d == 0 {
-                    s.base.set(prev);
-                }
-                if d < STACK_CAP {
-                    s.tags[d as usize].set(tag);
-                }
                 // Wraps only after 4 billion nested scopes: the stack would have overflowed.
-                s.depth.set(d + 1);
+                s.depth.set(d.wrapping_add(1));
                 d
             })
             .unwrap_or(UNSTACKED);
@@ -108,23 +103,38 @@ impl RawScope {
     /// thread's tag stays that of the innermost; once the scopes above it end, the thread
     /// resumes the tag of the innermost scope still open, or the tag from before the first
     /// scope.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn exit(self) {
-        if self.depth == UNSTACKED {
+        // The common case, kept small enough to inline: the innermost scope ends and no scope
+        // below it ended early.
+        let in_order = STACK
+            .try_with(|s| {
+                let in_order = self.depth.wrapping_add(1) == s.depth.get() && s.exited.get() == 0;
+                if in_order {
+                    s.depth.set(self.depth);
+                }
+                in_order
+            })
+            .unwrap_or(false);
+        if in_order {
             replace_tag(self.prev);
-            return;
+        } else {
+            self.exit_slow();
         }
+    }
+
+    /// [`RawScope::exit`] of a scope that is not the innermost, or above scopes that ended
+    /// early, or on a thread whose stack is gone.
+    #[cold]
+    #[inline(never)]
+    fn exit_slow(self) {
         let restore = STACK
             .try_with(|s| {
-                let top = s.depth.get();
-                if self.depth + 1 == top {
+                if self.depth.wrapping_add(1) == s.depth.get() {
                     s.depth.set(self.depth);
-                    if s.exited.get() == 0 {
-                        return Some(self.prev);
-                    }
                     Some(s.pop_exited(self.prev))
                 } else {
-                    s.exit_out_of_order(self.depth);
+                    s.exit_out_of_order(self);
                     None
                 }
             })
@@ -138,32 +148,30 @@ impl RawScope {
 impl Stack {
     /// After the innermost scope ended: takes off the entries below it whose guards already
     /// ended, and returns the tag to resume (`prev` when there were none).
-    #[cold]
-    #[inline(never)]
     fn pop_exited(&self, prev: Tag) -> Tag {
         let mut depth = self.depth.get();
         let mut exited = self.exited.get();
-        let mut popped = false;
+        let mut resume = prev;
         while depth > 0 && depth <= STACK_CAP && exited & (1 << (depth - 1)) != 0 {
-            exited &= !(1 << (depth - 1));
             depth -= 1;
-            popped = true;
+            exited &= !(1 << depth);
+            resume = self.prevs[depth as usize].get();
         }
         self.exited.set(exited);
         self.depth.set(depth);
-        match (popped, depth) {
-            (false, _) => prev,
-            (true, 0) => self.base.get(),
-            (true, d) => self.tags[d as usize - 1].get(),
-        }
+        resume
     }
 
     /// A scope that is not the innermost ended: mark it, keep the current tag.
-    #[cold]
-    #[inline(never)]
-    fn exit_out_of_order(&self, depth: u32) {
-        if depth < self.depth.get() && depth < STACK_CAP {
-            self.exited.set(self.exited.get() | 1 << depth);
+    fn exit_out_of_order(&self, scope: RawScope) {
+        if scope.depth == UNSTACKED {
+            // Entered while the thread's stack was gone (thread exit): restore as before.
+            replace_tag(scope.prev);
+            return;
+        }
+        if scope.depth < self.depth.get() && scope.depth < STACK_CAP {
+            self.prevs[scope.depth as usize].set(scope.prev);
+            self.exited.set(self.exited.get() | 1 << scope.depth);
         }
         report_out_of_order();
     }
