@@ -40,6 +40,10 @@ use crate::scope::{RawScope, Scope};
 ///
 /// Do not hold a [`ScopeGuard`](crate::ScopeGuard) across an `.await` instead: while the task
 /// is suspended, the thread runs other tasks, and they would be charged to its class.
+///
+/// What the runtime allocates to spawn and schedule the task happens outside the scope, but
+/// what it allocates *during* a poll is charged to the task's class like anything else made
+/// then (a runtime buffer that grows while the task registers a waker, say).
 pub trait InClass: Sized {
     /// Wraps `self` so that each poll runs in the scope of type `T`'s class.
     fn in_class<T: ?Sized + 'static>(self) -> Scoped<Self> {

@@ -160,9 +160,13 @@ fn tasks_of_several_classes_on_a_multi_thread_runtime_are_exact() {
     ]));
 
     let tracker = ClassTracker::new();
+    let warm = ["async_mt::warm1", "async_mt::warm2", "async_mt::warm3"];
+    let warm_before: Vec<Figures> = warm.iter().map(|c| figures(&tracker, c)).collect();
     let before: Vec<Figures> = CLASSES.iter().map(|c| figures(&tracker, c)).collect();
     let results = run(&CLASSES);
     let after: Vec<Figures> = CLASSES.iter().map(|c| figures(&tracker, c)).collect();
+    let warm_after: Vec<Figures> = warm.iter().map(|c| figures(&tracker, c)).collect();
+    assert_eq!(warm_after, warm_before, "another class was charged");
 
     let migrated = results.iter().filter(|(_, moved)| *moved).count();
     assert!(migrated > 0, "no task resumed on another worker thread");
