@@ -156,3 +156,81 @@ impl<S: Stream> Stream for Scoped<S> {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::{class_id_named, current_class};
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// Pending on its first poll (noting the class), ready on the second; notes the class it
+    /// is dropped in.
+    struct Probe {
+        polls: u32,
+        seen: Rc<Cell<Option<ClassId>>>,
+        dropped_in: Rc<Cell<Option<ClassId>>>,
+        _pinned: std::marker::PhantomPinned,
+    }
+
+    impl Future for Probe {
+        type Output = u32;
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            // SAFETY: `polls` and `seen` are not structurally pinned; nothing is moved.
+            let this = unsafe { self.get_unchecked_mut() };
+            this.seen.set(Some(current_class()));
+            this.polls += 1;
+            if this.polls == 1 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(this.polls)
+            }
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.dropped_in.set(Some(current_class()));
+        }
+    }
+
+    fn probe() -> (Probe, Rc<Cell<Option<ClassId>>>, Rc<Cell<Option<ClassId>>>) {
+        let seen = Rc::new(Cell::new(None));
+        let dropped_in = Rc::new(Cell::new(None));
+        let p = Probe {
+            polls: 0,
+            seen: seen.clone(),
+            dropped_in: dropped_in.clone(),
+            _pinned: std::marker::PhantomPinned,
+        };
+        (p, seen, dropped_in)
+    }
+
+    #[test]
+    fn polls_and_drop_run_in_the_scope_and_leave_it() {
+        let class = class_id_named("future::probe");
+        let (p, seen, dropped_in) = probe();
+        let mut fut = Box::pin(p.in_class_named("future::probe"));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(seen.get(), Some(class));
+        assert_eq!(current_class(), ClassId::UNTRACKED);
+        assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(2));
+        assert_eq!(current_class(), ClassId::UNTRACKED);
+        drop(fut);
+        assert_eq!(dropped_in.get(), Some(class));
+        assert_eq!(current_class(), ClassId::UNTRACKED);
+    }
+
+    #[test]
+    fn a_pending_future_dropped_unpolled_drops_in_the_scope() {
+        let (p, seen, dropped_in) = probe();
+        let fut = p.in_scope(crate::Scope::named("future::unpolled"));
+        assert_eq!(fut.class_id(), class_id_named("future::unpolled"));
+        drop(fut);
+        assert_eq!(seen.get(), None);
+        assert_eq!(dropped_in.get(), Some(class_id_named("future::unpolled")));
+        assert_eq!(current_class(), ClassId::UNTRACKED);
+    }
+}

@@ -155,3 +155,22 @@ fn by_field_ignores_spans_without_the_field() {
     });
     assert_eq!(classtrack::current_class(), ClassId::UNTRACKED);
 }
+
+#[test]
+fn a_class_recorded_later_applies_from_the_next_entry() {
+    let subscriber = tracing_subscriber::registry().with(ClassLayer::by_field("class"));
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("late", class = tracing::field::Empty);
+        {
+            let _e = span.enter();
+            assert_eq!(classtrack::current_class(), ClassId::UNTRACKED);
+        }
+        span.record("class", "tracing_t::late");
+        let _e = span.enter();
+        assert_eq!(
+            classtrack::current_class(),
+            classtrack::class_id_named("tracing_t::late")
+        );
+    });
+    assert_eq!(classtrack::current_class(), ClassId::UNTRACKED);
+}
