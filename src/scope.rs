@@ -3,6 +3,11 @@
 //! A scope sets the thread's current class until it ends; scopes nest and the innermost wins.
 //! Memory is charged to the scope that *allocated* it, for the block's whole life: a `realloc`
 //! keeps the block's class, and a free on any thread credits that class.
+//!
+//! Each thread keeps a stack of its open scopes (a depth, and a record of scopes that ended
+//! before scopes entered after them), so that the current class is always the innermost open
+//! scope's whatever the order scopes end in. Scopes only change the thread's tag through the
+//! shim's `replace_tag`: nothing here touches the allocation path.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
