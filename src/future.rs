@@ -168,8 +168,8 @@ mod tests {
     /// is dropped in.
     struct Probe {
         polls: u32,
-        seen: Rc<Cell<Option<ClassId>>>,
-        dropped_in: Rc<Cell<Option<ClassId>>>,
+        seen: Seen,
+        dropped_in: Seen,
         _pinned: std::marker::PhantomPinned,
     }
 
@@ -195,7 +195,9 @@ mod tests {
         }
     }
 
-    fn probe() -> (Probe, Rc<Cell<Option<ClassId>>>, Rc<Cell<Option<ClassId>>>) {
+    type Seen = Rc<Cell<Option<ClassId>>>;
+
+    fn probe() -> (Probe, Seen, Seen) {
         let seen = Rc::new(Cell::new(None));
         let dropped_in = Rc::new(Cell::new(None));
         let p = Probe {
