@@ -58,6 +58,29 @@
 //! one class. Up to 2^24 (about 16.7 million) classes are supported; names beyond that share
 //! `<untracked>`.
 //!
+//! # Async tasks and other threads
+//!
+//! A scope belongs to a thread. For a future, wrap it with [`InClass`]: the scope is entered
+//! around each poll, on whichever worker thread polls it, and left before the poll returns
+//! (never hold a [`ScopeGuard`] across `.await`). To carry a scope to work run on another
+//! thread, take [`current_scope`] (a `Copy + Send` value) and enter it there; [`scope_id`] and
+//! [`enter_id`] enter a class by its [`ClassId`].
+//!
+//! ```
+//! use classtrack::InClass;
+//!
+//! # async fn demo() {
+//! let rows = async { vec![0u64; 512] }.in_class_named("db rows").await;
+//! let s = classtrack::current_scope();
+//! std::thread::spawn(move || s.enter(|| vec![1u8; 64])).join().unwrap();
+//! # drop(rows);
+//! # }
+//! ```
+//!
+//! Scopes dropped out of order (guards held across `.await` on a single-threaded executor)
+//! are repaired: the thread's class is always that of the innermost scope still open; see
+//! [`scope_exits_out_of_order`].
+//!
 //! # Snapshots
 //!
 //! A [`ClassTracker`] takes [`Snapshot`]s: per-class [`ClassTotals`], the allocator's totals,
@@ -153,6 +176,10 @@
 //!
 //! All off by default; everything above is always available.
 //!
+//! - **`tracing`**: `integrations::tracing::ClassLayer`, a `tracing-subscriber` layer that
+//!   makes spans class scopes (by span name, or by a `class` field), so `#[instrument]`ed
+//!   functions and `.instrument(span)`ed tasks are attributed with no other change. Pulls in
+//!   `tracing-core` and `tracing-subscriber` (its `registry` and `std` features only).
 //! - **`metrics`**: snapshots as metrics through the [`metrics`](https://docs.rs/metrics)
 //!   facade, for whatever recorder the program installs: `metrics::publish` and
 //!   `ClassTracker::publish_metrics` (on every snapshot). Per-class live bytes and blocks,
@@ -179,10 +206,11 @@
 
 mod error;
 mod fork;
+mod future;
 mod history;
 mod instance;
-#[cfg(any(feature = "metrics", feature = "server"))]
-mod integrations;
+#[cfg(any(feature = "metrics", feature = "server", feature = "tracing"))]
+pub mod integrations;
 mod objects;
 mod periodic;
 mod registry;
@@ -200,6 +228,7 @@ pub use classtrack_shim::{
     DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use error::{Error, Result};
+pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 #[cfg(feature = "metrics")]
@@ -214,7 +243,8 @@ pub use sampling::{
     set_sample_mean, trace_every_allocation, trace_every_allocation_named, Frame, Site,
 };
 pub use scope::{
-    class_id_named, class_id_of, current_class, enter, enter_named, scope, scope_named, ScopeGuard,
+    class_id_named, class_id_of, current_class, current_scope, enter, enter_id, enter_named, scope,
+    scope_exits_out_of_order, scope_id, scope_named, Scope, ScopeGuard,
 };
 pub use snapshot::{
     AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,

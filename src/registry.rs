@@ -11,6 +11,7 @@
 
 use std::any::TypeId;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use crate::sync::Lock;
@@ -53,8 +54,20 @@ impl Registry {
         let name: Arc<str> = Arc::from(name);
         self.names.push(name.clone());
         self.by_name.insert(name, id);
+        // Release: a thread that sees the count sees the class registered (ids are dense).
+        REGISTERED.store(self.names.len() as u32, Ordering::Release);
         id
     }
+}
+
+/// How many classes are registered: ids below it are handed out. Written under the lock.
+static REGISTERED: AtomicU32 = AtomicU32::new(0);
+
+/// Whether `id` names a class handed out by the registry (the reserved ones included).
+#[inline]
+pub(crate) fn is_registered(id: ClassId) -> bool {
+    // Acquire: pairs with the store at registration.
+    id.0 < REGISTERED.load(Ordering::Acquire)
 }
 
 static REGISTRY: LazyLock<Lock<Registry>> = LazyLock::new(|| Lock::new(Registry::new()));

@@ -5,3 +5,5 @@
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "tracing")]
+pub mod tracing;
