@@ -124,6 +124,21 @@ pub enum Error {
         /// What is wrong, and what to give instead.
         reason: String,
     },
+    /// `track_change` of a value that is not a live instance of this tracker: built while
+    /// its class was not tracked, tracked by another tracker, or forgotten by `clear` or
+    /// `detach_all`.
+    InstanceNotTracked {
+        /// The instance id, when the value was tracked at all.
+        id: Option<u64>,
+    },
+    /// A `resolution_level` above 0 for an object tracked by handle (`track_object`), which
+    /// cannot be broken down by nested scopes.
+    NoBreakdown {
+        /// The object's name.
+        name: String,
+        /// The level given.
+        level: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -221,6 +236,24 @@ impl fmt::Display for Error {
             Error::InvalidServerSetting { setting, reason } => {
                 write!(f, "server setting {setting}: {reason}")
             }
+            Error::InstanceNotTracked { id: Some(id) } => write!(
+                f,
+                "instance {id} is not tracked by this tracker (another tracker built it, or \
+                 clear or detach_all forgot it): call track_change on the tracker that built \
+                 it, before detaching"
+            ),
+            Error::InstanceNotTracked { id: None } => write!(
+                f,
+                "this value is not a tracked instance: its class was not tracked when it was \
+                 built; call track_class before construct"
+            ),
+            Error::NoBreakdown { name, level } => write!(
+                f,
+                "{name} cannot be broken down by nested scopes (resolution_level {level}): an \
+                 object tracked by handle was allocated before it was tracked, under whatever \
+                 scope was current; pass resolution_level 0, or build it with \
+                 ClassTracker::construct to get a breakdown"
+            ),
         }
     }
 }

@@ -30,6 +30,15 @@ pub struct TrackOptions {
     pub name: Option<String>,
     /// How deep an instance's bytes are broken down by the scopes nested in its own: 0 = not at
     /// all, 1 = by the scopes entered directly inside it, 2 = also by the scopes inside those.
+    /// Change it for one live instance with
+    /// [`ClassTracker::track_change`](crate::ClassTracker::track_change).
+    ///
+    /// Only constructed instances can be broken down: the breakdown is made as their blocks
+    /// are allocated, each nested scope charging a node of its own. An object given to
+    /// [`track_object`](crate::ClassTracker::track_object) was allocated before it was
+    /// tracked, under whatever scope was current then, so no breakdown of it by nested scopes
+    /// exists: `track_object` refuses a level above 0 with
+    /// [`Error::NoBreakdown`](crate::Error::NoBreakdown) rather than ignore it.
     pub resolution_level: u32,
     /// For `track_object`: the tracker holds a strong reference, so the object lives at least
     /// as long as it is tracked. (A constructed [`Tracked<T>`] is owned by the program; `keep`
@@ -80,19 +89,68 @@ pub(crate) fn clip(mut s: String) -> String {
     s
 }
 
+/// The frame that separates classtrack's own frames from the program's in a construction
+/// trace: the public entry points (`construct`, `construct_debug`, `track_object`,
+/// `track_object_debug`) run their work through it, so every frame above it in a trace
+/// (`capture_trace`, the unwinder, closure glue, whatever the optimizer inlined) is
+/// classtrack's, and the frame below it is the program's call (or the public entry point,
+/// when that was not inlined into the program, which `resolve_trace` skips by name).
+///
+/// Not generic, so it has one address to look for; never inlined, and not a tail call, so it
+/// always has a frame of its own.
+#[inline(never)]
+fn trace_marker(f: &mut dyn FnMut()) {
+    f();
+    // Work after the call keeps `f()` from becoming a tail call, which would pop this frame.
+    std::hint::black_box(());
+}
+
+/// Runs `f` through [`trace_marker`]: construction traces captured inside `f` start below
+/// it.
+#[inline(always)]
+pub(crate) fn through_marker<R>(f: impl FnOnce() -> R) -> R {
+    let mut f = Some(f);
+    let mut out = None;
+    trace_marker(&mut || out = f.take().map(|f| f()));
+    match out {
+        Some(out) => out,
+        None => unreachable!("classtrack: the trace marker did not run its closure"),
+    }
+}
+
+/// Whether `frame` is [`trace_marker`]'s: by the start address of its function (what the
+/// unwinder reports), or, where the unwinder does not report one, by a return address just
+/// past the start of the marker (its body is a call and a return).
+fn is_marker(frame: &backtrace::Frame) -> bool {
+    let marker = trace_marker as fn(&mut dyn FnMut()) as usize;
+    let ip = frame.ip() as usize;
+    frame.symbol_address() as usize == marker || (ip > marker && ip - marker < 128)
+}
+
 /// The deepest construction backtrace kept, in frames.
 const TRACE_DEPTH: usize = 64;
 
-/// Captures the current stack as raw return addresses (8 bytes a frame; no symbols).
+/// Captures the current stack as raw return addresses (8 bytes a frame; no symbols), starting
+/// below [`trace_marker`] when the capture runs inside [`through_marker`] (the whole stack
+/// otherwise).
 pub(crate) fn capture_trace() -> Box<[usize]> {
     let _g = OverheadGuard::new();
     let mut ips = Vec::with_capacity(TRACE_DEPTH);
+    let mut below_marker = false;
     crate::fork::with_backtrace(|| {
         backtrace::trace(|frame| {
+            if !below_marker && is_marker(frame) {
+                // Everything so far was classtrack's own.
+                below_marker = true;
+                ips.clear();
+                return true;
+            }
             ips.push(frame.ip() as usize);
-            ips.len() < TRACE_DEPTH
+            // Past the depth without a marker: keep the top (trimmed by name when resolved).
+            below_marker && ips.len() < TRACE_DEPTH || !below_marker && ips.len() < 4 * TRACE_DEPTH
         })
     });
+    ips.truncate(TRACE_DEPTH);
     ips.into_boxed_slice()
 }
 
@@ -204,6 +262,13 @@ impl<T> Tracked<T> {
     /// The instance id, or `None` when the class was not tracked at construction.
     pub fn id(&self) -> Option<u64> {
         self.handle.as_ref().map(|h| h.id)
+    }
+
+    /// The tracker record this value reports to, its instance id and its object id.
+    pub(crate) fn link(&self) -> Option<(&Weak<History>, u64, u32)> {
+        self.handle
+            .as_ref()
+            .map(|h| (&h.history, h.id, h.tag.object))
     }
 
     /// Runs `f` on the value inside the instance's scope: what it allocates (and the growth of

@@ -98,6 +98,11 @@ pub enum SortKey {
     TotalSize,
     /// The largest size seen, largest first.
     MaxSize,
+    /// The size at the peak snapshot, largest first (pympler's `tsize`): the peak is the
+    /// snapshot with the largest total of tracked instances (the first of equal ones); an
+    /// instance not alive then counts 0. Where an instance's sizes were downsampled, its
+    /// latest size at or before the peak stands for it.
+    TotalSizeAtPeak,
     /// Birth, oldest first.
     Birth,
     /// Death, earliest first; live instances last.
@@ -298,10 +303,53 @@ impl Stats {
     }
 
     /// Sorts the instances of [`print_stats`](Self::print_stats) by `keys`, the first key
-    /// first; ties keep instance id order. Replaces the previous keys.
+    /// first; ties keep instance id order. Replaces the previous keys and, as in pympler,
+    /// sorts afresh: an earlier [`reverse_order`](Self::reverse_order) is undone (call it
+    /// again after `sort_stats` to reverse the new order).
+    ///
+    /// ```
+    /// use classtrack::{ClassTracker, SortKey};
+    ///
+    /// let mut stats = ClassTracker::new().stats();
+    /// stats.sort_stats(&[SortKey::MaxSize]).reverse_order();
+    /// assert!(stats.reversed);
+    /// stats.sort_stats(&[SortKey::Birth]);
+    /// assert!(!stats.reversed);
+    /// ```
     pub fn sort_stats(&mut self, keys: &[SortKey]) -> &mut Self {
         self.order = keys.to_vec();
+        self.reversed = false;
         self
+    }
+
+    /// The most recent snapshot described as `label`, or `None` when none is kept (pympler's
+    /// snapshot description, used as a label). Descriptions need not be unique: the latest
+    /// wins. Older snapshots are kept as summaries, downsampled on long runs (see
+    /// [`Retention`](crate::Retention)), so a label given long ago may be gone.
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// tracker.create_snapshot("before");
+    /// tracker.create_snapshot("after");
+    /// let stats = tracker.stats();
+    /// assert_eq!(stats.snapshot("before").unwrap().description, "before");
+    /// assert!(stats.snapshot("during").is_none());
+    /// ```
+    pub fn snapshot(&self, label: &str) -> Option<&SnapshotStats> {
+        self.snapshots.iter().rev().find(|s| s.description == label)
+    }
+
+    /// The time of the snapshot with the largest total of tracked instances.
+    fn peak_time(&self) -> Option<f64> {
+        let total = |s: &SnapshotStats| s.tracked.iter().map(|t| t.total_bytes).sum::<u64>();
+        let mut peak: Option<(&SnapshotStats, u64)> = None;
+        for s in &self.snapshots {
+            let t = total(s);
+            if peak.is_none_or(|(_, best)| t > best) {
+                peak = Some((s, t));
+            }
+        }
+        peak.map(|(s, _)| s.time)
     }
 
     /// Reverses the order of [`print_stats`](Self::print_stats) (again: back to normal).
@@ -313,9 +361,14 @@ impl Stats {
     /// The instances in the order set by `sort_stats` and `reverse_order`.
     pub fn sorted_instances(&self) -> Vec<&InstanceStats> {
         let mut v: Vec<&InstanceStats> = self.instances.iter().collect();
+        let peak = if self.order.contains(&SortKey::TotalSizeAtPeak) {
+            self.peak_time()
+        } else {
+            None
+        };
         v.sort_by(|a, b| {
             for key in &self.order {
-                let o = compare(key, a, b);
+                let o = compare(key, a, b, peak);
                 if o != Ordering::Equal {
                     return o;
                 }
@@ -554,11 +607,25 @@ fn write_referents(out: &mut dyn Write, referents: &[Referent], depth: usize) ->
     Ok(())
 }
 
-fn compare(key: &SortKey, a: &InstanceStats, b: &InstanceStats) -> Ordering {
+/// `i`'s size at snapshot time `peak` (see [`SortKey::TotalSizeAtPeak`]).
+fn size_at(i: &InstanceStats, peak: Option<f64>) -> u64 {
+    let Some(peak) = peak else { return 0 };
+    if i.birth > peak || i.death.is_some_and(|d| d <= peak) {
+        return 0;
+    }
+    i.sizes
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= peak)
+        .map_or(0, |&(_, size)| size)
+}
+
+fn compare(key: &SortKey, a: &InstanceStats, b: &InstanceStats, peak: Option<f64>) -> Ordering {
     let last = |i: &InstanceStats| i.sizes.last().map_or(0, |s| s.1);
     match key {
         SortKey::ClassName => a.class.cmp(&b.class),
         SortKey::TotalSize => last(b).cmp(&last(a)),
+        SortKey::TotalSizeAtPeak => size_at(b, peak).cmp(&size_at(a, peak)),
         SortKey::MaxSize => b.max_size.cmp(&a.max_size),
         SortKey::Birth => a.birth.total_cmp(&b.birth),
         SortKey::Death => match (a.death, b.death) {

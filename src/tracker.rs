@@ -301,7 +301,7 @@ impl ClassTracker {
     /// an instance whose size is what it allocates in its scope; the returned [`Tracked`] is
     /// its handle, and its drop is the instance's death.
     pub fn construct<T: 'static>(&self, f: impl FnOnce() -> T) -> Tracked<T> {
-        self.construct_with(f, None)
+        crate::instance::through_marker(|| self.construct_with(f, None))
     }
 
     /// As [`construct`](Self::construct), and records the value's `Debug` representation
@@ -309,7 +309,7 @@ impl ClassTracker {
     /// shows the value as it was at the snapshot), by [`Tracked::scope`] and at drop. The
     /// tracker never reads the value itself: its owner may be changing it.
     pub fn construct_debug<T: Debug + 'static>(&self, f: impl FnOnce() -> T) -> Tracked<T> {
-        self.construct_with(f, Some(|v: &T| format!("{v:?}")))
+        crate::instance::through_marker(|| self.construct_with(f, Some(|v: &T| format!("{v:?}"))))
     }
 
     fn construct_with<T: 'static>(
@@ -405,12 +405,29 @@ impl ClassTracker {
     /// [`ClassTracker::poll`].
     ///
     /// Tracking an object that this tracker already tracks is an error.
+    ///
+    /// No breakdown by nested scopes: the object's blocks were allocated before it was
+    /// tracked, under whatever scope was current then, so they cannot be told apart by the
+    /// scopes nested in its own (see [`TrackOptions::resolution_level`]). A
+    /// `resolution_level` above 0 is [`Error::NoBreakdown`]; build the value with
+    /// [`construct`](Self::construct) to get a breakdown.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use classtrack::{ClassTracker, Error, TrackOptions};
+    ///
+    /// let tracker = ClassTracker::new();
+    /// let config = Arc::new(vec![1u8; 64]);
+    /// let deep = TrackOptions::new().resolution_level(1);
+    /// assert!(matches!(tracker.track_object(&config, deep), Err(Error::NoBreakdown { .. })));
+    /// assert!(tracker.track_object(&config, TrackOptions::new()).is_ok());
+    /// ```
     pub fn track_object<T: Send + Sync + 'static>(
         &self,
         obj: &Arc<T>,
         options: TrackOptions,
     ) -> Result<u64> {
-        self.track_shared(obj, options, None)
+        crate::instance::through_marker(|| self.track_shared(obj, options, None))
     }
 
     /// As [`track_object`](Self::track_object), and records the object's `Debug`
@@ -420,7 +437,9 @@ impl ClassTracker {
         obj: &Arc<T>,
         options: TrackOptions,
     ) -> Result<u64> {
-        self.track_shared(obj, options, Some(|v: &T| format!("{v:?}")))
+        crate::instance::through_marker(|| {
+            self.track_shared(obj, options, Some(|v: &T| format!("{v:?}")))
+        })
     }
 
     fn track_shared<T: Send + Sync + 'static>(
@@ -435,6 +454,12 @@ impl ClassTracker {
             .name
             .clone()
             .unwrap_or_else(|| type_name::<T>().to_owned());
+        if options.resolution_level > 0 {
+            return Err(Error::NoBreakdown {
+                name,
+                level: options.resolution_level,
+            });
+        }
         let address = Arc::as_ptr(obj) as *const () as usize;
         {
             let history = self.history();
@@ -455,6 +480,110 @@ impl ClassTracker {
             repr,
         });
         Ok(self.register(class, name, repr_text, Source::Shared(shared), trace))
+    }
+
+    /// Changes how deep one live instance is broken down by nested scopes (pympler's
+    /// `track_change`), leaving its class's [`TrackOptions::resolution_level`] and the other
+    /// instances as they are.
+    ///
+    /// The new level applies to the scopes entered inside the instance from now on: bytes
+    /// already charged stay where they are (a lower level keeps the nodes made so far, and
+    /// new nested scopes are charged to the instance itself). The breakdown shows at the
+    /// next snapshot, in [`InstanceStats::referents`](crate::InstanceStats::referents).
+    ///
+    /// A value that is not a live instance of this tracker is
+    /// [`Error::InstanceNotTracked`]: built while its class was not tracked, built by another
+    /// tracker, or forgotten by [`clear`](Self::clear) or [`detach_all`](Self::detach_all).
+    /// Objects tracked by handle have no breakdown (see [`track_object`](Self::track_object)).
+    ///
+    /// ```
+    /// use classtrack::{ClassTracker, TrackOptions};
+    ///
+    /// struct Cart { items: Vec<String> }
+    /// struct Item;
+    ///
+    /// let tracker = ClassTracker::new();
+    /// tracker.track_class::<Cart>(TrackOptions::new());
+    /// let mut cart = tracker.construct(|| Cart { items: Vec::new() });
+    /// tracker.track_change(&cart, 1)?;
+    /// cart.scope(|c| classtrack::scope::<Item, _>(|| c.items.push("pen".into())));
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    pub fn track_change<T>(&self, tracked: &Tracked<T>, resolution_level: u32) -> Result<()> {
+        let _g = OverheadGuard::new();
+        let Some((history, id, object)) = tracked.link() else {
+            return Err(Error::InstanceNotTracked { id: None });
+        };
+        let not_tracked = Error::InstanceNotTracked { id: Some(id) };
+        if !std::ptr::eq(history.as_ptr(), Arc::as_ptr(&self.inner.history)) {
+            return Err(not_tracked);
+        }
+        let st = self.history().state.lock();
+        match st.instances.get(&id) {
+            Some(rec) if rec.attached && rec.death.is_none() => {
+                // Under the lock, so that `clear` cannot forget the instance in between.
+                crate::objects::set_levels(object, resolution_level);
+                Ok(())
+            }
+            _ => Err(not_tracked),
+        }
+    }
+
+    /// The most recent snapshot kept in full whose description is `label`, or `None`
+    /// (pympler's snapshot description, used as a label). Descriptions need not be unique:
+    /// the latest wins. Only the most recent [`Retention::recent_snapshots`] are kept in
+    /// full; [`Stats::snapshot`] finds the summaries of older ones too.
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// tracker.create_snapshot("warm");
+    /// tracker.create_snapshot("loaded");
+    /// assert_eq!(tracker.snapshot_labeled("warm").unwrap().description, "warm");
+    /// assert!(tracker.snapshot_labeled("cold").is_none());
+    /// ```
+    pub fn snapshot_labeled(&self, label: &str) -> Option<Arc<Snapshot>> {
+        let _g = OverheadGuard::new();
+        let st = self.history().state.lock();
+        st.recent
+            .iter()
+            .rev()
+            .find(|s| s.description == label)
+            .cloned()
+    }
+
+    /// Ends tracking (pympler's `close`): stops periodic snapshots, detaches every class and
+    /// instance ([`detach_all`](Self::detach_all)), ends every subscription (a receiver gets
+    /// the snapshots its channel holds, then sees the channel disconnected) and, with feature
+    /// `metrics`, stops publishing. What was gathered stays: [`stats`](Self::stats),
+    /// [`snapshots`](Self::snapshots) and the other verbs work as before, and tracking can
+    /// start again with [`track_class`](Self::track_class). Calling it again does nothing
+    /// more.
+    ///
+    /// Returns [`Error::PeriodicSnapshots`] if a periodic snapshot failed or the periodic
+    /// thread stopped by itself (as [`stop_periodic_snapshots`](Self::stop_periodic_snapshots)
+    /// does); everything else is done all the same.
+    ///
+    /// ```
+    /// use classtrack::{ClassTracker, TrackOptions};
+    ///
+    /// struct Job;
+    /// let tracker = ClassTracker::new();
+    /// tracker.track_class::<Job>(TrackOptions::new());
+    /// tracker.start_periodic_snapshots(std::time::Duration::from_millis(10))?;
+    /// tracker.close()?;
+    /// assert!(!tracker.periodic_snapshots_running());
+    /// assert!(!tracker.is_tracked::<Job>());
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        let stopped = self.stop_periodic_snapshots();
+        self.detach_all();
+        let _g = OverheadGuard::new();
+        let subscribers = std::mem::take(&mut *self.inner.subscribers.lock());
+        drop(subscribers);
+        #[cfg(feature = "metrics")]
+        self.stop_publishing_metrics();
+        stopped
     }
 
     /// Records the deaths of tracked shared objects that are gone (snapshots do this too).
