@@ -123,10 +123,13 @@
 //! [`ClassTracker::track_class`] makes values built by [`ClassTracker::construct`] instances
 //! with a birth, a death (the [`Tracked`] handle's drop), a size at each snapshot (the live
 //! bytes allocated in their scopes), a representation and optionally a construction
-//! backtrace. [`ClassTracker::track_object`] tracks an existing `Arc`. Periodic snapshots run
-//! on a background thread; [`ClassTracker::stats`] gathers everything into [`Stats`] to
-//! print, sort, [`dump`](Stats::dump) and [`load`](Stats::load). See the README and
-//! `examples/leak_hunt.rs`.
+//! backtrace that starts at the line that built it. [`ClassTracker::track_object`] tracks an
+//! existing `Arc` (without a breakdown by nested scopes: it was allocated before it was
+//! tracked); [`ClassTracker::track_change`] changes one instance's breakdown depth. Periodic
+//! snapshots run on a background thread; [`ClassTracker::snapshot_labeled`] finds a snapshot
+//! by its description; [`ClassTracker::close`] ends tracking. [`ClassTracker::stats`] gathers
+//! everything into [`Stats`] to print, sort, [`dump`](Stats::dump) and [`load`](Stats::load).
+//! See the README and `examples/leak_hunt.rs`.
 //!
 //! # Leaving it on
 //!
