@@ -123,8 +123,13 @@ pub(crate) fn through_marker<R>(f: impl FnOnce() -> R) -> R {
 /// past the start of the marker (its body is a call and a return).
 fn is_marker(frame: &backtrace::Frame) -> bool {
     let marker = trace_marker as fn(&mut dyn FnMut()) as usize;
-    let ip = frame.ip() as usize;
-    frame.symbol_address() as usize == marker || (ip > marker && ip - marker < 128)
+    match frame.symbol_address() as usize {
+        0 => {
+            let ip = frame.ip() as usize;
+            ip > marker && ip - marker < 128
+        }
+        start => start == marker,
+    }
 }
 
 /// The deepest construction backtrace kept, in frames.
@@ -146,8 +151,14 @@ pub(crate) fn capture_trace() -> Box<[usize]> {
                 return true;
             }
             ips.push(frame.ip() as usize);
-            // Past the depth without a marker: keep the top (trimmed by name when resolved).
-            below_marker && ips.len() < TRACE_DEPTH || !below_marker && ips.len() < 4 * TRACE_DEPTH
+            // Without a marker (a capture outside `through_marker`), look a little further for
+            // one; then keep the top (trimmed by name and file when resolved).
+            let limit = if below_marker {
+                TRACE_DEPTH
+            } else {
+                4 * TRACE_DEPTH
+            };
+            ips.len() < limit
         })
     });
     ips.truncate(TRACE_DEPTH);

@@ -166,8 +166,17 @@ pub struct Stats {
     pub reversed: bool,
 }
 
+/// classtrack's own source directory, as recorded in debug info.
+const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
 /// Resolves a construction backtrace to one line per frame, without classtrack's own frames
 /// at the top or the runtime's below `main`.
+///
+/// The capture already starts below classtrack's marker frame (see `instance::capture_trace`);
+/// what is left of classtrack's at the top is its public entry point (`construct`, ...), a
+/// frame of its own in unoptimized builds and inlined into the caller in optimized ones. It is
+/// told by its source file, which line tables name even for inlined frames (whose names they
+/// give unqualified), or by its qualified name.
 fn resolve_trace(ips: &[usize]) -> Vec<String> {
     let mut lines = Vec::new();
     'frames: for &ip in ips {
@@ -177,25 +186,27 @@ fn resolve_trace(ips: &[usize]) -> Vec<String> {
                 let name = sym
                     .name()
                     .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
+                let own_file = sym.filename().is_some_and(|f| f.starts_with(OWN_SOURCES));
                 let at = match (sym.filename(), sym.lineno()) {
                     (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
                     _ => String::new(),
                 };
-                names.push((name, at));
+                names.push((name, at, own_file));
             })
         });
         if names.is_empty() {
-            names.push((format!("{ip:#x}"), String::new()));
+            names.push((format!("{ip:#x}"), String::new(), false));
         }
-        for (name, at) in names {
-            let ours = [
-                "classtrack::",
-                "<classtrack::",
-                "backtrace::",
-                "<backtrace::",
-            ]
-            .iter()
-            .any(|p| name.starts_with(p));
+        for (name, at, own_file) in names {
+            let ours = own_file
+                || [
+                    "classtrack::",
+                    "<classtrack::",
+                    "backtrace::",
+                    "<backtrace::",
+                ]
+                .iter()
+                .any(|p| name.starts_with(p));
             if lines.is_empty() && ours {
                 continue;
             }
