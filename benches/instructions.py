@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Instructions per alloc/free pair under valgrind's callgrind, for System and TrackingAlloc.
+
+    python3 benches/instructions.py                # prints the table
+    python3 benches/instructions.py --check 120    # also fails if the default adds more than
+                                                   # 120 instructions a pair to System's
+
+Builds the `instructions` bench binary (release), runs it under callgrind with 0 and N pairs
+for each allocator, and divides the difference by N: the program's start-up cancels out.
+"""
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+PAIRS = 200_000
+MODES = [
+    ("system", "System"),
+    ("tracked-off", "TrackingAlloc, sampling off"),
+    ("tracked", "TrackingAlloc, default sampling"),
+]
+
+
+def binary():
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "instructions", "--no-run", "--message-format=json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "instructions" \
+                and msg.get("executable"):
+            return msg["executable"]
+    sys.exit("instructions.py: cargo built no `instructions` bench binary")
+
+
+def instructions(exe, mode, pairs):
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe, mode, str(pairs)],
+        capture_output=True, text=True,
+    )
+    if run.returncode != 0:
+        sys.exit(f"instructions.py: {mode} {pairs} failed:\n{run.stderr}")
+    m = re.search(r"Collected : (\d+)", run.stderr)
+    if not m:
+        sys.exit(f"instructions.py: no instruction count in callgrind's output:\n{run.stderr}")
+    return int(m.group(1))
+
+
+def main():
+    if shutil.which("valgrind") is None:
+        sys.exit("instructions.py: valgrind is not installed (apt-get install valgrind)")
+    limit = None
+    if "--check" in sys.argv:
+        limit = float(sys.argv[sys.argv.index("--check") + 1])
+    exe = binary()
+    per_pair = {}
+    for mode, _ in MODES:
+        per_pair[mode] = (instructions(exe, mode, PAIRS) - instructions(exe, mode, 0)) / PAIRS
+    base = per_pair["system"]
+    print("| allocator | instructions per alloc/free pair | beyond System |")
+    print("|---|---|---|")
+    for mode, label in MODES:
+        print(f"| {label} | {per_pair[mode]:.1f} | {per_pair[mode] - base:+.1f} |")
+    if limit is not None:
+        extra = per_pair["tracked"] - base
+        if extra > limit:
+            sys.exit(f"instructions.py: the default adds {extra:.1f} instructions a pair to "
+                     f"System's, over the limit of {limit:g}")
+        print(f"\nwithin the limit: {extra:.1f} <= {limit:g} instructions a pair beyond System")
+
+
+main()
