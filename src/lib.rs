@@ -204,6 +204,7 @@
 //! ```
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod diff;
 mod error;
 mod fork;
 mod future;
@@ -227,6 +228,7 @@ pub use classtrack_shim::{
     set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
     DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
+pub use diff::{ClassDiff, LeakSuspect, SnapshotDiff};
 pub use error::{Error, Result};
 pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
