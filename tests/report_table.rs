@@ -61,8 +61,9 @@ fn table_lists_classes_largest_first_then_reserved_then_total() {
     assert!(pos("<classtrack overhead>") < pos("total"));
     // The program's heap is 100%; classtrack's own class and the allocator's total have no
     // share.
-    assert_eq!(row("user")[6], "100.0%");
-    assert_eq!(row("<classtrack")[6], "-");
+    assert_eq!(row("user")[1], "heap");
+    assert_eq!(row("user")[7], "100.0%");
+    assert_eq!(row("<classtrack")[7], "-");
     assert_eq!(row("total")[6], "-");
 
     // Shares are of the program's heap: the allocator's live total without classtrack's own.
