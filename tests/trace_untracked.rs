@@ -17,7 +17,9 @@ fn samples(tracker: &ClassTracker) -> u64 {
     s.sent + s.dropped
 }
 
+/// `n` separate blocks, kept (boxed on purpose: one allocation each).
 #[inline(never)]
+#[allow(clippy::vec_box)]
 fn untracked_blocks(n: usize) -> Vec<Box<[u8; 24]>> {
     (0..n).map(|i| black_box(Box::new([i as u8; 24]))).collect()
 }
