@@ -86,16 +86,23 @@ impl ClassDiff {
 /// What changed between two snapshots: [`Snapshot::diff`].
 ///
 /// ```
-/// let tracker = classtrack::ClassTracker::new();
-/// let before = tracker.create_snapshot("before");
-/// let cache = classtrack::scope_named("diff doc cache", || vec![0u8; 4096]);
-/// let after = tracker.create_snapshot("after");
-/// let diff = after.diff(&before);
-/// let grown = diff.class_named("diff doc cache").unwrap();
-/// assert_eq!(grown.live_bytes_change, 4096);
-/// assert_eq!(grown.allocations, 1);
-/// diff.write_table(&mut std::io::stdout()).unwrap();
-/// # drop(cache);
+/// #[global_allocator]
+/// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+///     classtrack::TrackingAlloc::new(std::alloc::System);
+///
+/// fn main() -> std::io::Result<()> {
+///     let tracker = classtrack::ClassTracker::new();
+///     let before = tracker.create_snapshot("before");
+///     let cache = classtrack::scope_named("diff doc cache", || vec![0u8; 4096]);
+///     let after = tracker.create_snapshot("after");
+///     let diff = after.diff(&before);
+///     let grown = diff.class_named("diff doc cache").expect("the cache allocated");
+///     assert_eq!(grown.live_bytes_change, 4096);
+///     assert_eq!(grown.allocations, 1);
+///     diff.write_table(&mut std::io::stdout())?;
+///     drop(cache);
+///     Ok(())
+/// }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -593,15 +593,22 @@ impl ClassTracker {
     /// intervals are looked at; with fewer than two, there is no suspect.
     ///
     /// ```
-    /// let tracker = classtrack::ClassTracker::new();
-    /// let mut kept = Vec::new();
-    /// for i in 0..6 {
-    ///     kept.push(classtrack::scope_named("suspects doc log", || vec![i as u8; 1000]));
-    ///     tracker.create_snapshot("tick");
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     let mut kept = Vec::new();
+    ///     for i in 0..6 {
+    ///         kept.push(classtrack::scope_named("suspects doc log", || vec![i as u8; 1000]));
+    ///         tracker.create_snapshot("tick");
+    ///     }
+    ///     let suspects = tracker.leak_suspects(5, 3);
+    ///     let log = suspects.iter().find(|s| &*s.name == "suspects doc log");
+    ///     let log = log.expect("the log grew in every interval");
+    ///     assert_eq!((log.grew_in, log.intervals, log.growth_bytes), (5, 5, 5000));
     /// }
-    /// let suspects = tracker.leak_suspects(5, 3);
-    /// let log = suspects.iter().find(|s| &*s.name == "suspects doc log").unwrap();
-    /// assert_eq!((log.grew_in, log.intervals, log.growth_bytes), (5, 5, 5000));
     /// ```
     pub fn leak_suspects(&self, intervals: usize, sites: usize) -> Vec<crate::LeakSuspect> {
         let snaps = self.snapshots();
