@@ -9,6 +9,10 @@ use hashbrown::HashMap;
 
 use crate::registry;
 
+/// What reports say when no allocation was counted.
+pub(crate) const NOT_INSTALLED: &str =
+    "no allocation was counted: install classtrack::TrackingAlloc as the #[global_allocator]";
+
 /// One class's memory at the time of a snapshot.
 ///
 /// `live_bytes` counts what the program asked for (`Layout::size()`), never classtrack's

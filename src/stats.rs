@@ -341,7 +341,7 @@ impl Stats {
         writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;
         if !self.snapshots.is_empty() && self.snapshots.iter().all(|s| s.allocator_live_bytes == 0)
         {
-            writeln!(out, "{}", crate::report::console::NOT_INSTALLED)?;
+            writeln!(out, "{}", crate::snapshot::NOT_INSTALLED)?;
         }
         for s in &self.snapshots {
             let resident = s

@@ -577,7 +577,7 @@ impl ClassTracker {
                 std::sync::atomic::AtomicBool::new(false);
             // Relaxed: a once-only message.
             if !WARNED.swap(true, Ordering::Relaxed) {
-                eprintln!("classtrack: {}", crate::report::console::NOT_INSTALLED);
+                eprintln!("classtrack: {}", crate::snapshot::NOT_INSTALLED);
             }
         }
         snap

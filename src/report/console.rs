@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use super::format_bytes;
 use crate::diff::SnapshotDiff;
-use crate::snapshot::{ClassTotals, Snapshot};
+use crate::snapshot::{ClassTotals, Snapshot, NOT_INSTALLED};
 
 fn share(part: u64, total: u64) -> String {
     if total == 0 {
@@ -13,10 +13,6 @@ fn share(part: u64, total: u64) -> String {
         format!("{:.1}%", part as f64 * 100.0 / total as f64)
     }
 }
-
-/// What a report says when no allocation was counted.
-pub(crate) const NOT_INSTALLED: &str =
-    "no allocation was counted: install classtrack::TrackingAlloc as the #[global_allocator]";
 
 pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()> {
     let mut users: Vec<&ClassTotals> = snap.user_classes().collect();
