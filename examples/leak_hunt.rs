@@ -8,7 +8,8 @@ use std::alloc::System;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use classtrack::{report::format_bytes, ClassTracker, SortKey, TrackOptions, TrackingAlloc};
+use classtrack::report::{format_bytes, format_estimate};
+use classtrack::{ClassTracker, SortKey, TrackOptions, TrackingAlloc};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
@@ -104,46 +105,38 @@ fn main() {
         .print_summary(&mut std::io::stdout())
         .expect("stdout is writable");
 
-    // Which tracked class grew from the first periodic snapshot to the last?
+    // What changed per class from the first periodic snapshot to the last.
     let snaps = tracker.snapshots();
     let (first, last) = (&snaps[0], &snaps[snaps.len() - 1]);
-    let seconds = last.time - first.time;
-    println!(
-        "\ngrowth between {:.2} s and {:.2} s:",
-        first.time, last.time
-    );
-    let mut suspects = Vec::new();
-    for t in &last.tracked {
-        let before = first
-            .tracked_class_named(&t.name)
-            .map_or(0, |c| c.total_bytes);
-        let rate = (t.total_bytes as f64 - before as f64) / seconds;
+    println!("\nchanges per class, largest growth first:");
+    last.diff(first)
+        .write_table(&mut std::io::stdout())
+        .expect("stdout is writable");
+
+    // Classes whose live bytes grew in most of the last 8 intervals, fastest first.
+    println!("\nleak suspects (growth in most of the last 8 intervals):");
+    for s in tracker.leak_suspects(8, 2) {
         println!(
-            "  {:<12} {:>8} instances, {:>10} -> {:>10}  ({}/s)",
-            t.name,
-            t.active,
-            format_bytes(before),
-            format_bytes(t.total_bytes),
-            format_bytes(rate.max(0.0) as u64)
+            "  {} grew in {} of {} intervals: {} now, {}/s",
+            s.name,
+            s.grew_in,
+            s.intervals,
+            format_bytes(s.live_bytes),
+            format_bytes(s.bytes_per_second.max(0.0) as u64)
         );
-        if rate > 0.0 {
-            suspects.push(t.name.clone());
+        for site in &s.top_sites {
+            let f = site.frames();
+            let at = f
+                .iter()
+                .find(|f| f.function.starts_with("leak_hunt::"))
+                .or(f.first())
+                .map_or("?", |f| f.function.as_str());
+            println!(
+                "    {} from {at}",
+                format_estimate(site.live_bytes, site.live_samples)
+            );
         }
     }
-    // The same question for every class, tracked or not, from the allocator's per-class totals.
-    println!("\nclasses whose live bytes grew the most:");
-    let mut growth: Vec<(i64, &str)> = last
-        .user_classes()
-        .map(|c| {
-            let before = first.class_named(&c.name).map_or(0, |b| b.live_bytes);
-            (c.live_bytes as i64 - before as i64, &*c.name)
-        })
-        .collect();
-    growth.sort();
-    for (delta, name) in growth.iter().rev().take(3) {
-        println!("  {name:<40} {:+} bytes", delta);
-    }
-    println!("\nleak suspects: {}", suspects.join(", "));
     println!(
         "tracking cost at the last snapshot: {} ({} in the tracker's own records)",
         format_bytes(last.overhead.total_bytes()),

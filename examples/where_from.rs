@@ -8,7 +8,7 @@
 use std::alloc::System;
 use std::collections::HashMap;
 
-use classtrack::report::{format_bytes, Measure};
+use classtrack::report::{format_bytes, format_estimate, Measure};
 use classtrack::{ClassTracker, TrackingAlloc};
 
 #[global_allocator]
@@ -58,14 +58,16 @@ fn main() {
         println!(
             "{class}: {} live (sampled estimate {})",
             format_bytes(exact),
-            format_bytes(snap.sampled_live_bytes(class) as u64)
+            format_estimate(
+                snap.sampled_live_bytes(class),
+                snap.sampled_live_samples(class)
+            )
         );
         for site in snap.top_sites(class, 3) {
             println!(
-                "  {:>10} live, {:>6.0} blocks, from ({} samples):",
-                format_bytes(site.live_bytes as u64),
-                site.live_blocks,
-                site.samples
+                "  {} live, {:.0} blocks, from:",
+                format_estimate(site.live_bytes, site.live_samples),
+                site.live_blocks
             );
             for f in site.frames().iter().take(4) {
                 let at = match (&f.file, f.line) {

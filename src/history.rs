@@ -33,7 +33,8 @@ use crate::sync::Lock;
 /// about (figures measured on x86-64 Linux; names and descriptions add their length):
 ///
 /// ```text
-/// recent_snapshots  × (C × 100 B + T × 90 B + 300 B)     full snapshots
+/// recent_snapshots  × (C × 110 B + T × 90 B + 300 B)     full snapshots
+/// + C × 16 B                                              peak live bytes seen, per class
 /// + snapshot_history × (T × 90 B + 200 B)                older snapshots, summarized
 /// + (L + dead_instances) × (1.5 KiB + instance_sizes × 16 B [+ 512 B with `trace`])
 /// + T × class_history × 16 B                              class histories
@@ -330,6 +331,8 @@ pub(crate) struct State {
     pub(crate) compaction: Compaction,
     /// Shared objects alive now, by address: to refuse tracking one twice.
     pub(crate) shared: HashMap<usize, u64>,
+    /// Per class, the largest live bytes its snapshots have seen: one number per class.
+    pub(crate) peaks: HashMap<ClassId, u64>,
 }
 
 impl State {
@@ -344,6 +347,7 @@ impl State {
             retention,
             compaction: Compaction::default(),
             shared: HashMap::new(),
+            peaks: HashMap::new(),
         }
     }
 
@@ -428,6 +432,16 @@ impl State {
         self.compaction.size_points_dropped += rec.sizes.push((time, size));
         rec.max_size = rec.max_size.max(size);
         Some(rec)
+    }
+
+    /// Sets each class's `peak_seen_bytes` in `snap` (not yet shared) from the peaks seen so
+    /// far, and keeps the new peaks.
+    pub(crate) fn record_peaks(&mut self, snap: &mut Snapshot) {
+        for c in snap.classes_mut() {
+            let peak = self.peaks.entry(c.id).or_insert(0);
+            *peak = (*peak).max(c.live_bytes);
+            c.peak_seen_bytes = *peak;
+        }
     }
 
     /// Keeps `snap` among the recent snapshots, summarizing the oldest one beyond the limit.

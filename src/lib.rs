@@ -98,17 +98,18 @@
 //! `write_table` prints (from `cargo run --release --example quickstart`):
 //!
 //! ```text
-//! snapshot "book built" at 0.016 s
-//! class                    live blocks    live bytes     average   share
-//! quickstart::OrderBook              1       6.1 MiB     6.1 MiB   52.9%
-//! symbol cache                    8001       2.0 MiB       259 B   17.3%
-//! quickstart::Order             146709       1.9 MiB        14 B   16.7%
-//! quickstart::PriceLevel           230     416.4 KiB     1.8 KiB    3.5%
-//! <untracked>                        3         566 B       189 B    0.0%
-//! <classtrack overhead>             44       1.1 MiB    25.6 KiB    9.6%
-//! total                         154988      11.5 MiB        78 B  100.0%
-//! process: resident 17.9 MiB, virtual 85.0 MiB
-//! tracking overhead: 2.3 MiB (tracker 1.1 MiB, block tags 1.2 MiB, counter shards 20.0 KiB)
+//! snapshot "book built" at 0.047 s
+//! class                    live blocks    live bytes     average   share     peak seen     allocated   allocations
+//! quickstart::OrderBook              1       6.1 MiB     6.1 MiB   58.5%       6.1 MiB      12.1 MiB            15
+//! symbol cache                    8001       2.0 MiB       259 B   19.1%       2.0 MiB       2.1 MiB         10001
+//! quickstart::Order             146709       1.9 MiB        14 B   18.4%       1.9 MiB       1.9 MiB        146709
+//! quickstart::PriceLevel           230     416.4 KiB     1.8 KiB    3.9%     416.4 KiB     416.4 KiB           230
+//! <untracked>                        3         566 B       189 B    0.0%         566 B         566 B             3
+//! user heap                     154944      10.4 MiB        70 B  100.0%                    16.5 MiB        156958
+//! <classtrack overhead>             77       1.4 MiB    18.8 KiB       -       1.4 MiB       1.4 MiB            99
+//! total                         155021      11.8 MiB        80 B       -                    17.9 MiB        157057
+//! process: resident 18.1 MiB, virtual 85.4 MiB
+//! tracking overhead: 2.6 MiB (tracker 1.4 MiB, block tags 1.2 MiB, counter shards 20.0 KiB)
 //! sampling: one stack per 512.0 KiB allocated (21 samples taken, 0 dropped)
 //! ```
 //!
@@ -207,6 +208,7 @@
 //! ```
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod diff;
 mod error;
 mod fork;
 mod future;
@@ -230,6 +232,7 @@ pub use classtrack_shim::{
     set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
     DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
+pub use diff::{ClassDiff, LeakSuspect, SnapshotDiff};
 pub use error::{Error, Result};
 pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};

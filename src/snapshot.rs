@@ -9,6 +9,10 @@ use hashbrown::HashMap;
 
 use crate::registry;
 
+/// What reports say when no allocation was counted.
+pub(crate) const NOT_INSTALLED: &str =
+    "no allocation was counted: install classtrack::TrackingAlloc as the #[global_allocator]";
+
 /// One class's memory at the time of a snapshot.
 ///
 /// `live_bytes` counts what the program asked for (`Layout::size()`), never classtrack's
@@ -34,6 +38,9 @@ pub struct ClassTotals {
     pub freed_bytes: u64,
     /// Blocks ever freed.
     pub frees: u64,
+    /// The largest `live_bytes` of this class seen by the tracker's snapshots so far, this
+    /// one included (a high-water mark as seen by snapshots, not the true peak between them).
+    pub peak_seen_bytes: u64,
 }
 
 impl ClassTotals {
@@ -198,6 +205,9 @@ pub struct Snapshot {
     pub sites: Arc<[crate::sampling::Site]>,
     /// The sampler's state: its mean, and the samples it sent and dropped so far.
     pub sampling: SamplingStats,
+    /// Whether a [`TrackingAlloc`](crate::TrackingAlloc) counted any allocation by then:
+    /// `false` means it is not the `#[global_allocator]`, and every figure is zero.
+    pub allocator_installed: bool,
     index: HashMap<Arc<str>, usize>,
 }
 
@@ -233,6 +243,7 @@ impl Snapshot {
                 allocations: c.allocations,
                 freed_bytes: c.freed_bytes,
                 frees: c.frees,
+                peak_seen_bytes: c.live_bytes(),
             });
         }
         let index = classes
@@ -268,18 +279,38 @@ impl Snapshot {
                     aggregator_restarts: crate::sampling::aggregator_restarts(),
                 }
             },
+            allocator_installed: allocator.allocations > 0 || crate::allocator_installed(),
             index,
         }
     }
 
+    /// What changed from `earlier` to this snapshot, per class, largest growth first.
+    pub fn diff(&self, earlier: &Snapshot) -> crate::diff::SnapshotDiff {
+        crate::diff::SnapshotDiff::between(self, earlier)
+    }
+
+    /// Live bytes of the program's own heap: every class but `<classtrack overhead>`. The
+    /// shares in [`write_table`](Self::write_table) are of this.
+    pub fn user_live_bytes(&self) -> u64 {
+        self.allocator.live_bytes - self.overhead.tracker_bytes
+    }
+
+    pub(crate) fn classes_mut(&mut self) -> &mut [ClassTotals] {
+        &mut self.classes
+    }
+
     /// The `n` sites where most of class `name`'s live memory was allocated, largest first
-    /// (estimated from samples: see [`Site`](crate::Site)).
+    /// (estimated from samples: see [`Site`](crate::Site)); sites with nothing live are left
+    /// out.
     pub fn top_sites(&self, name: &str, n: usize) -> Vec<&crate::sampling::Site> {
         let Some(class) = self.class_named(name) else {
             return Vec::new();
         };
-        let mut sites: Vec<&crate::sampling::Site> =
-            self.sites.iter().filter(|s| s.class == class.id).collect();
+        let mut sites: Vec<&crate::sampling::Site> = self
+            .sites
+            .iter()
+            .filter(|s| s.class == class.id && s.live_bytes > 0.0)
+            .collect();
         sites.sort_by(|a, b| {
             b.live_bytes
                 .total_cmp(&a.live_bytes)
@@ -302,6 +333,21 @@ impl Snapshot {
                 .iter()
                 .filter(|s| s.class == c.id)
                 .map(|s| s.live_bytes)
+                .sum()
+        })
+    }
+
+    /// Sampled blocks of class `name` still live: what [`sampled_live_bytes`] rests on.
+    /// The estimate's relative standard error is about `1/√samples`
+    /// ([`report::format_estimate`](crate::report::format_estimate) shows both).
+    ///
+    /// [`sampled_live_bytes`]: Self::sampled_live_bytes
+    pub fn sampled_live_samples(&self, name: &str) -> u64 {
+        self.class_named(name).map_or(0, |c| {
+            self.sites
+                .iter()
+                .filter(|s| s.class == c.id)
+                .map(|s| s.live_samples)
                 .sum()
         })
     }
@@ -358,9 +404,12 @@ impl Snapshot {
         self.classes.iter().filter(|c| !c.is_reserved())
     }
 
-    /// Writes a per-class table: class, live blocks, live bytes, average block size and share
-    /// of the allocator's live bytes, largest first, then the reserved classes, the total,
-    /// process memory and tracker overhead.
+    /// Writes a per-class table: class, live blocks, live bytes, average block size, share of
+    /// the program's heap ([`user_live_bytes`](Self::user_live_bytes): classtrack's own bytes
+    /// left out), peak live bytes seen by snapshots, bytes and blocks ever allocated; the
+    /// user classes largest first, then `<untracked>`, the program's heap, classtrack's own
+    /// class on its own line, the allocator's total, process memory and tracker overhead.
+    /// Without the tracking allocator installed, it says so.
     ///
     /// ```
     /// let tracker = classtrack::ClassTracker::new();

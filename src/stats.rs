@@ -37,6 +37,10 @@ pub struct SnapshotStats {
     pub virtual_bytes: Option<u64>,
     /// What tracking cost, in bytes.
     pub overhead_bytes: u64,
+    /// Live bytes of classtrack's own allocations (the `<classtrack overhead>` class), part of
+    /// `allocator_live_bytes`. (Absent from files written before it existed: 0 then.)
+    #[serde(default)]
+    pub tracker_bytes: u64,
     /// The tracked classes' instances.
     pub tracked: Vec<TrackedClassTotals>,
 }
@@ -233,6 +237,7 @@ impl SnapshotStats {
             resident_bytes: s.process.map(|p| p.resident_bytes),
             virtual_bytes: s.process.map(|p| p.virtual_bytes),
             overhead_bytes: s.overhead.total_bytes(),
+            tracker_bytes: s.overhead.tracker_bytes,
             tracked: s.tracked.clone(),
         }
     }
@@ -393,20 +398,27 @@ impl Stats {
     }
 
     /// Prints, for each snapshot, each tracked class's instances alive, their total and average
-    /// size and their share of the allocator's live bytes (not of virtual memory).
+    /// size and their share of the program's heap: the allocator's live bytes without
+    /// classtrack's own, which are shown apart (not of virtual memory).
     pub fn print_summary(&self, out: &mut dyn Write) -> io::Result<()> {
         let _g = OverheadGuard::new();
         writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;
+        if !self.snapshots.is_empty() && self.snapshots.iter().all(|s| s.allocator_live_bytes == 0)
+        {
+            writeln!(out, "{}", crate::snapshot::NOT_INSTALLED)?;
+        }
         for s in &self.snapshots {
             let resident = s
                 .resident_bytes
                 .map_or_else(String::new, |r| format!(", {} resident", format_bytes(r)));
+            let user_bytes = s.allocator_live_bytes.saturating_sub(s.tracker_bytes);
             writeln!(
                 out,
-                "{:?} at {:.3} s: {} live in the allocator{resident}",
+                "{:?} at {:.3} s: {} live in the program's heap, {} classtrack's own{resident}",
                 s.description,
                 s.time,
-                format_bytes(s.allocator_live_bytes)
+                format_bytes(user_bytes),
+                format_bytes(s.tracker_bytes)
             )?;
             if s.tracked.is_empty() {
                 writeln!(out, "  (no tracked class)")?;
@@ -425,13 +437,10 @@ impl Stats {
                 "class", "active", "total", "average", "share"
             )?;
             for t in &s.tracked {
-                let share = if s.allocator_live_bytes == 0 {
+                let share = if user_bytes == 0 {
                     "-".to_owned()
                 } else {
-                    format!(
-                        "{:.1}%",
-                        t.total_bytes as f64 * 100.0 / s.allocator_live_bytes as f64
-                    )
+                    format!("{:.1}%", t.total_bytes as f64 * 100.0 / user_bytes as f64)
                 };
                 writeln!(
                     out,

@@ -123,6 +123,7 @@ impl Inner {
         let mut tracked: Vec<TrackedClassTotals> = per_class.into_values().collect();
         tracked.sort_by(|a, b| a.name.cmp(&b.name));
         snap.tracked = tracked;
+        st.record_peaks(&mut snap);
         let snap = Arc::new(snap);
         st.record_snapshot(snap.clone());
         drop(guard);
@@ -694,8 +695,54 @@ impl ClassTracker {
     /// Totals come from the allocator's counters, so this is cheap (it does not walk the
     /// heap) and always complete; pympler's `compute_total` is always on. A snapshot with
     /// nothing tracked still records the per-class and process figures.
+    ///
+    /// Without [`TrackingAlloc`](crate::TrackingAlloc) as the `#[global_allocator]`, every
+    /// figure is zero: the first such snapshot in the process says so on standard error
+    /// (and [`Snapshot::allocator_installed`] is `false`).
     pub fn create_snapshot(&self, description: &str) -> Arc<Snapshot> {
-        self.inner.snapshot(description)
+        let snap = self.inner.snapshot(description);
+        if !snap.allocator_installed {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            // Relaxed: a once-only message.
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                eprintln!("classtrack: {}", crate::snapshot::NOT_INSTALLED);
+            }
+        }
+        snap
+    }
+
+    /// Classes whose live bytes grew in more than half of the last `intervals` intervals
+    /// between this tracker's recent full snapshots (and overall), ranked by growth per
+    /// second, each with its `sites` top allocation sites at the last snapshot.
+    ///
+    /// The series looked at is the recent full snapshots ([`snapshots`](Self::snapshots):
+    /// [`Retention::recent_snapshots`], 32 by default), because they have every class's
+    /// totals; [`Stats`] keeps only summaries of older ones. With fewer snapshots kept, fewer
+    /// intervals are looked at; with fewer than two, there is no suspect.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     let mut kept = Vec::new();
+    ///     for i in 0..6 {
+    ///         kept.push(classtrack::scope_named("suspects doc log", || vec![i as u8; 1000]));
+    ///         tracker.create_snapshot("tick");
+    ///     }
+    ///     let suspects = tracker.leak_suspects(5, 3);
+    ///     let log = suspects.iter().find(|s| &*s.name == "suspects doc log");
+    ///     let log = log.expect("the log grew in every interval");
+    ///     assert_eq!((log.grew_in, log.intervals, log.growth_bytes), (5, 5, 5000));
+    /// }
+    /// ```
+    pub fn leak_suspects(&self, intervals: usize, sites: usize) -> Vec<crate::LeakSuspect> {
+        let snaps = self.snapshots();
+        let from = snaps.len().saturating_sub(intervals + 1);
+        crate::diff::LeakSuspect::find(&snaps[from..], sites)
     }
 
     /// The snapshots kept in full, oldest first: the most recent

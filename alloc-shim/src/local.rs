@@ -296,6 +296,27 @@ pub fn current_tag() -> Tag {
         .unwrap_or(Tag::UNTRACKED)
 }
 
+/// Sets or clears the trace-everything bit of this thread's tag word to match its class's
+/// setting now ([`set_trace_all`](crate::set_trace_all)).
+///
+/// Off the common path: called where the setting changes (on the thread that changes it) and
+/// on the sampler's slow path, which every thread takes at its first allocation and each time
+/// its countdown runs out. So a class traced while a thread is inside its scope (notably
+/// `<untracked>`, the scope a thread starts in and never enters) is traced on that thread from
+/// the next sample point on, without entering a scope.
+#[cold]
+pub(crate) fn refresh_trace_bit() {
+    let _ = LOCAL.try_with(|l| {
+        let bits = l.tag.get();
+        let want = crate::sampling::traces_all(Tag::from_bits(bits).class);
+        l.tag.set(if want {
+            bits | TRACE_ALL_BIT
+        } else {
+            bits & !TRACE_ALL_BIT
+        });
+    });
+}
+
 /// Makes `tag` the current thread's tag and returns the previous one.
 ///
 /// This is the primitive under classtrack's scopes: the caller restores the returned tag when

@@ -171,8 +171,11 @@ static TRACE_ALL: [OnceLock<Box<[AtomicBool]>>; 256] = [const { OnceLock::new() 
 /// the lookup.
 static ANY_TRACE_ALL: AtomicBool = AtomicBool::new(false);
 
-/// Samples every allocation of `class` (for small suspect classes), or stops doing so. Takes
-/// effect for scopes entered afterwards.
+/// Samples every allocation of `class` (for small suspect classes), or stops doing so.
+///
+/// Takes effect at once on the calling thread, for scopes entered afterwards on every thread,
+/// and on other threads already inside the class's scope (`<untracked>` above all: threads
+/// start in it) from their next sample point (their first allocation, for a new thread).
 pub fn set_trace_all(class: ClassId, on: bool) {
     let i = class.index() & (ClassId::LIMIT as usize - 1);
     if !on && TRACE_ALL[i >> 16].get().is_none() {
@@ -184,6 +187,7 @@ pub fn set_trace_all(class: ClassId, on: bool) {
         TRACE_ALL[i >> 16].get_or_init(|| (0..1 << 16).map(|_| AtomicBool::new(false)).collect());
     // Relaxed: a setting read when a scope is entered.
     page[i & 0xffff].store(on, Ordering::Relaxed);
+    crate::local::refresh_trace_bit();
 }
 
 /// Whether every allocation of `class` is sampled.
@@ -619,6 +623,16 @@ pub(crate) fn on_countdown(
     tag: Tag,
     trace_all: bool,
 ) -> bool {
+    // The thread's tag word carries the trace-everything bit only from the moment it entered
+    // its scope: bring it up to date with the setting now (so a thread that never enters a
+    // scope traces `<untracked>` when asked), and decide this block with the setting now too.
+    // A realloc's tag is the block's owner, whose setting the caller read already.
+    crate::local::refresh_trace_bit();
+    let trace_all = if resized_from.is_none() {
+        traces_all(tag.class)
+    } else {
+        trace_all
+    };
     // Decided first: the channels (and the unwinder's index, made with them) are made only
     // once a block is sampled, so a program with sampling off never builds them.
     let Some(Some(mean)) = with_sampler(|state| decide(state, trace_all)) else {

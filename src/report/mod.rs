@@ -31,3 +31,23 @@ pub fn format_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+/// Formats a sampled estimate with what it rests on: `650.0 KiB ±50% (4 samples)`; the bound
+/// is one relative standard error, about `1/√samples`.
+///
+/// ```
+/// assert_eq!(classtrack::report::format_estimate(665_600.0, 4), "650.0 KiB ±50% (4 samples)");
+/// assert_eq!(classtrack::report::format_estimate(0.0, 0), "0 B (no sample)");
+/// assert_eq!(classtrack::report::format_estimate(2048.0, 1), "2.0 KiB ±100% (1 sample)");
+/// ```
+pub fn format_estimate(bytes: f64, samples: u64) -> String {
+    let value = format_bytes(bytes.max(0.0).round() as u64);
+    match samples {
+        0 => format!("{value} (no sample)"),
+        1 => format!("{value} ±100% (1 sample)"),
+        n => format!(
+            "{value} ±{:.0}% ({n} samples)",
+            crate::sampling::relative_error(n) * 100.0
+        ),
+    }
+}

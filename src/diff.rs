@@ -1,0 +1,250 @@
+//! What changed between two snapshots ([`SnapshotDiff`]), and which classes keep growing
+//! ([`LeakSuspect`]).
+//!
+//! Both are computed from full snapshots, which have every class's totals. [`Stats`] keeps
+//! only summaries of snapshots (allocator totals and tracked classes), so the per-class series
+//! that leak suspects are found in is a tracker's recent full snapshots
+//! ([`ClassTracker::snapshots`], as many as [`Retention::recent_snapshots`]):
+//! [`ClassTracker::leak_suspects`] looks at the last N intervals among them.
+//!
+//! [`Stats`]: crate::Stats
+//! [`ClassTracker::snapshots`]: crate::ClassTracker::snapshots
+//! [`ClassTracker::leak_suspects`]: crate::ClassTracker::leak_suspects
+//! [`Retention::recent_snapshots`]: crate::Retention::recent_snapshots
+
+use std::sync::Arc;
+
+use classtrack_shim::{ClassId, OverheadGuard};
+
+use crate::sampling::Site;
+use crate::snapshot::{ClassTotals, Snapshot};
+
+/// One class's change between two snapshots.
+///
+/// Live figures are signed (the class may have shrunk); cumulative ones (allocations, frees)
+/// only grow, so their change is what happened in between.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ClassDiff {
+    /// The class id.
+    pub id: ClassId,
+    /// The class name.
+    pub name: Arc<str>,
+    /// Live bytes at the later snapshot.
+    pub live_bytes: u64,
+    /// Change of live bytes (later minus earlier).
+    pub live_bytes_change: i64,
+    /// Change of live blocks.
+    pub live_blocks_change: i64,
+    /// Bytes allocated in between (new blocks and `realloc` growth).
+    pub allocated_bytes: u64,
+    /// Blocks allocated in between.
+    pub allocations: u64,
+    /// Bytes freed in between (freed blocks and `realloc` shrinkage).
+    pub freed_bytes: u64,
+    /// Blocks freed in between.
+    pub frees: u64,
+}
+
+impl ClassDiff {
+    fn between(later: &ClassTotals, earlier: Option<&ClassTotals>) -> ClassDiff {
+        let (live_bytes, live_blocks, allocated_bytes, allocations, freed_bytes, frees) = earlier
+            .map_or((0, 0, 0, 0, 0, 0), |e| {
+                (
+                    e.live_bytes,
+                    e.live_blocks,
+                    e.allocated_bytes,
+                    e.allocations,
+                    e.freed_bytes,
+                    e.frees,
+                )
+            });
+        ClassDiff {
+            id: later.id,
+            name: later.name.clone(),
+            live_bytes: later.live_bytes,
+            live_bytes_change: later.live_bytes as i64 - live_bytes as i64,
+            live_blocks_change: later.live_blocks as i64 - live_blocks as i64,
+            allocated_bytes: later.allocated_bytes.saturating_sub(allocated_bytes),
+            allocations: later.allocations.saturating_sub(allocations),
+            freed_bytes: later.freed_bytes.saturating_sub(freed_bytes),
+            frees: later.frees.saturating_sub(frees),
+        }
+    }
+
+    /// Whether anything happened to the class in between.
+    pub fn changed(&self) -> bool {
+        self.live_bytes_change != 0 || self.allocations != 0 || self.frees != 0
+    }
+
+    /// Whether this is one of classtrack's reserved classes (untracked or overhead).
+    pub fn is_reserved(&self) -> bool {
+        self.id < ClassId::FIRST_USER
+    }
+}
+
+/// What changed between two snapshots: [`Snapshot::diff`].
+///
+/// ```
+/// #[global_allocator]
+/// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+///     classtrack::TrackingAlloc::new(std::alloc::System);
+///
+/// fn main() -> std::io::Result<()> {
+///     let tracker = classtrack::ClassTracker::new();
+///     let before = tracker.create_snapshot("before");
+///     let cache = classtrack::scope_named("diff doc cache", || vec![0u8; 4096]);
+///     let after = tracker.create_snapshot("after");
+///     let diff = after.diff(&before);
+///     let grown = diff.class_named("diff doc cache").expect("the cache allocated");
+///     assert_eq!(grown.live_bytes_change, 4096);
+///     assert_eq!(grown.allocations, 1);
+///     diff.write_table(&mut std::io::stdout())?;
+///     drop(cache);
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SnapshotDiff {
+    /// The earlier snapshot's time (seconds since its tracker was created).
+    pub from_time: f64,
+    /// The later snapshot's time.
+    pub to_time: f64,
+    /// The earlier snapshot's description.
+    pub from_description: String,
+    /// The later snapshot's description.
+    pub to_description: String,
+    /// Every class of the later snapshot, largest growth of live bytes first (largest
+    /// shrinkage last); ties in class id order.
+    pub classes: Vec<ClassDiff>,
+    /// Change of the allocator's live bytes (all classes).
+    pub live_bytes_change: i64,
+}
+
+impl SnapshotDiff {
+    pub(crate) fn between(later: &Snapshot, earlier: &Snapshot) -> SnapshotDiff {
+        let _g = OverheadGuard::new();
+        let mut classes: Vec<ClassDiff> = later
+            .classes
+            .iter()
+            .map(|c| ClassDiff::between(c, earlier.class_named(&c.name)))
+            .collect();
+        classes.sort_by(|a, b| {
+            b.live_bytes_change
+                .cmp(&a.live_bytes_change)
+                .then(a.id.cmp(&b.id))
+        });
+        SnapshotDiff {
+            from_time: earlier.time,
+            to_time: later.time,
+            from_description: earlier.description.clone(),
+            to_description: later.description.clone(),
+            classes,
+            live_bytes_change: later.allocator.live_bytes as i64
+                - earlier.allocator.live_bytes as i64,
+        }
+    }
+
+    /// Seconds between the two snapshots.
+    pub fn seconds(&self) -> f64 {
+        self.to_time - self.from_time
+    }
+
+    /// The change of class `name`, if the later snapshot has it.
+    pub fn class_named(&self, name: &str) -> Option<&ClassDiff> {
+        self.classes.iter().find(|c| &*c.name == name)
+    }
+
+    /// The change of type `T`'s class.
+    pub fn class_of<T: ?Sized>(&self) -> Option<&ClassDiff> {
+        self.class_named(std::any::type_name::<T>())
+    }
+
+    /// Writes a table of the classes that changed, largest growth first: class, change of
+    /// live bytes and blocks, live bytes now, bytes and blocks allocated and freed in
+    /// between; then the allocator's total change.
+    pub fn write_table(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let _g = OverheadGuard::new();
+        crate::report::console::write_diff(self, out)
+    }
+}
+
+/// A class whose live bytes grew across most of the recent intervals between snapshots:
+/// [`ClassTracker::leak_suspects`](crate::ClassTracker::leak_suspects).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LeakSuspect {
+    /// The class id.
+    pub id: ClassId,
+    /// The class name.
+    pub name: Arc<str>,
+    /// Intervals (between consecutive snapshots) in which its live bytes grew.
+    pub grew_in: usize,
+    /// Intervals looked at.
+    pub intervals: usize,
+    /// Change of live bytes from the first snapshot looked at to the last.
+    pub growth_bytes: i64,
+    /// That change per second.
+    pub bytes_per_second: f64,
+    /// Live bytes at the last snapshot.
+    pub live_bytes: u64,
+    /// Where its live memory was allocated at the last snapshot, largest first (sampled
+    /// estimates; empty with sampling off).
+    pub top_sites: Vec<Site>,
+}
+
+impl LeakSuspect {
+    /// Finds the suspects in `snaps` (oldest first): classes other than classtrack's own
+    /// whose live bytes grew in more than half of the intervals and overall, ranked by growth
+    /// per second, each with up to `sites` top sites.
+    pub(crate) fn find(snaps: &[Arc<Snapshot>], sites: usize) -> Vec<LeakSuspect> {
+        let _g = OverheadGuard::new();
+        let (Some(first), Some(last)) = (snaps.first(), snaps.last()) else {
+            return Vec::new();
+        };
+        let intervals = snaps.len() - 1;
+        if intervals == 0 {
+            return Vec::new();
+        }
+        let seconds = last.time - first.time;
+        let mut found: Vec<LeakSuspect> = last
+            .classes
+            .iter()
+            .filter(|c| c.id != ClassId::OVERHEAD)
+            .filter_map(|c| {
+                let live = |s: &Snapshot| s.class_named(&c.name).map_or(0, |t| t.live_bytes);
+                let grew_in = snaps
+                    .windows(2)
+                    .filter(|w| live(&w[1]) > live(&w[0]))
+                    .count();
+                let growth_bytes = c.live_bytes as i64 - live(first) as i64;
+                (grew_in * 2 > intervals && growth_bytes > 0).then(|| LeakSuspect {
+                    id: c.id,
+                    name: c.name.clone(),
+                    grew_in,
+                    intervals,
+                    growth_bytes,
+                    bytes_per_second: if seconds > 0.0 {
+                        growth_bytes as f64 / seconds
+                    } else {
+                        0.0
+                    },
+                    live_bytes: c.live_bytes,
+                    top_sites: last
+                        .top_sites(&c.name, sites)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| {
+            b.bytes_per_second
+                .total_cmp(&a.bytes_per_second)
+                .then(b.growth_bytes.cmp(&a.growth_bytes))
+                .then(a.id.cmp(&b.id))
+        });
+        found
+    }
+}
