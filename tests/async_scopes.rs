@@ -17,6 +17,9 @@ use classtrack::{ClassId, ClassTracker, InClass, TrackingAlloc};
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
+mod common;
+use common::yield_once;
+
 /// The figures of one class compared between snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Figures {
@@ -56,22 +59,6 @@ thread_local! {
 /// An identity of the current thread that allocates nothing (unlike `thread::current()`).
 fn thread_mark() -> usize {
     MARK.with(|m| m as *const u8 as usize)
-}
-
-/// Yields once to the scheduler, waking itself. (Not `tokio::task::yield_now`, which parks the
-/// waker in a per-worker buffer: when that buffer grows, inside some task's poll, the growth
-/// is rightly charged to that task's class, but it is not this test's ground truth.)
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
 }
 
 const CLASSES: [&str; 3] = ["async_mt::alpha", "async_mt::beta", "async_mt::gamma"];

@@ -4,7 +4,6 @@
 
 use std::alloc::System;
 use std::hint::black_box;
-use std::task::Poll;
 use std::time::Duration;
 
 use classtrack::integrations::tracing::ClassLayer;
@@ -14,6 +13,9 @@ use tracing_subscriber::prelude::*;
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+mod common;
+use common::yield_once;
 
 fn figures(tracker: &ClassTracker, name: &str) -> (u64, u64, u64) {
     tracker
@@ -26,22 +28,6 @@ fn figures(tracker: &ClassTracker, name: &str) -> (u64, u64, u64) {
 
 fn diff(a: (u64, u64, u64), b: (u64, u64, u64)) -> (u64, u64, u64) {
     (a.0 - b.0, a.1 - b.1, a.2 - b.2)
-}
-
-/// Yields once to the scheduler, waking itself. (Not `tokio::task::yield_now`, which parks the
-/// waker in a per-worker buffer: when that buffer grows, inside some task's poll, the growth
-/// is rightly charged to that task's class, but it is not this test's ground truth.)
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
 }
 
 const TASKS: usize = 60;

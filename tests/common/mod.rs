@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests (each test file that uses them says `mod common;`).
 #![allow(dead_code)]
 
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use classtrack::Snapshot;
@@ -40,4 +41,20 @@ pub fn site_live(snap: &Snapshot, name: &str) -> (f64, f64) {
         .fold((0.0, 0.0), |(b, n), s| {
             (b + s.live_bytes, n + s.live_blocks)
         })
+}
+
+/// Yields once to the scheduler, waking itself. (Not `tokio::task::yield_now`, which parks the
+/// waker in a per-worker buffer: when that buffer grows, inside some task's poll, the growth
+/// is rightly charged to that task's class, but it is not a test's ground truth.)
+pub async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
