@@ -57,6 +57,10 @@ fn every_untracked_allocation_is_traced_on_every_thread() {
     let off = samples(&tracker) - before;
     assert!(off < 100, "{off} samples with tracing off and sampling off");
     drop((kept, other, after_off));
+    // Those frees (20,000 traced blocks) fill the sample channel; a snapshot applies them, so
+    // that the allocations below find room (an allocation's sample is dropped when the channel
+    // is full).
+    tracker.create_snapshot("frees applied");
 
     // Sites whose blocks are all freed are left out of `top_sites`; live estimates count the
     // samples they rest on.
