@@ -102,7 +102,21 @@ fn two_threads_with_sampling_and_1ms_snapshots_for_20_seconds() {
         assert_eq!(c.live_blocks, live.len() as u64, "{class}");
         let live_bytes: u64 = live.iter().map(|v| v.len() as u64).sum();
         assert_eq!(c.live_bytes, live_bytes, "{class}");
-        assert!(snap.sampled_live_bytes(class) > 0.0);
+        // Megabytes live, sampled every 16 KiB: hundreds of live samples. (Looked at again for
+        // up to 2 s, each look applying what the sampler still holds, before failing with
+        // what the sampler says.)
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut look = snap.clone();
+        while look.sampled_live_bytes(class) <= 0.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            look = tracker.create_snapshot("sites again");
+        }
+        assert!(
+            look.sampled_live_bytes(class) > 0.0,
+            "{class}: no sampled live bytes for {live_bytes} live bytes; sampling {:?}; {} sites",
+            look.sampling,
+            look.sites.iter().filter(|s| s.class == c.id).count()
+        );
     }
     let (sent, _) = classtrack_shim::sample_counts();
     assert!(sent > 1000, "{sent} samples");
