@@ -125,7 +125,7 @@ fn main() {
             format_bytes(s.bytes_per_second.max(0.0) as u64)
         );
         for site in &s.top_sites {
-            let f = site.frames();
+            let f = &site.frames;
             let at = f
                 .iter()
                 .find(|f| f.function.starts_with("leak_hunt::"))

@@ -16,8 +16,11 @@ use std::sync::Arc;
 
 use classtrack_shim::{ClassId, OverheadGuard};
 
-use crate::sampling::Site;
+use hashbrown::HashMap;
+
+use crate::sampling::{Frame, Site};
 use crate::snapshot::{ClassTotals, Snapshot};
+use crate::stats::SiteStats;
 
 /// One class's change between two snapshots.
 ///
@@ -122,13 +125,42 @@ pub struct SnapshotDiff {
     pub live_bytes_change: i64,
 }
 
+/// What a diff or a leak search reads of a snapshot, full ([`Snapshot`]) or as kept in
+/// [`Stats`](crate::Stats) ([`SnapshotStats`](crate::SnapshotStats)).
+#[derive(Clone, Copy)]
+pub(crate) struct Moment<'a> {
+    pub(crate) time: f64,
+    pub(crate) description: &'a str,
+    pub(crate) classes: &'a [ClassTotals],
+    pub(crate) allocator_live_bytes: u64,
+}
+
+impl<'a> From<&'a Snapshot> for Moment<'a> {
+    fn from(s: &'a Snapshot) -> Moment<'a> {
+        Moment {
+            time: s.time,
+            description: &s.description,
+            classes: &s.classes,
+            allocator_live_bytes: s.allocator.live_bytes,
+        }
+    }
+}
+
+impl<'a> Moment<'a> {
+    /// Live bytes per class name.
+    fn by_name(&self) -> HashMap<&'a str, &'a ClassTotals> {
+        self.classes.iter().map(|c| (&*c.name, c)).collect()
+    }
+}
+
 impl SnapshotDiff {
-    pub(crate) fn between(later: &Snapshot, earlier: &Snapshot) -> SnapshotDiff {
+    pub(crate) fn of(later: Moment<'_>, earlier: Moment<'_>) -> SnapshotDiff {
         let _g = OverheadGuard::new();
+        let before = earlier.by_name();
         let mut classes: Vec<ClassDiff> = later
             .classes
             .iter()
-            .map(|c| ClassDiff::between(c, earlier.class_named(&c.name)))
+            .map(|c| ClassDiff::between(c, before.get(&*c.name).copied()))
             .collect();
         classes.sort_by(|a, b| {
             b.live_bytes_change
@@ -138,11 +170,11 @@ impl SnapshotDiff {
         SnapshotDiff {
             from_time: earlier.time,
             to_time: later.time,
-            from_description: earlier.description.clone(),
-            to_description: later.description.clone(),
+            from_description: earlier.description.to_owned(),
+            to_description: later.description.to_owned(),
             classes,
-            live_bytes_change: later.allocator.live_bytes as i64
-                - earlier.allocator.live_bytes as i64,
+            live_bytes_change: later.allocator_live_bytes as i64
+                - earlier.allocator_live_bytes as i64,
         }
     }
 
@@ -170,8 +202,60 @@ impl SnapshotDiff {
     }
 }
 
+/// An allocation site of a [`LeakSuspect`]: sampled estimates, with the stack symbolized.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SiteSummary {
+    /// The stack, innermost first, without classtrack's and the allocator's frames.
+    pub frames: Vec<Frame>,
+    /// Estimated bytes live.
+    pub live_bytes: f64,
+    /// Estimated blocks live.
+    pub live_blocks: f64,
+    /// Estimated bytes ever allocated here.
+    pub allocated_bytes: f64,
+    /// Estimated blocks ever allocated here.
+    pub allocations: f64,
+    /// Samples taken here.
+    pub samples: u64,
+    /// Sampled blocks from here still live: what the live estimates rest on.
+    pub live_samples: u64,
+}
+
+impl SiteSummary {
+    /// The relative standard error of the live estimates (see [`Site::relative_error`]).
+    pub fn relative_error(&self) -> f64 {
+        crate::sampling::relative_error(self.live_samples)
+    }
+
+    pub(crate) fn of_site(site: &Site) -> SiteSummary {
+        SiteSummary {
+            frames: site.frames(),
+            live_bytes: site.live_bytes,
+            live_blocks: site.live_blocks,
+            allocated_bytes: site.allocated_bytes,
+            allocations: site.allocations,
+            samples: site.samples,
+            live_samples: site.live_samples,
+        }
+    }
+
+    pub(crate) fn of_stats(site: &SiteStats, stacks: &[Vec<Frame>]) -> SiteSummary {
+        SiteSummary {
+            frames: stacks.get(site.stack).cloned().unwrap_or_default(),
+            live_bytes: site.live_bytes,
+            live_blocks: site.live_blocks,
+            allocated_bytes: site.allocated_bytes,
+            allocations: site.allocations,
+            samples: site.samples,
+            live_samples: site.live_samples,
+        }
+    }
+}
+
 /// A class whose live bytes grew across most of the recent intervals between snapshots:
-/// [`ClassTracker::leak_suspects`](crate::ClassTracker::leak_suspects).
+/// [`ClassTracker::leak_suspects`](crate::ClassTracker::leak_suspects) and
+/// [`Stats::leak_suspects`](crate::Stats::leak_suspects).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct LeakSuspect {
@@ -191,14 +275,17 @@ pub struct LeakSuspect {
     pub live_bytes: u64,
     /// Where its live memory was allocated at the last snapshot, largest first (sampled
     /// estimates; empty with sampling off).
-    pub top_sites: Vec<Site>,
+    pub top_sites: Vec<SiteSummary>,
 }
 
 impl LeakSuspect {
     /// Finds the suspects in `snaps` (oldest first): classes other than classtrack's own
     /// whose live bytes grew in more than half of the intervals and overall, ranked by growth
-    /// per second, each with up to `sites` top sites.
-    pub(crate) fn find(snaps: &[Arc<Snapshot>], sites: usize) -> Vec<LeakSuspect> {
+    /// per second, each with the top sites `sites_of` gives for its name.
+    pub(crate) fn find(
+        snaps: &[Moment<'_>],
+        sites_of: impl Fn(&str) -> Vec<SiteSummary>,
+    ) -> Vec<LeakSuspect> {
         let _g = OverheadGuard::new();
         let (Some(first), Some(last)) = (snaps.first(), snaps.last()) else {
             return Vec::new();
@@ -208,17 +295,15 @@ impl LeakSuspect {
             return Vec::new();
         }
         let seconds = last.time - first.time;
+        let by_name: Vec<HashMap<&str, &ClassTotals>> = snaps.iter().map(|m| m.by_name()).collect();
         let mut found: Vec<LeakSuspect> = last
             .classes
             .iter()
             .filter(|c| c.id != ClassId::OVERHEAD)
             .filter_map(|c| {
-                let live = |s: &Snapshot| s.class_named(&c.name).map_or(0, |t| t.live_bytes);
-                let grew_in = snaps
-                    .windows(2)
-                    .filter(|w| live(&w[1]) > live(&w[0]))
-                    .count();
-                let growth_bytes = c.live_bytes as i64 - live(first) as i64;
+                let live = |i: usize| by_name[i].get(&*c.name).map_or(0, |t| t.live_bytes);
+                let grew_in = (1..snaps.len()).filter(|&i| live(i) > live(i - 1)).count();
+                let growth_bytes = c.live_bytes as i64 - live(0) as i64;
                 (grew_in * 2 > intervals && growth_bytes > 0).then(|| LeakSuspect {
                     id: c.id,
                     name: c.name.clone(),
@@ -231,11 +316,7 @@ impl LeakSuspect {
                         0.0
                     },
                     live_bytes: c.live_bytes,
-                    top_sites: last
-                        .top_sites(&c.name, sites)
-                        .into_iter()
-                        .cloned()
-                        .collect(),
+                    top_sites: sites_of(&c.name),
                 })
             })
             .collect();

@@ -80,6 +80,17 @@ pub struct Retention {
     /// Dead instances kept, the most recent deaths; live instances are always kept. Default
     /// 10,000; may be 0.
     pub dead_instances: usize,
+    /// Classes whose totals a snapshot summary keeps: the largest by live bytes, besides the
+    /// two reserved classes; the others are summed into the summary's
+    /// [`omitted`](crate::SnapshotStats::omitted). Recent snapshots keep every class. Default
+    /// 32; may be 0.
+    pub summary_classes: usize,
+    /// Sampled allocation sites per class that [`ClassTracker::stats`] (and so a dump) keeps
+    /// of each recent snapshot: the largest by live bytes, then by bytes allocated. Older
+    /// summaries keep no site. Default 16; may be 0.
+    ///
+    /// [`ClassTracker::stats`]: crate::ClassTracker::stats
+    pub sites_per_class: usize,
 }
 
 /// The smallest capacity of a downsampled series: room for its first point, a pair to merge
@@ -94,6 +105,8 @@ impl Default for Retention {
             instance_sizes: 32,
             class_history: 1024,
             dead_instances: crate::tracker::DEFAULT_DEAD_INSTANCE_LIMIT,
+            summary_classes: 32,
+            sites_per_class: 16,
         }
     }
 }
@@ -131,6 +144,18 @@ impl Retention {
     /// Sets [`dead_instances`](Self::dead_instances).
     pub fn dead_instances(mut self, n: usize) -> Retention {
         self.dead_instances = n;
+        self
+    }
+
+    /// Sets [`summary_classes`](Self::summary_classes).
+    pub fn summary_classes(mut self, n: usize) -> Retention {
+        self.summary_classes = n;
+        self
+    }
+
+    /// Sets [`sites_per_class`](Self::sites_per_class).
+    pub fn sites_per_class(mut self, n: usize) -> Retention {
+        self.sites_per_class = n;
         self
     }
 
@@ -183,7 +208,7 @@ impl Point for (f64, u64) {
 
 impl Point for SnapshotStats {
     fn value(&self) -> u64 {
-        self.allocator_live_bytes
+        self.allocator.live_bytes
     }
 }
 
@@ -454,7 +479,9 @@ impl State {
         while self.recent.len() > self.retention.recent_snapshots {
             if let Some(old) = self.recent.pop_front() {
                 self.compaction.snapshots_summarized += 1;
-                self.compaction.snapshot_points_dropped += self.older.push(SnapshotStats::of(&old));
+                self.compaction.snapshot_points_dropped += self
+                    .older
+                    .push(SnapshotStats::summary(&old, self.retention.summary_classes));
             }
         }
     }

@@ -224,6 +224,7 @@ mod sampling;
 mod scope;
 mod snapshot;
 mod stats;
+mod stats_v1;
 mod sync;
 mod tracker;
 
@@ -232,7 +233,7 @@ pub use classtrack_shim::{
     set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
     DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
-pub use diff::{ClassDiff, LeakSuspect, SnapshotDiff};
+pub use diff::{ClassDiff, LeakSuspect, SiteSummary, SnapshotDiff};
 pub use error::{Error, Result};
 pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
@@ -256,7 +257,10 @@ pub use snapshot::{
     AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,
     TrackedClassTotals,
 };
-pub use stats::{ClassStats, InstanceStats, SnapshotStats, SortKey, Stats, STATS_VERSION};
+pub use stats::{
+    ClassStats, InstanceStats, OmittedClasses, SiteStats, SnapshotStats, SortKey, Stats,
+    STATS_VERSION,
+};
 pub use tracker::{
     ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT, MAX_SUBSCRIPTION_CAPACITY,
 };

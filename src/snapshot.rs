@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use classtrack_shim::{read_totals, shim_stats, ClassId, OverheadGuard, METADATA_BYTES_PER_BLOCK};
 use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::registry;
 
@@ -18,10 +19,11 @@ pub(crate) const NOT_INSTALLED: &str =
 /// `live_bytes` counts what the program asked for (`Layout::size()`), never classtrack's
 /// metadata. A block is charged to the class whose scope allocated it, for the block's whole
 /// life: growth by `realloc` is charged to that class too, whichever scope is current then.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ClassTotals {
-    /// The class id.
+    /// The class id (within the process that took the snapshot).
+    #[serde(with = "class_id")]
     pub id: ClassId,
     /// The class name: `std::any::type_name::<T>()` for a type, the given name for a named
     /// scope, or one of the reserved names `<untracked>` and `<classtrack overhead>`.
@@ -61,7 +63,7 @@ impl ClassTotals {
 
 /// The sum over all classes, reserved ones included: everything the tracking allocator has
 /// handed out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AllocatorTotals {
     /// Bytes live now.
@@ -79,7 +81,7 @@ pub struct AllocatorTotals {
 }
 
 /// A tracked class's instances at the time of a snapshot.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TrackedClassTotals {
     /// The class's name as tracked (its `TrackOptions::name`, or the class name).
@@ -127,7 +129,7 @@ impl TrackedClassTotals {
 }
 
 /// The sampler's state at a snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SamplingStats {
     /// The mean distance between samples in allocated bytes (0: sampling off).
@@ -146,7 +148,7 @@ pub struct SamplingStats {
 }
 
 /// The process's memory as the operating system reports it (from the `memory-stats` crate).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ProcessMemory {
     /// Resident set size in bytes.
@@ -156,7 +158,7 @@ pub struct ProcessMemory {
 }
 
 /// What tracking costs in memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Overhead {
     /// Live bytes of classtrack's own allocations (registries, names, snapshots): the
@@ -286,7 +288,7 @@ impl Snapshot {
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first.
     pub fn diff(&self, earlier: &Snapshot) -> crate::diff::SnapshotDiff {
-        crate::diff::SnapshotDiff::between(self, earlier)
+        crate::diff::SnapshotDiff::of(self.into(), earlier.into())
     }
 
     /// Live bytes of the program's own heap: every class but `<classtrack overhead>`. The
@@ -421,5 +423,19 @@ impl Snapshot {
     pub fn write_table(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let _g = OverheadGuard::new();
         crate::report::console::write_table(self, out)
+    }
+}
+
+/// A [`ClassId`] in a dump: its number.
+mod class_id {
+    use classtrack_shim::ClassId;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(id: &ClassId, s: S) -> Result<S::Ok, S::Error> {
+        id.0.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ClassId, D::Error> {
+        u32::deserialize(d).map(ClassId)
     }
 }

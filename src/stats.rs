@@ -4,45 +4,127 @@ use std::cmp::Ordering;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use classtrack_shim::OverheadGuard;
+use classtrack_shim::{ClassId, OverheadGuard};
+use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::diff::{LeakSuspect, Moment, SiteSummary, SnapshotDiff};
 use crate::error::{Error, Result};
 use crate::history::{Compaction, State};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
 use crate::report::format_bytes;
 use crate::report::json;
-use crate::snapshot::{Snapshot, TrackedClassTotals};
+use crate::sampling::{Frame, Site};
+use crate::snapshot::{
+    AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,
+    TrackedClassTotals,
+};
+use crate::stats_v1::StatsV1;
 
-/// The stats file format version written by [`Stats::dump`].
-pub const STATS_VERSION: u32 = 1;
+/// The stats file format version written by [`Stats::dump`]. [`Stats::load`] reads it and
+/// version 1 (see [`Stats::load`] for what a version 1 file lacks).
+pub const STATS_VERSION: u32 = 2;
 
-/// One snapshot, as kept in [`Stats`].
+/// One snapshot, as kept in [`Stats`]: a recent snapshot in full (every class, and its
+/// allocation sites), or the summary kept of an older one (the largest classes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SnapshotStats {
     /// Seconds since the tracker was created.
     pub time: f64,
-    /// The snapshot's description.
+    /// The snapshot's description (its label).
     pub description: String,
-    /// The allocator's live bytes (all classes).
-    pub allocator_live_bytes: u64,
-    /// The allocator's live blocks.
-    pub allocator_live_blocks: u64,
-    /// The process's resident bytes, where reported.
-    pub resident_bytes: Option<u64>,
-    /// The process's virtual bytes, where reported.
-    pub virtual_bytes: Option<u64>,
-    /// What tracking cost, in bytes.
-    pub overhead_bytes: u64,
-    /// Live bytes of classtrack's own allocations (the `<classtrack overhead>` class), part of
-    /// `allocator_live_bytes`. (Absent from files written before it existed: 0 then.)
-    #[serde(default)]
-    pub tracker_bytes: u64,
+    /// Whether every class is in `classes` (a recent snapshot), rather than the largest ones
+    /// (the summary of an older snapshot; see
+    /// [`Retention::summary_classes`](crate::Retention::summary_classes)).
+    pub full: bool,
+    /// The allocator's totals over all classes.
+    pub allocator: AllocatorTotals,
+    /// The process's resident and virtual memory, where reported.
+    pub process: Option<ProcessMemory>,
+    /// What tracking cost.
+    pub overhead: Overhead,
+    /// The sampler's state.
+    pub sampling: SamplingStats,
+    /// Whether a [`TrackingAlloc`](crate::TrackingAlloc) counted any allocation by then.
+    pub allocator_installed: bool,
+    /// The classes' totals, in class id order: every class that had allocated (`full`), or
+    /// the two reserved classes and the largest others by live bytes.
+    pub classes: Vec<ClassTotals>,
+    /// The classes left out of `classes`, summed (all zero when `full`).
+    pub omitted: OmittedClasses,
     /// The tracked classes' instances.
     pub tracked: Vec<TrackedClassTotals>,
+    /// Sampled allocation sites (recent snapshots only): per class, the largest by live
+    /// bytes (see [`Retention::sites_per_class`](crate::Retention::sites_per_class)). Their
+    /// stacks are in [`Stats::stacks`].
+    pub sites: Vec<SiteStats>,
+}
+
+/// The classes a snapshot summary leaves out, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OmittedClasses {
+    /// How many classes.
+    pub classes: u64,
+    /// Their live bytes.
+    pub live_bytes: u64,
+    /// Their live blocks.
+    pub live_blocks: u64,
+    /// Their bytes ever allocated.
+    pub allocated_bytes: u64,
+    /// Their blocks ever allocated.
+    pub allocations: u64,
+    /// Their bytes ever freed.
+    pub freed_bytes: u64,
+    /// Their blocks ever freed.
+    pub frees: u64,
+}
+
+impl OmittedClasses {
+    fn add(&mut self, c: &ClassTotals) {
+        self.classes += 1;
+        self.live_bytes += c.live_bytes;
+        self.live_blocks += c.live_blocks;
+        self.allocated_bytes += c.allocated_bytes;
+        self.allocations += c.allocations;
+        self.freed_bytes += c.freed_bytes;
+        self.frees += c.frees;
+    }
+}
+
+/// One sampled allocation site of a snapshot in [`Stats`]: estimates, as in
+/// [`Site`](crate::Site), with its stack symbolized in [`Stats::stacks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SiteStats {
+    /// The class of the blocks allocated here.
+    pub class: String,
+    /// Its stack: an index into [`Stats::stacks`].
+    pub stack: usize,
+    /// Estimated bytes live.
+    pub live_bytes: f64,
+    /// Estimated blocks live.
+    pub live_blocks: f64,
+    /// Estimated bytes ever allocated here.
+    pub allocated_bytes: f64,
+    /// Estimated blocks ever allocated here.
+    pub allocations: f64,
+    /// Samples taken here.
+    pub samples: u64,
+    /// Sampled blocks from here still live: what the live estimates rest on.
+    pub live_samples: u64,
+}
+
+impl SiteStats {
+    /// The relative standard error of the live estimates (see
+    /// [`Site::relative_error`](crate::Site::relative_error)).
+    pub fn relative_error(&self) -> f64 {
+        crate::sampling::relative_error(self.live_samples)
+    }
 }
 
 /// One tracked class, as kept in [`Stats`].
@@ -161,9 +243,10 @@ pub struct Stats {
     pub evicted_instances: u64,
     /// What the tracker dropped to stay within its [`Retention`](crate::Retention): snapshots
     /// summarized and downsampled, size and history points merged, instances forgotten.
-    /// (Absent from version 1 files written before it existed: all zero then.)
-    #[serde(default)]
     pub compaction: Compaction,
+    /// The stacks of the snapshots' allocation sites ([`SiteStats::stack`]), innermost frame
+    /// first, each kept once however many sites and snapshots share it.
+    pub stacks: Vec<Vec<Frame>>,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
@@ -227,35 +310,131 @@ fn resolve_trace(ips: &[usize]) -> Vec<String> {
 }
 
 impl SnapshotStats {
-    /// The summary of `s` kept once it leaves a tracker's recent snapshots.
-    pub(crate) fn of(s: &Snapshot) -> SnapshotStats {
+    /// `s` in full, without its sites (see [`Stats::resolve`]).
+    pub(crate) fn full(s: &Snapshot) -> SnapshotStats {
+        SnapshotStats {
+            classes: s.classes.clone(),
+            ..SnapshotStats::full_without_classes(s)
+        }
+    }
+
+    /// The summary kept of `s` once it leaves a tracker's recent snapshots: the reserved
+    /// classes and the `classes` largest others by live bytes (ties: the first class).
+    pub(crate) fn summary(s: &Snapshot, classes: usize) -> SnapshotStats {
+        let mut users: Vec<&ClassTotals> = s.user_classes().collect();
+        users.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+        let mut omitted = OmittedClasses::default();
+        for c in users.iter().skip(classes) {
+            omitted.add(c);
+        }
+        users.truncate(classes);
+        let mut kept: Vec<ClassTotals> = s
+            .classes
+            .iter()
+            .filter(|c| c.is_reserved())
+            .chain(users)
+            .cloned()
+            .collect();
+        kept.sort_by_key(|c| c.id);
+        SnapshotStats {
+            full: false,
+            classes: kept,
+            omitted,
+            ..SnapshotStats::full_without_classes(s)
+        }
+    }
+
+    fn full_without_classes(s: &Snapshot) -> SnapshotStats {
         SnapshotStats {
             time: s.time,
             description: s.description.clone(),
-            allocator_live_bytes: s.allocator.live_bytes,
-            allocator_live_blocks: s.allocator.live_blocks,
-            resident_bytes: s.process.map(|p| p.resident_bytes),
-            virtual_bytes: s.process.map(|p| p.virtual_bytes),
-            overhead_bytes: s.overhead.total_bytes(),
-            tracker_bytes: s.overhead.tracker_bytes,
+            full: true,
+            allocator: s.allocator,
+            process: s.process,
+            overhead: s.overhead,
+            sampling: s.sampling,
+            allocator_installed: s.allocator_installed,
+            classes: Vec::new(),
+            omitted: OmittedClasses::default(),
             tracked: s.tracked.clone(),
+            sites: Vec::new(),
+        }
+    }
+
+    /// Live bytes of the program's own heap: every class but `<classtrack overhead>`.
+    pub fn user_live_bytes(&self) -> u64 {
+        self.allocator
+            .live_bytes
+            .saturating_sub(self.overhead.tracker_bytes)
+    }
+
+    /// The class named `name`, if kept.
+    pub fn class_named(&self, name: &str) -> Option<&ClassTotals> {
+        self.classes.iter().find(|c| &*c.name == name)
+    }
+
+    /// The user's classes kept (all but the two reserved ones), in class id order.
+    pub fn user_classes(&self) -> impl Iterator<Item = &ClassTotals> {
+        self.classes.iter().filter(|c| !c.is_reserved())
+    }
+
+    /// What changed from `earlier` to this snapshot, per class, largest growth first (as
+    /// [`Snapshot::diff`]). Where either is a summary, a class it left out counts as absent
+    /// there (see [`full`](Self::full)).
+    pub fn diff(&self, earlier: &SnapshotStats) -> SnapshotDiff {
+        SnapshotDiff::of(self.into(), earlier.into())
+    }
+
+    /// This snapshot's sites of class `name`, largest live bytes first, then largest
+    /// allocated; sites with nothing live or allocated are left out.
+    pub fn sites_of(&self, name: &str) -> Vec<&SiteStats> {
+        let mut sites: Vec<&SiteStats> = self.sites.iter().filter(|s| s.class == name).collect();
+        sites.sort_by(|a, b| {
+            b.live_bytes
+                .total_cmp(&a.live_bytes)
+                .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+        });
+        sites
+    }
+}
+
+impl<'a> From<&'a SnapshotStats> for Moment<'a> {
+    fn from(s: &'a SnapshotStats) -> Moment<'a> {
+        Moment {
+            time: s.time,
+            description: &s.description,
+            classes: &s.classes,
+            allocator_live_bytes: s.allocator.live_bytes,
         }
     }
 }
 
-/// Construction traces still to symbolize: (index into `Stats::instances`, return addresses).
-pub(crate) type RawTraces = Vec<(usize, Box<[usize]>)>;
+/// What [`Stats::gather`] leaves to do once the tracker's lock is released: construction
+/// traces to symbolize (index into `Stats::instances`, return addresses) and the recent
+/// snapshots' sites to pick and symbolize (index into `Stats::snapshots`, the sites).
+#[derive(Default)]
+pub(crate) struct Unresolved {
+    traces: Vec<(usize, Box<[usize]>)>,
+    sites: Vec<(usize, Arc<[Site]>)>,
+    sites_per_class: usize,
+}
 
 impl Stats {
     /// Copies what a tracker keeps; the construction traces are returned raw, to be resolved
     /// by [`resolve_traces`](Self::resolve_traces) once the tracker's lock is released.
-    pub(crate) fn gather(st: &State) -> (Stats, RawTraces) {
-        let snapshots = st
-            .older
-            .points()
+    pub(crate) fn gather(st: &State) -> (Stats, Unresolved) {
+        let mut unresolved = Unresolved {
+            sites_per_class: st.retention.sites_per_class,
+            ..Unresolved::default()
+        };
+        let older = st.older.points();
+        let snapshots = older
             .iter()
             .cloned()
-            .chain(st.recent.iter().map(|s| SnapshotStats::of(s)))
+            .chain(st.recent.iter().enumerate().map(|(i, s)| {
+                unresolved.sites.push((older.len() + i, s.sites.clone()));
+                SnapshotStats::full(s)
+            }))
             .collect();
         let mut classes: Vec<ClassStats> = st
             .classes
@@ -269,7 +448,7 @@ impl Stats {
             })
             .collect();
         classes.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut traces = Vec::new();
+        let traces = &mut unresolved.traces;
         let instances = st
             .instances
             .values()
@@ -303,19 +482,113 @@ impl Stats {
             instances,
             evicted_instances: st.compaction.instances_evicted,
             compaction: st.compaction,
+            stacks: Vec::new(),
             order: Vec::new(),
             reversed: false,
         };
-        (stats, traces)
+        (stats, unresolved)
     }
 
-    /// Symbolizes the traces that [`gather`](Self::gather) returned.
-    pub(crate) fn resolve_traces(&mut self, traces: RawTraces) {
-        for (i, ips) in traces {
+    /// Symbolizes the construction traces that [`gather`](Self::gather) returned, and picks
+    /// and symbolizes the recent snapshots' top sites, each stack kept once.
+    pub(crate) fn resolve(&mut self, unresolved: Unresolved) {
+        for (i, ips) in unresolved.traces {
             if let Some(instance) = self.instances.get_mut(i) {
                 instance.trace = resolve_trace(&ips);
             }
         }
+        let mut stack_index: HashMap<Arc<[usize]>, usize> = HashMap::new();
+        for (i, sites) in unresolved.sites {
+            let Some(snap) = self.snapshots.get_mut(i) else {
+                continue;
+            };
+            let names: HashMap<ClassId, Arc<str>> = snap
+                .classes
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect();
+            let mut picked: Vec<&Site> = sites
+                .iter()
+                .filter(|s| s.live_bytes > 0.0 || s.allocated_bytes > 0.0)
+                .collect();
+            picked.sort_by(|a, b| {
+                a.class
+                    .cmp(&b.class)
+                    .then(b.live_bytes.total_cmp(&a.live_bytes))
+                    .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+            });
+            let mut taken: HashMap<ClassId, usize> = HashMap::new();
+            for site in picked {
+                let n = taken.entry(site.class).or_insert(0);
+                if *n >= unresolved.sites_per_class {
+                    continue;
+                }
+                *n += 1;
+                let stack = *stack_index.entry(site.stack.clone()).or_insert_with(|| {
+                    self.stacks.push(site.frames());
+                    self.stacks.len() - 1
+                });
+                snap.sites.push(SiteStats {
+                    class: names
+                        .get(&site.class)
+                        .map_or_else(|| format!("class {}", site.class.0), |n| n.to_string()),
+                    stack,
+                    live_bytes: site.live_bytes,
+                    live_blocks: site.live_blocks,
+                    allocated_bytes: site.allocated_bytes,
+                    allocations: site.allocations,
+                    samples: site.samples,
+                    live_samples: site.live_samples,
+                });
+            }
+        }
+    }
+
+    /// The stack of `site` (one of this stats' snapshots' sites), innermost frame first.
+    pub fn frames(&self, site: &SiteStats) -> &[Frame] {
+        self.stacks.get(site.stack).map_or(&[], |s| s.as_slice())
+    }
+
+    /// Classes whose live bytes grew in more than half of the last `intervals` intervals
+    /// between snapshots and overall, ranked by growth per second, each with up to `sites` of
+    /// its top sites at the last snapshot (as
+    /// [`ClassTracker::leak_suspects`](crate::ClassTracker::leak_suspects), on the
+    /// snapshots kept here). Summaries of older snapshots keep the largest classes only (see
+    /// [`Retention::summary_classes`](crate::Retention::summary_classes)): a class one left
+    /// out counts as having nothing live there.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     let mut kept = Vec::new();
+    ///     for i in 0..6 {
+    ///         kept.push(classtrack::scope_named("stats suspects doc", || vec![i as u8; 1000]));
+    ///         tracker.create_snapshot("tick");
+    ///     }
+    ///     let suspects = tracker.stats().leak_suspects(5, 3);
+    ///     let log = suspects.iter().find(|s| &*s.name == "stats suspects doc").unwrap();
+    ///     assert_eq!((log.grew_in, log.intervals, log.growth_bytes), (5, 5, 5000));
+    /// }
+    /// ```
+    pub fn leak_suspects(&self, intervals: usize, sites: usize) -> Vec<LeakSuspect> {
+        let from = self.snapshots.len().saturating_sub(intervals + 1);
+        let snaps = &self.snapshots[from..];
+        let moments: Vec<Moment<'_>> = snaps.iter().map(Moment::from).collect();
+        let last = snaps.last();
+        LeakSuspect::find(&moments, |name| {
+            last.map_or_else(Vec::new, |l| {
+                l.sites_of(name)
+                    .into_iter()
+                    .filter(|s| s.live_bytes > 0.0)
+                    .take(sites)
+                    .map(|s| SiteSummary::of_stats(s, &self.stacks))
+                    .collect()
+            })
+        })
     }
 
     /// Sorts the instances of [`print_stats`](Self::print_stats) by `keys`, the first key
@@ -403,22 +676,21 @@ impl Stats {
     pub fn print_summary(&self, out: &mut dyn Write) -> io::Result<()> {
         let _g = OverheadGuard::new();
         writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;
-        if !self.snapshots.is_empty() && self.snapshots.iter().all(|s| s.allocator_live_bytes == 0)
-        {
+        if !self.snapshots.is_empty() && self.snapshots.iter().all(|s| !s.allocator_installed) {
             writeln!(out, "{}", crate::snapshot::NOT_INSTALLED)?;
         }
         for s in &self.snapshots {
-            let resident = s
-                .resident_bytes
-                .map_or_else(String::new, |r| format!(", {} resident", format_bytes(r)));
-            let user_bytes = s.allocator_live_bytes.saturating_sub(s.tracker_bytes);
+            let resident = s.process.map_or_else(String::new, |p| {
+                format!(", {} resident", format_bytes(p.resident_bytes))
+            });
+            let user_bytes = s.user_live_bytes();
             writeln!(
                 out,
                 "{:?} at {:.3} s: {} live in the program's heap, {} classtrack's own{resident}",
                 s.description,
                 s.time,
                 format_bytes(user_bytes),
-                format_bytes(s.tracker_bytes)
+                format_bytes(s.overhead.tracker_bytes)
             )?;
             if s.tracked.is_empty() {
                 writeln!(out, "  (no tracked class)")?;
@@ -596,18 +868,22 @@ impl Stats {
             reason,
         };
         match serde_json::from_slice::<Stats>(&bytes) {
-            Ok(stats) if (1..=STATS_VERSION).contains(&stats.version) => Ok(stats),
+            Ok(stats) if stats.version == STATS_VERSION => Ok(stats),
             Ok(stats) => Err(version_error(u64::from(stats.version))),
-            // Tell a version this classtrack cannot read from damage: a newer format may not
-            // parse as this one, and its version is what the user needs to know.
-            Err(e) => Err(match json::peek_version(&bytes) {
+            // Tell an older version (migrated) and a version this classtrack cannot read
+            // from damage: another format does not parse as this one, and its version is
+            // what decides.
+            Err(e) => match json::peek_version(&bytes) {
+                json::Version::Number(1) => serde_json::from_slice::<StatsV1>(&bytes)
+                    .map(StatsV1::migrate)
+                    .map_err(|e| corrupt(format!("a version 1 file that does not parse: {e}"))),
                 json::Version::Number(v) if v == 0 || v > u64::from(STATS_VERSION) => {
-                    version_error(v)
+                    Err(version_error(v))
                 }
-                json::Version::Invalid(reason) => corrupt(reason),
-                json::Version::Missing => corrupt("no format version".to_owned()),
-                json::Version::Number(_) | json::Version::Unknown => corrupt(e.to_string()),
-            }),
+                json::Version::Invalid(reason) => Err(corrupt(reason)),
+                json::Version::Missing => Err(corrupt("no format version".to_owned())),
+                json::Version::Number(_) | json::Version::Unknown => Err(corrupt(e.to_string())),
+            },
         }
     }
 }

@@ -742,7 +742,17 @@ impl ClassTracker {
     pub fn leak_suspects(&self, intervals: usize, sites: usize) -> Vec<crate::LeakSuspect> {
         let snaps = self.snapshots();
         let from = snaps.len().saturating_sub(intervals + 1);
-        crate::diff::LeakSuspect::find(&snaps[from..], sites)
+        let snaps = &snaps[from..];
+        let moments: Vec<crate::diff::Moment<'_>> = snaps.iter().map(|s| (&**s).into()).collect();
+        let last = snaps.last();
+        crate::diff::LeakSuspect::find(&moments, |name| {
+            last.map_or_else(Vec::new, |l| {
+                l.top_sites(name, sites)
+                    .into_iter()
+                    .map(crate::diff::SiteSummary::of_site)
+                    .collect()
+            })
+        })
     }
 
     /// The snapshots kept in full, oldest first: the most recent
@@ -839,8 +849,8 @@ impl ClassTracker {
         let _g = OverheadGuard::new();
         // Gathered under the lock; construction traces are symbolized after it is released
         // (that can take a while, and instances must not wait for it).
-        let (mut stats, traces) = Stats::gather(&self.history().state.lock());
-        stats.resolve_traces(traces);
+        let (mut stats, unresolved) = Stats::gather(&self.history().state.lock());
+        stats.resolve(unresolved);
         stats
     }
 }

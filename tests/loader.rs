@@ -293,9 +293,9 @@ fn version_two_to_the_32_does_not_wrap() {
 #[test]
 fn a_newer_version_is_told_even_when_its_fields_differ() {
     let dir = TempDir::new("newer");
-    let same = edited_dump(&dir, "same.json", |v| v["version"] = 2.into());
+    let same = edited_dump(&dir, "same.json", |v| v["version"] = 3.into());
     let changed = edited_dump(&dir, "changed.json", |v| {
-        v["version"] = 2.into();
+        v["version"] = 3.into();
         v["snapshots"] = "in a format of the future".into();
     });
     for path in [same, changed] {
@@ -304,8 +304,8 @@ fn a_newer_version_is_told_even_when_its_fields_differ() {
             matches!(
                 err,
                 Error::UnsupportedVersion {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),

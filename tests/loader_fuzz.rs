@@ -331,8 +331,14 @@ fn build(recipe: &Recipe) -> Stats {
     let mut counts = recipe.counts.iter().copied().cycle();
     for s in &mut stats.snapshots {
         s.time = times.next().unwrap();
-        s.allocator_live_bytes = counts.next().unwrap();
-        s.resident_bytes = Some(counts.next().unwrap());
+        s.allocator.live_bytes = counts.next().unwrap();
+        if let Some(p) = &mut s.process {
+            p.resident_bytes = counts.next().unwrap();
+        }
+        for c in &mut s.classes {
+            c.live_bytes = counts.next().unwrap();
+            c.allocated_bytes = counts.next().unwrap();
+        }
     }
     for c in &mut stats.classes {
         for h in &mut c.history {

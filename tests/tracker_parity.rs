@@ -379,8 +379,8 @@ fn print_summary_line_by_line() {
     let share: f64 = row[6].trim_end_matches('%').parse().unwrap();
     // Shares are of the program's heap: the allocator's live bytes without classtrack's own.
     let s0 = &stats.snapshots[0];
-    assert!(s0.tracker_bytes > 0);
-    let expected = 10240.0 * 100.0 / (s0.allocator_live_bytes - s0.tracker_bytes) as f64;
+    assert!(s0.overhead.tracker_bytes > 0);
+    let expected = 10240.0 * 100.0 / (s0.allocator.live_bytes - s0.overhead.tracker_bytes) as f64;
     assert!((share - expected).abs() < 0.051, "{share} {expected}");
     assert_eq!(lines[4], "-".repeat(79));
     assert_eq!(docs.iter().map(|d| d.text.len()).sum::<usize>(), 10240);
