@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use crate::sampling::Site;
+use crate::sampling::{Frame, Site};
 use crate::snapshot::Snapshot;
+use crate::stats::{SiteStats, SnapshotStats, Stats};
 
 /// What a flamegraph or folded stack measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,20 @@ impl Measure {
             Measure::AllocatedBytes => site.allocated_bytes,
         }
     }
+
+    fn of_stats(self, site: &SiteStats) -> f64 {
+        match self {
+            Measure::LiveBytes => site.live_bytes,
+            Measure::AllocatedBytes => site.allocated_bytes,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Measure::LiveBytes => "live bytes by allocation site",
+            Measure::AllocatedBytes => "allocated bytes by allocation site",
+        }
+    }
 }
 
 /// Makes a frame name safe for the folded format (`;` separates frames).
@@ -29,56 +44,111 @@ fn clean(name: &str) -> String {
     name.replace(';', ":")
 }
 
+/// Folded stack lines, sorted: `class;outermost;...;innermost N` for each (class, frames
+/// innermost first, value) whose value rounds to more than 0.
+fn fold<'a>(sites: impl Iterator<Item = (&'a str, &'a [Frame], f64)>) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for (class, frames, value) in sites {
+        let value = value.round() as u64;
+        if value == 0 {
+            continue;
+        }
+        let mut line = clean(class);
+        for f in frames.iter().rev() {
+            line.push(';');
+            line.push_str(&clean(&f.function));
+        }
+        line.push(' ');
+        line.push_str(&value.to_string());
+        lines.push(line);
+    }
+    lines.sort();
+    lines
+}
+
+/// Writes a flamegraph SVG of folded `lines` (a valid, empty graph saying so when there are
+/// none: inferno refuses an empty input).
+fn flamegraph(lines: &[String], title: String, out: &mut dyn Write) -> crate::Result<()> {
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = title;
+    options.count_name = "bytes".to_owned();
+    let placeholder = ["no sampled allocation 1".to_owned()];
+    let lines = if lines.is_empty() {
+        &placeholder[..]
+    } else {
+        lines
+    };
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
+        .map_err(|e| crate::Error::Report(e.to_string()))
+}
+
 impl Snapshot {
     /// The sampled sites as folded stacks, one line each: `class;outermost;...;innermost N`,
     /// where N is the measure in bytes (rounded). Lines with nothing to show are left out.
     pub fn folded_stacks(&self, measure: Measure) -> Vec<String> {
         let _g = classtrack_shim::OverheadGuard::new();
-        let mut lines: Vec<String> = Vec::new();
-        for site in self.sites.iter() {
-            let value = measure.of(site).round() as u64;
-            if value == 0 {
-                continue;
-            }
-            let class = self.class_label(site.class);
-            let mut line = clean(&class);
-            for f in site.frames().iter().rev() {
-                line.push(';');
-                line.push_str(&clean(&f.function));
-            }
-            line.push(' ');
-            line.push_str(&value.to_string());
-            lines.push(line);
-        }
-        lines.sort();
-        lines
+        let rows: Vec<(String, Vec<Frame>, f64)> = self
+            .sites
+            .iter()
+            .filter(|s| measure.of(s).round() > 0.0)
+            .map(|s| (self.class_label(s.class), s.frames(), measure.of(s)))
+            .collect();
+        fold(rows.iter().map(|(c, f, v)| (c.as_str(), f.as_slice(), *v)))
     }
 
     /// Writes a flamegraph SVG of the sampled sites, one tower per class.
     pub fn write_flamegraph(&self, out: &mut dyn Write, measure: Measure) -> crate::Result<()> {
         let _g = classtrack_shim::OverheadGuard::new();
         let lines = self.folded_stacks(measure);
-        let mut options = inferno::flamegraph::Options::default();
-        options.title = format!(
-            "{:?} — {}",
-            self.description,
-            match measure {
-                Measure::LiveBytes => "live bytes by allocation site",
-                Measure::AllocatedBytes => "allocated bytes by allocation site",
-            }
-        );
-        options.count_name = "bytes".to_owned();
-        if lines.is_empty() {
-            // inferno refuses an empty input; say so in a valid, empty graph instead.
-            let placeholder = ["no sampled allocation 1".to_owned()];
-            return inferno::flamegraph::from_lines(
-                &mut options,
-                placeholder.iter().map(String::as_str),
-                out,
-            )
-            .map_err(|e| crate::Error::Report(e.to_string()));
-        }
-        inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
-            .map_err(|e| crate::Error::Report(e.to_string()))
+        let title = format!("{:?} — {}", self.description, measure.title());
+        flamegraph(&lines, title, out)
+    }
+}
+
+impl Stats {
+    /// The sites kept of `snapshot` (one of [`snapshots`](Self::snapshots)) as folded stacks,
+    /// as [`Snapshot::folded_stacks`]; with `class`, that class's sites only.
+    pub fn folded_stacks(
+        &self,
+        snapshot: &SnapshotStats,
+        measure: Measure,
+        class: Option<&str>,
+    ) -> Vec<String> {
+        fold(
+            snapshot
+                .sites
+                .iter()
+                .filter(|s| class.is_none_or(|c| s.class == c))
+                .map(|s| (s.class.as_str(), self.frames(s), measure.of_stats(s))),
+        )
+    }
+
+    /// Writes a flamegraph SVG of the sites kept of `snapshot`, one tower per class (with
+    /// `class`, that class's only).
+    ///
+    /// ```
+    /// use classtrack::report::Measure;
+    ///
+    /// let tracker = classtrack::ClassTracker::new();
+    /// tracker.create_snapshot("now");
+    /// let stats = tracker.stats();
+    /// let mut svg = Vec::new();
+    /// stats.write_flamegraph(&stats.snapshots[0], &mut svg, Measure::LiveBytes, None)?;
+    /// assert!(String::from_utf8(svg)?.contains("<svg"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_flamegraph(
+        &self,
+        snapshot: &SnapshotStats,
+        out: &mut dyn Write,
+        measure: Measure,
+        class: Option<&str>,
+    ) -> crate::Result<()> {
+        let lines = self.folded_stacks(snapshot, measure, class);
+        let title = match class {
+            Some(c) => format!("{c} at {:?} — {}", snapshot.description, measure.title()),
+            None => format!("{:?} — {}", snapshot.description, measure.title()),
+        };
+        flamegraph(&lines, title, out)
     }
 }
