@@ -1,16 +1,18 @@
 //! What changed between two snapshots ([`SnapshotDiff`]), and which classes keep growing
 //! ([`LeakSuspect`]).
 //!
-//! Both are computed from full snapshots, which have every class's totals. [`Stats`] keeps
-//! only summaries of snapshots (allocator totals and tracked classes), so the per-class series
-//! that leak suspects are found in is a tracker's recent full snapshots
-//! ([`ClassTracker::snapshots`], as many as [`Retention::recent_snapshots`]):
-//! [`ClassTracker::leak_suspects`] looks at the last N intervals among them.
+//! Both work on a tracker's full snapshots ([`ClassTracker::snapshots`],
+//! [`ClassTracker::leak_suspects`]) and on the snapshots kept in [`Stats`], live or loaded
+//! from a dump ([`SnapshotStats::diff`], [`Stats::leak_suspects`]). The recent snapshots have
+//! every class; summaries of older ones keep the largest classes only
+//! ([`Retention::summary_classes`]), and a class one left out counts as absent there.
 //!
 //! [`Stats`]: crate::Stats
+//! [`Stats::leak_suspects`]: crate::Stats::leak_suspects
+//! [`SnapshotStats::diff`]: crate::SnapshotStats::diff
 //! [`ClassTracker::snapshots`]: crate::ClassTracker::snapshots
 //! [`ClassTracker::leak_suspects`]: crate::ClassTracker::leak_suspects
-//! [`Retention::recent_snapshots`]: crate::Retention::recent_snapshots
+//! [`Retention::summary_classes`]: crate::Retention::summary_classes
 
 use std::sync::Arc;
 

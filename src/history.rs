@@ -35,18 +35,19 @@ use crate::sync::Lock;
 /// ```text
 /// recent_snapshots  × (C × 110 B + T × 90 B + 300 B)     full snapshots
 /// + C × 16 B                                              peak live bytes seen, per class
-/// + snapshot_history × (T × 90 B + 200 B)                older snapshots, summarized
+/// + snapshot_history × (T × 90 B + K × 110 B + 200 B)   older snapshots, summarized
 /// + (L + dead_instances) × (1.5 KiB + instance_sizes × 16 B [+ 512 B with `trace`])
 /// + T × class_history × 16 B                              class histories
 /// ```
 ///
-/// for `C` classes that have allocated, `T` tracked classes and `L` live instances (the
-/// program's own objects: each live instance is always kept); the 1.5 KiB of an instance hold
-/// its record, names and a representation of up to 128 ASCII characters. With the defaults, a
-/// program with 1,000 classes, 10 tracked classes and 1,000 live instances keeps at most about
-/// 3.2 MiB (full snapshots) + 0.3 MiB (older snapshots) + 22 MiB (instances, 10,000 of them
-/// dead) + 0.2 MiB (class histories) ≈ 26 MiB, however long it runs; with
-/// `dead_instances(1000)`, about 8 MiB. Set smaller limits with
+/// for `C` classes that have allocated, `T` tracked classes, `K` classes kept per summary (the
+/// two reserved ones and up to [`summary_classes`](Self::summary_classes)) and `L` live
+/// instances (the program's own objects: each live instance is always kept); the 1.5 KiB of
+/// an instance hold its record, names and a representation of up to 128 ASCII characters.
+/// With the defaults, a program with 1,000 classes, 10 tracked classes and 1,000 live
+/// instances keeps at most about 3.2 MiB (full snapshots) + 4.7 MiB (older snapshots) + 22 MiB
+/// (instances, 10,000 of them dead) + 0.2 MiB (class histories) ≈ 30 MiB, however long it
+/// runs; with `dead_instances(1000)`, about 12 MiB. Set smaller limits with
 /// [`ClassTracker::set_retention`](crate::ClassTracker::set_retention); the
 /// `bounded_memory` test checks the formula. (classtrack's process-wide memory, the same for
 /// every tracker, is apart: the sampler's channels, about 1 MiB, and the class registry.)

@@ -138,7 +138,7 @@
 //! keeps its most recent snapshots in full, a downsampled series of older ones, a downsampled
 //! size history per instance (its first, last and largest sizes always kept) and per tracked
 //! class, and a bounded number of dead instances. [`Retention`] sets the limits and gives the
-//! formula (about 26 MiB with the defaults for 1,000 classes, 10 tracked classes and 1,000
+//! formula (about 30 MiB with the defaults for 1,000 classes, 10 tracked classes and 1,000
 //! live instances); [`ClassTracker::compaction`] counts what was dropped.
 //!
 //! ```

@@ -334,6 +334,25 @@ fn wake_drain() {
     }
 }
 
+/// The sample channels' receivers, made by this thread if nobody made them yet. If another
+/// thread is making them (the first sample anywhere in the process makes them, and warms the
+/// unwinder up, which can take some milliseconds), waits until it is done, up to 2 s:
+/// otherwise what the caller does next (trace a class, take a snapshot) would run before the
+/// channels exist, and its samples would be dropped. Called from the user's calls only, never
+/// from the allocator.
+fn receivers_when_made() -> Option<(Receiver<SampleRecord>, Receiver<StackRecord>)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(receivers) = sample_receivers() {
+            return Some(receivers);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// Starts the thread that drains the shim's samples, if sampling is on and it is not running
 /// (never started, died, or lost to a `fork()`). Returns whether it runs.
 pub(crate) fn start() -> bool {
@@ -346,7 +365,7 @@ pub(crate) fn start() -> bool {
     }
     let _g = OverheadGuard::new();
     crate::fork::install();
-    let Some((rx, stacks)) = sample_receivers() else {
+    let Some((rx, stacks)) = receivers_when_made() else {
         return false;
     };
     // Spawned under the aggregator's lock: one spawn at a time, and none across a `fork()`

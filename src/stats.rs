@@ -311,7 +311,7 @@ fn resolve_trace(ips: &[usize]) -> Vec<String> {
 
 impl SnapshotStats {
     /// `s` in full, without its sites (see [`Stats::resolve`]).
-    pub(crate) fn full(s: &Snapshot) -> SnapshotStats {
+    pub(crate) fn whole(s: &Snapshot) -> SnapshotStats {
         SnapshotStats {
             classes: s.classes.clone(),
             ..SnapshotStats::full_without_classes(s)
@@ -433,7 +433,7 @@ impl Stats {
             .cloned()
             .chain(st.recent.iter().enumerate().map(|(i, s)| {
                 unresolved.sites.push((older.len() + i, s.sites.clone()));
-                SnapshotStats::full(s)
+                SnapshotStats::whole(s)
             }))
             .collect();
         let mut classes: Vec<ClassStats> = st

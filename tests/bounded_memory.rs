@@ -47,7 +47,8 @@ fn tracker_bytes(tracker: &ClassTracker) -> u64 {
 /// `live` live instances (names and descriptions here are short).
 fn bound(r: &Retention, classes: u64, tracked: u64, live: u64) -> u64 {
     r.recent_snapshots as u64 * (classes * 100 + tracked * 90 + 300)
-        + r.snapshot_history as u64 * (tracked * 90 + 200)
+        + r.snapshot_history as u64
+            * (tracked * 90 + (2 + classes.min(r.summary_classes as u64)) * 110 + 200)
         + (live + r.dead_instances as u64) * (1536 + r.instance_sizes as u64 * 16)
         + tracked * r.class_history as u64 * 16
 }
