@@ -584,6 +584,13 @@ pub(crate) fn fork_child() {
 
 /// Samples every allocation of `T`'s class from now on (scopes entered afterwards), or stops.
 /// For small suspect classes: each allocation then costs a stack capture.
+///
+/// No record of such a class is lost: a thread that finds the sample channel full waits for
+/// the aggregator to make room (default sampling never waits, and drops what does not fit),
+/// so a class traced entirely runs at the aggregator's pace. (A wait that lasts a second, an
+/// aggregator that stopped draining, gives up and drops, counted in
+/// [`SamplingStats::dropped`](crate::SamplingStats).) classtrack's own class cannot be traced
+/// entirely: the aggregator's allocations are in it.
 pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
     classtrack_shim::set_trace_all(crate::class_id_of::<T>(), on);
     if on {

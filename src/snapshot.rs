@@ -145,6 +145,11 @@ pub struct SamplingStats {
     /// Times the aggregator thread (`classtrack-sampler`) was started again because it had
     /// died (a panic: a bug in classtrack); records it had taken but not applied are lost.
     pub aggregator_restarts: u64,
+    /// Times a thread allocating in a class traced entirely found the sample channel full and
+    /// waited for room (such records are never dropped while the aggregator drains; see
+    /// [`trace_every_allocation`](crate::trace_every_allocation)).
+    #[serde(default)]
+    pub traced_waits: u64,
 }
 
 /// The process's memory as the operating system reports it (from the `memory-stats` crate).
@@ -279,6 +284,7 @@ impl Snapshot {
                     dropped,
                     uncached_stacks,
                     aggregator_restarts: crate::sampling::aggregator_restarts(),
+                    traced_waits: classtrack_shim::traced_waits(),
                 }
             },
             allocator_installed: allocator.allocations > 0 || crate::allocator_installed(),

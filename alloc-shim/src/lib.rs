@@ -82,9 +82,9 @@ pub use sampling::{
     after_fork_in_child, after_fork_in_parent, before_fork, frees_lost, note_overflow_applied,
     note_received, sample_counts, sample_mean, sample_receivers, samples_received,
     sampling_enabled, sampling_started, set_sample_consumer, set_sample_mean, set_stack_depth,
-    set_trace_all, stack_depth, stack_id, take_overflowed_frees, traces_all, wait_for_samples,
-    SampleEvent, SampleRecord, StackRecord, CHANNEL_CAPACITY, DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH,
-    STACK_CHANNEL_CAPACITY,
+    set_trace_all, stack_depth, stack_id, take_overflowed_frees, traced_waits, traces_all,
+    wait_for_samples, SampleEvent, SampleRecord, StackRecord, CHANNEL_CAPACITY,
+    DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
 };
 pub use shard::{read_totals, shim_stats, ClassCounters, ShimStats};
 pub use tracking::TrackingAlloc;

@@ -20,7 +20,9 @@
 //! allocation's sample is dropped and counted (and its block left unmarked, so that every free
 //! reported is of a block whose allocation was), and a free goes to a lock-free overflow list
 //! that the consumer empties ([`take_overflowed_frees`]): frees are never lost, and the
-//! allocating or freeing thread never waits.
+//! allocating or freeing thread never waits. The one exception is a class traced entirely
+//! ([`set_trace_all`]): there no record may be lost, so its threads wait for room (without
+//! holding any lock) instead of dropping.
 //!
 //! Nothing is set up before the first block is sampled: the channels, and with them the
 //! unwinder's index of the loaded modules, are made then (or when a consumer asks for them), so
@@ -142,6 +144,10 @@ pub fn note_received(n: u64) {
     // Release: what the consumer did with the records is visible to whoever reads the count
     // with acquire.
     RECEIVED.fetch_add(n, Ordering::Release);
+    if n > 0 && CONSUMER_STALLED.load(Ordering::Relaxed) {
+        // Relaxed: see `may_wait`.
+        CONSUMER_STALLED.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Frees taken off the overflow list ([`take_overflowed_frees`]) and dealt with.
@@ -176,7 +182,15 @@ static ANY_TRACE_ALL: AtomicBool = AtomicBool::new(false);
 /// Takes effect at once on the calling thread, for scopes entered afterwards on every thread,
 /// and on other threads already inside the class's scope (`<untracked>` above all: threads
 /// start in it) from their next sample point (their first allocation, for a new thread).
+///
+/// A thread allocating in a class traced entirely never loses a record: when a channel is
+/// full it waits for the consumer to make room (see `send_waiting`), so such classes run at
+/// the consumer's pace. classtrack's own class ([`ClassId::OVERHEAD`]) cannot be traced
+/// entirely (the call is ignored): the consumer's own allocations are in it.
 pub fn set_trace_all(class: ClassId, on: bool) {
+    if class == ClassId::OVERHEAD {
+        return;
+    }
     let i = class.index() & (ClassId::LIMIT as usize - 1);
     if !on && TRACE_ALL[i >> 16].get().is_none() {
         return;
@@ -352,6 +366,9 @@ static CONSUMER: AtomicPtr<std::thread::Thread> = AtomicPtr::new(ptr::null_mut()
 /// never wait on it. A later call replaces the consumer (a new aggregator thread, or the first
 /// one of a forked child).
 pub fn set_sample_consumer(thread: std::thread::Thread) {
+    if thread.id() == std::thread::current().id() {
+        let _ = IS_CONSUMER.try_with(|c| c.set(true));
+    }
     let new = Box::into_raw(Box::new(thread));
     // Release: the box is built before a sender reads it (acquire in `wake_consumer`). The old
     // box is leaked on purpose (see `CONSUMER`).
@@ -359,34 +376,114 @@ pub fn set_sample_consumer(thread: std::thread::Thread) {
 }
 
 /// Sends `frames` on the stack channel unless this thread remembers sending them; returns
-/// their id, or `None` if the stack could not be sent (channel full or not made yet).
-fn announce(frames: &[usize]) -> Option<u64> {
+/// their id, or `None` if the stack could not be sent (channel full or not made yet; for a
+/// block of a class traced entirely, `traced`, only once waiting for room gave up: see
+/// [`send_waiting`]).
+fn announce(frames: &[usize], traced: bool) -> Option<u64> {
     let id = stack_id(frames);
     let slot = (id % ANNOUNCED_STACKS as u64) as usize;
     let known = ANNOUNCED.try_with(|a| a[slot].get() == id).unwrap_or(false);
     if known {
         return Some(id);
     }
-    let channels = channel()?;
     let mut record = StackRecord {
         id,
         depth: frames.len(),
         frames: [0; MAX_STACK_DEPTH],
     };
     record.frames[..frames.len()].copy_from_slice(frames);
-    if !enter_channel() {
+    let send = || {
+        let Some(channels) = channel() else {
+            return false;
+        };
+        if !enter_channel() {
+            return false;
+        }
+        let sent = channels.stacks.0.try_send(record).is_ok();
+        leave_channel();
+        if sent && channels.stacks.0.len() >= STACK_CHANNEL_CAPACITY / 4 {
+            wake_consumer();
+        }
+        sent
+    };
+    if !send_waiting(send, traced) {
         return None;
-    }
-    let sent = channels.stacks.0.try_send(record).is_ok();
-    leave_channel();
-    if !sent {
-        return None;
-    }
-    if channels.stacks.0.len() >= STACK_CHANNEL_CAPACITY / 4 {
-        wake_consumer();
     }
     let _ = ANNOUNCED.try_with(|a| a[slot].set(id));
     Some(id)
+}
+
+/// The longest a thread tracing every allocation of its class waits for room on a channel
+/// before it drops the record (counted as dropped), and stops waiting until the consumer
+/// takes records again: a consumer that stopped draining must not stall the program.
+const TRACED_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Set when a traced sender waited [`TRACED_WAIT`] in vain; cleared when the consumer takes
+/// records ([`note_received`]). While it is set, traced senders drop what does not fit.
+static CONSUMER_STALLED: AtomicBool = AtomicBool::new(false);
+
+/// Times a traced sender found a channel full and waited for room.
+static TRACED_WAITS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Whether this thread is the registered consumer ([`set_sample_consumer`]): it never
+    /// waits for room, which only it would make.
+    static IS_CONSUMER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a traced sender may wait for the consumer to make room: there is a consumer, it is
+/// another thread, and it has not stalled.
+fn may_wait() -> bool {
+    // Relaxed, here and below: a registered consumer is all this asks (it is never freed); a
+    // late view of the stall flag costs one more wait or one record dropped.
+    !CONSUMER.load(Ordering::Relaxed).is_null()
+        && !IS_CONSUMER.try_with(Cell::get).unwrap_or(true)
+        && !CONSUMER_STALLED.load(Ordering::Relaxed)
+}
+
+/// Runs `send` (one attempt to put a record on a channel), and for a record of a class traced
+/// entirely (`traced`) tries again until it succeeds: the thread wakes the consumer and yields
+/// (then sleeps 50 µs at a time) while the channel is full, being made by another thread, or a
+/// fork is being prepared. It holds no lock of classtrack's while it waits, and gives up after
+/// [`TRACED_WAIT`] (see there). Returns whether the record was sent. Default sampling
+/// (`traced == false`) never waits.
+fn send_waiting(mut send: impl FnMut() -> bool, traced: bool) -> bool {
+    if send() {
+        return true;
+    }
+    if !traced || !may_wait() {
+        return false;
+    }
+    // Relaxed: a statistic.
+    TRACED_WAITS.fetch_add(1, Ordering::Relaxed);
+    let start = std::time::Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        wake_consumer();
+        if attempts < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        attempts += 1;
+        if send() {
+            return true;
+        }
+        if !may_wait() {
+            return false;
+        }
+        if start.elapsed() >= TRACED_WAIT {
+            CONSUMER_STALLED.store(true, Ordering::Relaxed);
+            return false;
+        }
+    }
+}
+
+/// Times a thread tracing every allocation of its class found a sample channel full and
+/// waited for the consumer to make room (see [`set_trace_all`]).
+pub fn traced_waits() -> u64 {
+    // Relaxed: a statistic.
+    TRACED_WAITS.load(Ordering::Relaxed)
 }
 
 /// Whether the consumer is in [`wait_for_samples`] (about to sleep, or asleep).
@@ -639,13 +736,14 @@ pub(crate) fn on_countdown(
         return false;
     };
     // Made here, outside the sampler's state (making them warms the unwinder up inside it).
-    let made = channel().is_some();
+    // A block of a class traced entirely waits while another thread makes them.
+    let made = channel().is_some() || (mean == 0 && send_waiting(|| channel().is_some(), true));
     let record = made
         .then(|| {
             with_sampler(|_| {
                 let mut frames = [0usize; MAX_STACK_DEPTH];
                 let depth = crate::unwind::capture(&mut frames[..stack_depth()]);
-                announce(&frames[..depth]).map(|stack| SampleRecord {
+                announce(&frames[..depth], mean == 0).map(|stack| SampleRecord {
                     event: if resized_from.is_some() {
                         SampleEvent::Realloc
                     } else {
@@ -662,7 +760,8 @@ pub(crate) fn on_countdown(
         })
         .flatten()
         .flatten();
-    if record.is_some_and(try_send) {
+    // A block of a class traced entirely (`mean == 0`) waits for room rather than be lost.
+    if record.is_some_and(|r| send_waiting(|| try_send(r), mean == 0)) {
         return true;
     }
     // Relaxed: statistics.
