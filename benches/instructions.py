@@ -6,7 +6,9 @@
                                                    # 120 instructions a pair to System's
 
 Builds the `instructions` bench binary (release), runs it under callgrind with 0 and N pairs
-for each allocator, and divides the difference by N: the program's start-up cancels out.
+for each allocator, and divides the difference by N: the program's start-up cancels out, and
+so does what happens once per process before the pairs (the thread's counter shard, and with
+sampling on the sampler's set-up at its first sample, which the binary forces beforehand).
 """
 import json
 import re
