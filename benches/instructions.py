@@ -4,9 +4,13 @@
     python3 benches/instructions.py                # prints the table
     python3 benches/instructions.py --check 120    # also fails if the default adds more than
                                                    # 120 instructions a pair to System's
+    python3 benches/instructions.py --two-threads  # also two threads allocating batches of
+                                                   # typical small blocks
 
 Builds the `instructions` bench binary (release), runs it under callgrind with 0 and N pairs
-for each allocator, and divides the difference by N: the program's start-up cancels out.
+for each allocator, and divides the difference by N: the program's start-up cancels out, and
+so does what happens once per process before the pairs (the thread's counter shard, and with
+sampling on the sampler's set-up at its first sample, which the binary forces beforehand).
 """
 import json
 import re
@@ -19,6 +23,12 @@ MODES = [
     ("system", "System"),
     ("tracked-off", "TrackingAlloc, sampling off"),
     ("tracked", "TrackingAlloc, default sampling"),
+]
+# Two threads, batches of 64 typical small blocks (24 to 80 bytes) allocated then freed.
+TWO_THREAD_MODES = [
+    ("system-2t", "System"),
+    ("plus8-2t", "System, 8 bytes more a block"),
+    ("tracked-2t", "TrackingAlloc, default sampling"),
 ]
 
 
@@ -63,6 +73,15 @@ def main():
     print("|---|---|---|")
     for mode, label in MODES:
         print(f"| {label} | {per_pair[mode]:.1f} | {per_pair[mode] - base:+.1f} |")
+    if "--two-threads" in sys.argv:
+        two = {}
+        for mode, _ in TWO_THREAD_MODES:
+            two[mode] = (instructions(exe, mode, PAIRS) - instructions(exe, mode, 0)) / PAIRS
+        print("\nTwo threads, batches of 64 blocks of 24 to 80 bytes:\n")
+        print("| allocator | instructions per alloc/free pair | beyond System |")
+        print("|---|---|---|")
+        for mode, label in TWO_THREAD_MODES:
+            print(f"| {label} | {two[mode]:.1f} | {two[mode] - two['system-2t']:+.1f} |")
     if limit is not None:
         extra = per_pair["tracked"] - base
         if extra > limit:

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 
 use allocator_api2::vec::Vec as AVec;
@@ -100,6 +100,103 @@ fn workloads(c: &mut Criterion) {
     }
 }
 
+/// `System` asked for 8 bytes more than each block needs, and nothing else: what the 8-byte
+/// tag alone costs the inner allocator (some sizes move to its next size class), apart from
+/// what tracking does.
+pub struct Plus8;
+
+// SAFETY: forwards to `System` with the size grown by 8 at the same alignment, with the same
+// grown layout on every call for a block.
+unsafe impl GlobalAlloc for Plus8 {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: a valid layout grown by 8 bytes (bench sizes are small).
+        unsafe { System.alloc(grown(layout)) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: allocated by `alloc` above with the grown layout.
+        unsafe { System.dealloc(ptr, grown(layout)) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above; the new size grown the same way.
+        unsafe { System.realloc(ptr, grown(layout), new_size + 8) }
+    }
+}
+
+/// `layout` with 8 bytes more, unchecked (as `TrackingAlloc` on its fast path), so that only
+/// the size classes differ from `System`'s; only for the bench's small sizes.
+#[inline(always)]
+fn grown(layout: Layout) -> Layout {
+    // SAFETY: the bench's sizes are small: size + 8 rounded up to the alignment is far below
+    // isize::MAX.
+    unsafe { Layout::from_size_align_unchecked(layout.size() + 8, layout.align()) }
+}
+
+/// Sizes of typical small Rust blocks (boxed structs, `String`s and `Vec`s of a few
+/// elements, map nodes): half of them 8 more than a multiple of 16, which the 8-byte tag
+/// moves to glibc's next size class.
+pub const TYPICAL_SIZES: [usize; 8] = [24, 40, 56, 24, 32, 48, 64, 80];
+
+/// Two threads, each allocating 64 blocks of [`TYPICAL_SIZES`] and then freeing them, 50
+/// times over (more blocks of a size than glibc's per-thread cache keeps, so its arenas and
+/// their locks are used too).
+pub fn two_thread_batches(a: Via) -> usize {
+    std::thread::scope(|s| {
+        let workers: [_; 2] = std::array::from_fn(|_| s.spawn(move || batches(a, 50)));
+        workers
+            .map(|w| w.join().expect("a bench worker panicked"))
+            .iter()
+            .sum()
+    })
+}
+
+/// `rounds` times: 64 blocks of [`TYPICAL_SIZES`] allocated, then freed.
+pub fn batches(a: Via, rounds: usize) -> usize {
+    let mut blocks = [(std::ptr::null_mut::<u8>(), Layout::new::<u8>()); 64];
+    let mut sum = 0;
+    for _ in 0..rounds {
+        for (i, slot) in blocks.iter_mut().enumerate() {
+            let layout = Layout::from_size_align(TYPICAL_SIZES[i % TYPICAL_SIZES.len()], 8)
+                .expect("a valid layout");
+            // SAFETY: a non-zero layout; freed below with the same layout.
+            let p = unsafe { a.0.alloc(layout) };
+            assert!(!p.is_null(), "out of memory");
+            // SAFETY: `p` holds at least one byte.
+            unsafe { p.write(i as u8) };
+            *slot = (p, layout);
+        }
+        for &(p, layout) in &blocks {
+            // SAFETY: allocated above with `layout`, freed once.
+            unsafe {
+                sum += *p as usize;
+                a.0.dealloc(p, layout);
+            }
+        }
+    }
+    sum
+}
+
+static PLUS8: Plus8 = Plus8;
+
+/// Two threads allocating and freeing batches of typical small blocks: System, System asked
+/// for 8 more bytes a block (the size classes the tag moves blocks to, without tracking), and
+/// tracked, side by side.
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("two_thread_small");
+    let setups: [(&str, Via); 3] = [
+        ("system", Via(&System)),
+        ("system_plus8", Via(&PLUS8)),
+        ("tracked", Via(&TRACKED)),
+    ];
+    for (name, a) in setups {
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| black_box(two_thread_batches(black_box(a))))
+        });
+    }
+    g.finish();
+}
+
 struct BenchType;
 
 fn scopes(c: &mut Criterion) {
@@ -123,5 +220,5 @@ fn scopes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, workloads, scopes);
+criterion_group!(benches, workloads, two_threads, scopes);
 criterion_main!(benches);

@@ -38,6 +38,15 @@ if mode == "overhead":
             continue
         print(f"| {group} | {fmt(base)} | {fmt(t)} | {t / base:.3f}× | {fmt(s)} "
               f"| {s / base:.3f}× | {fmt(u)} | {u / base:.3f}× |")
+    base = median_ns("two_thread_small", "system")
+    plus8 = median_ns("two_thread_small", "system_plus8")
+    t = median_ns("two_thread_small", "tracked")
+    if None not in (base, plus8, t):
+        print()
+        print("| workload | System | System, 8 bytes more a block | ratio | tracked | ratio |")
+        print("|---|---|---|---|---|---|")
+        print(f"| two_thread_small | {fmt(base)} | {fmt(plus8)} | {plus8 / base:.3f}× "
+              f"| {fmt(t)} | {t / base:.3f}× |")
     print()
     print("| scope operation | median |")
     print("|---|---|")

@@ -5,12 +5,30 @@
 //! including while its other thread-locals are being destroyed. Retiring the shard at thread
 //! exit needs a destructor; it lives in a second thread-local ([`RETIRE`]) that is touched
 //! once, on the thread's first allocation, from the cold path.
+//!
+//! # The fast path
+//!
+//! The common allocation needs one test before it calls the inner allocator: is the block
+//! smaller than the bytes left in the *fast countdown* (`fast_left`)? Every rare case makes
+//! that test fail, by setting `fast_left` to 0 (*disarming*) while it lasts: a tag with an
+//! object or with the trace-everything bit, a class whose counter page is not at hand, a
+//! thread without a shard of its own, a thread inside the sampler, and of course a sample
+//! point that is due. While armed, `counters` are the current class's counters in the
+//! thread's own shard and `fast_bits` the trailer word of a block of the current tag, so the
+//! allocation counts with two stores and writes its trailer without a test. A free whose
+//! trailer word equals `fast_bits` counts through `counters` the same way; any other free
+//! takes `count`'s path.
+//!
+//! The sample countdown is split in two: `fast_left + sample_left` bytes are left until the
+//! next sample point. The fast path takes only from `fast_left`, which is at most
+//! [`FAST_LEFT_MAX`]; the slow path moves everything into `sample_left` (disarms), counts down
+//! there as the sampler always did, and moves what is left back (re-arms) when it is done.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr;
 
-use crate::shard::{self, page_key, Event, Page, Shard, Sink};
+use crate::shard::{self, page_key, Counters, Event, Page, Shard, Sink};
 use crate::{ClassId, Tag, TRACE_ALL_BIT};
 
 /// The thread has not allocated yet: no shard.
@@ -23,26 +41,52 @@ const BUSY: u8 = 2;
 const EXITED: u8 = 3;
 /// A `page_key` no class has: the page cache is empty.
 const NO_PAGE: u32 = u32::MAX;
+/// A `fast_bits` that no trailer word equals (a trailer word's class bits 26 to 31 are 0).
+const NO_FAST: u64 = u64::MAX;
 
+/// The most bytes the fast countdown holds at once.
+///
+/// A block the fast path takes is smaller than this, so its size plus the trailer, rounded up
+/// to any alignment a non-empty `Layout` can have (at most 2^62), stays within `isize::MAX`:
+/// the fast path needs no overflow check of its own.
+pub(crate) const FAST_LEFT_MAX: u64 = 1 << 48;
+const _: () = assert!(
+    FAST_LEFT_MAX as u128 + crate::tracking::TRAILER as u128 + (1u128 << 62) <= isize::MAX as u128
+);
+
+/// Bytes a thread excluded from sampling allocates between two looks at its countdown.
+const EXCLUDED_RECHECK: i64 = 64 << 20;
+
+#[repr(C)]
 pub(crate) struct Local {
-    /// The current tag, packed with [`Tag::to_bits`].
+    // The fast path's fields first, in one cache line.
+    /// The counters of the current tag's class in this thread's own shard; meaningful only
+    /// while `fast_bits` is not [`NO_FAST`].
+    counters: Cell<*const Counters>,
+    /// The trailer word of a block of the current tag, when its class is counted through
+    /// `counters` and it has no object; otherwise [`NO_FAST`].
+    fast_bits: Cell<u64>,
+    /// The current tag, packed with [`Tag::to_bits`], with [`TRACE_ALL_BIT`] when its class is
+    /// traced entirely.
     tag: Cell<u64>,
-    /// The page of the last class counted, in this thread's own shard: its key and address.
-    /// The hot path counts through it without walking the shard's directory.
+    /// The page of the last class counted on the slow path, in this thread's own shard: its
+    /// key and address.
     page_key: Cell<u32>,
     page: Cell<*const Page>,
     /// The shard this thread owns, or null.
     shard: Cell<*const Shard>,
     /// One of [`FRESH`], [`ACTIVE`], [`BUSY`], [`EXITED`].
     state: Cell<u8>,
-    /// Bytes left until the next sample point (see `sampling`).
+    /// Set while this thread is in the sampler: nested allocations are not sampled.
+    in_sampler: Cell<bool>,
+    /// Set for good by [`exclude_thread_from_sampling`].
+    excluded: Cell<bool>,
+    /// Bytes left until the next sample point, beyond `fast_left` (see `sampling`).
     sample_left: Cell<i64>,
     /// The sampler's random generator state (0: not seeded yet).
     rng: Cell<u64>,
     /// The mean the current countdown was drawn with.
     gap_mean: Cell<u64>,
-    /// Set while this thread is in the sampler: nested allocations are not sampled.
-    in_sampler: Cell<bool>,
 }
 
 /// The sampler's per-thread state, as handed to [`with_sampler`].
@@ -60,23 +104,26 @@ pub(crate) struct SamplerState {
 pub fn exclude_thread_from_sampling() {
     let local = local_ptr();
     if !local.is_null() {
-        // SAFETY: as in `count_alloc`.
-        unsafe { &*local }.in_sampler.set(true);
+        // SAFETY: as in `local_ref`.
+        unsafe { &*local }.excluded.set(true);
     }
 }
 
-/// Runs `f` with this thread's sampler state, unless the thread is in the sampler already
-/// (then `None`: a nested allocation is never sampled).
+/// Runs `f` with this thread's sampler state, unless the thread is in the sampler already or
+/// excluded from sampling (then `None`: a nested allocation is never sampled).
 pub(crate) fn with_sampler<R>(f: impl FnOnce(&mut SamplerState) -> R) -> Option<R> {
     let local = local_ptr();
     if local.is_null() {
         return None;
     }
-    // SAFETY: as in `count_current`.
+    // SAFETY: as in `local_ref`.
     let local = unsafe { &*local };
-    if local.in_sampler.replace(true) {
+    if local.excluded.get() || local.in_sampler.replace(true) {
         return None;
     }
+    // The whole countdown in `sample_left`, and allocations made inside `f` off the fast
+    // path (re-arming waits for `in_sampler` to be clear).
+    disarm(local);
     let mut state = SamplerState {
         left: local.sample_left.get(),
         rng: local.rng.get(),
@@ -93,17 +140,25 @@ pub(crate) fn with_sampler<R>(f: impl FnOnce(&mut SamplerState) -> R) -> Option<
 thread_local! {
     static LOCAL: Local = const {
         Local {
+            counters: Cell::new(ptr::null()),
+            fast_bits: Cell::new(NO_FAST),
             tag: Cell::new(0),
             page_key: Cell::new(NO_PAGE),
             page: Cell::new(ptr::null()),
             shard: Cell::new(ptr::null()),
             state: Cell::new(FRESH),
+            in_sampler: Cell::new(false),
+            excluded: Cell::new(false),
             sample_left: Cell::new(0),
             rng: Cell::new(0),
             gap_mean: Cell::new(0),
-            in_sampler: Cell::new(false),
         }
     };
+    /// Bytes the fast path may still allocate before it must take the slow path; 0: disarmed.
+    /// A thread-local of its own: the allocation's fast path reads it before the inner
+    /// allocator's call and `LOCAL` after it, so no thread-local address is kept across the
+    /// call (which would cost a saved register).
+    static FAST_LEFT: Cell<u64> = const { Cell::new(0) };
     /// Its destructor hands the thread's shard back for the next new thread.
     static RETIRE: Retire = const { Retire };
 }
@@ -117,6 +172,8 @@ impl Drop for Retire {
             let shard = local.shard.replace(ptr::null());
             local.page_key.set(NO_PAGE);
             local.state.set(EXITED);
+            // No page at hand: off the fast path for the rest of the thread's life.
+            retarget(local);
             if !shard.is_null() {
                 // SAFETY: shards are never freed (they live in a push-only list), so the
                 // pointer stays valid; this thread owns it until the store below.
@@ -138,19 +195,220 @@ fn local_ptr() -> *const Local {
         .unwrap_or(ptr::null())
 }
 
-/// Counts the allocation of `bytes` for the current tag's class; returns the tag, and whether
-/// the sampler must look at the block (its countdown ran out, or its class is traced
-/// entirely: then the third value is true).
+/// This thread's fast countdown, or `None` if it cannot be reached (never, in practice: it
+/// has no destructor).
+#[inline(always)]
+fn fast_left() -> Option<&'static Cell<u64>> {
+    let p = FAST_LEFT
+        .try_with(|c| c as *const Cell<u64>)
+        .unwrap_or(ptr::null());
+    // SAFETY: as in `local_ref`: `const`-initialised, no destructor, used on this thread.
+    unsafe { p.as_ref() }
+}
+
+/// This thread's [`Local`], or `None` if it cannot be reached (never, in practice).
+#[inline(always)]
+fn local_ref() -> Option<&'static Local> {
+    // SAFETY: `LOCAL` is `const`-initialised and has no destructor, so its storage is valid
+    // for the whole life of this thread; the reference is used on this thread only (it is
+    // not `Send`: `Local` holds `Cell`s) and never outlives the call that took it.
+    unsafe { local_ptr().as_ref() }
+}
+
+/// The fast path's test, before an allocation of `bytes` calls the inner allocator: takes
+/// `bytes` from the fast countdown and returns true if they fit, so the allocation may be
+/// counted with [`fast_alloc`]. Returns false if they do not (the countdown runs out: a
+/// sample point, or the thread is disarmed); the caller must then call [`fast_untake`] before
+/// anything else.
+#[inline(always)]
+pub(crate) fn fast_take(bytes: usize) -> bool {
+    let Some(fast) = fast_left() else {
+        return false;
+    };
+    let left = fast.get();
+    // Taken whatever the outcome (one subtraction in memory whose flags decide); the slow
+    // path gives the bytes back with `fast_untake` before anything else.
+    fast.set(left.wrapping_sub(bytes as u64));
+    // Strictly smaller: the countdown reaching 0 is a sample point.
+    (bytes as u64) < left
+}
+
+/// Undoes a [`fast_take`] that returned false, first thing on the slow path (no allocation
+/// can come between them).
+#[inline(always)]
+pub(crate) fn fast_untake(bytes: usize) {
+    if let Some(fast) = fast_left() {
+        fast.set(fast.get().wrapping_add(bytes as u64));
+    }
+}
+
+/// Gives back `bytes` taken by [`fast_take`] for an allocation that failed.
+#[cold]
+pub(crate) fn fast_give_back(bytes: usize) {
+    if let Some(local) = local_ref() {
+        // The countdown is the sum of both parts, so the bytes may go to either.
+        local
+            .sample_left
+            .set(local.sample_left.get().wrapping_add(bytes as i64));
+    }
+}
+
+/// Counts a new block of `bytes` of the current class, after [`fast_take`] allowed it, and
+/// returns the block's trailer word.
+#[inline(always)]
+pub(crate) fn fast_alloc(bytes: usize) -> u64 {
+    let Some(local) = local_ref() else {
+        // Unreachable: `fast_take` returned true.
+        return Tag::UNTRACKED.to_bits();
+    };
+    debug_assert_ne!(local.fast_bits.get(), NO_FAST);
+    // SAFETY: the thread was armed at `fast_take`, so `fast_bits` was the trailer word of the
+    // current tag and `counters` its class's counters, set by `retarget` from a page of the
+    // shard this thread owns. The tag is the same now (a scope entered by nested code, such
+    // as classtrack's overhead scope in the sampler, is left before it returns) and so are
+    // they (see `retarget`); pages are never freed.
+    let counters = unsafe { &*local.counters.get() };
+    Sink::Owned(counters).apply(Event::Alloc(bytes));
+    local.fast_bits.get()
+}
+
+/// Counts the free of a block of `bytes` whose trailer word is `bits` if it is a block of the
+/// current tag that the fast path counts, and says so; otherwise counts nothing and returns
+/// false (the caller then takes [`count`]'s path).
+#[inline(always)]
+pub(crate) fn fast_free(bits: u64, bytes: usize) -> bool {
+    let Some(local) = local_ref() else {
+        return false;
+    };
+    if local.fast_bits.get() != bits {
+        return false;
+    }
+    // SAFETY: `fast_bits` is not `NO_FAST` (no trailer word is), so `counters` were set by
+    // `retarget` from a page of the shard this thread owns (both are reset before the shard
+    // is released); pages are never freed.
+    let counters = unsafe { &*local.counters.get() };
+    Sink::Owned(counters).apply(Event::Free(bytes));
+    true
+}
+
+/// Moves the whole countdown into `sample_left`: every allocation takes the slow path until
+/// [`rearm`].
+#[inline]
+fn disarm(local: &Local) {
+    let fast = fast_left().map_or(0, |f| f.replace(0));
+    local
+        .sample_left
+        .set(local.sample_left.get().wrapping_add(fast as i64));
+}
+
+/// Brings `counters` and `fast_bits` in line with the thread's tag after it (or the thread's
+/// shard) changed, and disarms if the fast path cannot serve the tag. Never arms (see
+/// [`rearm`]): an armed thread stays armed, with the new tag's counters.
+///
+/// A class whose page exists in the thread's shard is always found (through the page cache
+/// or the shard's directory), so a thread armed for a tag keeps `fast_bits` equal to that
+/// tag's trailer word for as long as the tag is current, whatever nested allocations (from an
+/// inner allocator that allocates) do to the page cache meanwhile: an allocation between its
+/// [`fast_take`] and its [`fast_alloc`] always finds the counters and trailer word of its tag.
+#[inline]
+fn retarget(local: &Local) {
+    let bits = local.tag.get();
+    let tag = Tag::from_bits(bits);
+    let counters = if tag.object == 0 {
+        counters_of(local, tag.class)
+    } else {
+        None
+    };
+    match counters {
+        Some(counters) => {
+            local.counters.set(counters);
+            local.fast_bits.set(tag.to_bits());
+            if bits & TRACE_ALL_BIT == 0 {
+                return;
+            }
+        }
+        None => local.fast_bits.set(NO_FAST),
+    }
+    disarm(local);
+}
+
+/// The counters of `class` in the shard this thread owns, if their page exists: from the
+/// page cache, else from the shard's directory (without creating anything).
+#[inline]
+fn counters_of(local: &Local, class: ClassId) -> Option<&'static Counters> {
+    // The page cache only ever holds a page of the shard this thread owns, and is emptied
+    // before the shard is released.
+    if local.page_key.get() == page_key(class) {
+        // SAFETY: the cached page was set by `sink_slow` from this thread's own shard and
+        // holds `class` (same key); pages are never freed.
+        return Some(unsafe { &*local.page.get() }.counters(class));
+    }
+    counters_in_directory(local, class)
+}
+
+#[inline(never)]
+fn counters_in_directory(local: &Local, class: ClassId) -> Option<&'static Counters> {
+    let shard = local.shard.get();
+    // SAFETY: a non-null `shard` was claimed by this thread in `shard_slow` and is only
+    // cleared (by `Retire::drop`) before the shard is released; shards are never freed.
+    let shard: &'static Shard = unsafe { shard.as_ref() }?;
+    let page = shard.existing_page(class)?;
+    Some(page.counters(class))
+}
+
+/// At the end of a slow path: points the fast path at the current tag and, when nothing rare
+/// is in force, moves up to [`FAST_LEFT_MAX`] bytes of the countdown back into `fast_left`.
+#[inline(never)]
+pub(crate) fn rearm() {
+    let Some(local) = local_ref() else {
+        return;
+    };
+    retarget(local);
+    if local.fast_bits.get() == NO_FAST
+        || local.tag.get() & TRACE_ALL_BIT != 0
+        || local.in_sampler.get()
+    {
+        return;
+    }
+    let Some(fast_left) = fast_left() else {
+        return;
+    };
+    let mut total = local.sample_left.get().wrapping_add(fast_left.get() as i64);
+    if total <= 0 {
+        if !local.excluded.get() {
+            // A sample point the sampler did not handle yet: the next allocation takes the
+            // slow path to it.
+            fast_left.set(0);
+            local.sample_left.set(total);
+            return;
+        }
+        // A thread excluded from sampling: no sample points, only a look now and then.
+        total = EXCLUDED_RECHECK;
+    }
+    let fast = (total as u64).min(FAST_LEFT_MAX);
+    fast_left.set(fast);
+    local.sample_left.set(total - fast as i64);
+}
+
+/// Sets the thread's tag word and brings the fast path in line.
+#[inline]
+fn set_tag_bits(local: &Local, bits: u64) -> u64 {
+    let prev = local.tag.replace(bits);
+    retarget(local);
+    prev
+}
+
+/// The slow path of an allocation of `bytes`: disarms, counts it for the current tag's
+/// class and counts it down; returns the tag, and whether the sampler must look at the block
+/// (its countdown ran out, or its class is traced entirely: then the third value is true).
+/// The caller calls [`rearm`] when it is done.
 #[inline(always)]
 pub(crate) fn count_alloc(bytes: usize) -> (Tag, bool, bool) {
-    let local = local_ptr();
-    if local.is_null() {
+    let Some(local) = local_ref() else {
         shared_sink(ClassId::UNTRACKED).apply(Event::Alloc(bytes));
         return (Tag::UNTRACKED, false, false);
-    }
-    // SAFETY: `LOCAL` is `const`-initialised and has no destructor, so its storage is valid
-    // for the whole life of this thread; it is used here, on its own thread, only.
-    let local = unsafe { &*local };
+    };
+    disarm(local);
     let bits = local.tag.get();
     let tag = Tag::from_bits(bits);
     count_in(local, tag.class, Event::Alloc(bytes));
@@ -160,49 +418,40 @@ pub(crate) fn count_alloc(bytes: usize) -> (Tag, bool, bool) {
     (tag, left <= 0 || trace_all, trace_all)
 }
 
-/// Advances this thread's sample countdown by `bytes` (a realloc's growth); true if it ran
-/// out.
+/// Advances this thread's sample countdown by `bytes` (a realloc's new size); true if it ran
+/// out: the caller then calls the sampler and [`rearm`].
 #[inline(always)]
 pub(crate) fn countdown(bytes: usize) -> bool {
-    let local = local_ptr();
-    if local.is_null() {
+    let (Some(local), Some(fast)) = (local_ref(), fast_left()) else {
+        return false;
+    };
+    let left = fast.get();
+    if (bytes as u64) < left {
+        fast.set(left - bytes as u64);
         return false;
     }
-    // SAFETY: as in `count_alloc`.
-    let local = unsafe { &*local };
-    let left = local.sample_left.get().wrapping_sub(bytes as i64);
-    local.sample_left.set(left);
-    left <= 0
+    countdown_slow(local, bytes)
 }
 
-/// Counts `event` on this thread's cached counter page if `class` is on it, and says so;
-/// otherwise counts nothing and returns false (the caller then takes [`count`]'s path).
-#[inline(always)]
-pub(crate) fn count_on_cached_page(class: ClassId, event: Event) -> bool {
-    let local = local_ptr();
-    if local.is_null() {
-        return false;
+#[cold]
+#[inline(never)]
+fn countdown_slow(local: &Local, bytes: usize) -> bool {
+    disarm(local);
+    let left = local.sample_left.get().wrapping_sub(bytes as i64);
+    local.sample_left.set(left);
+    if left > 0 {
+        rearm();
     }
-    // SAFETY: as in `count_alloc`.
-    let local = unsafe { &*local };
-    if local.page_key.get() != page_key(class) {
-        return false;
-    }
-    // SAFETY: as in `count_in`.
-    let counters = unsafe { &*local.page.get() }.counters(class);
-    Sink::Owned(counters).apply(event);
-    true
+    left <= 0
 }
 
 /// Counts `event` (a free or resize of a block of `class`) on this thread.
 #[inline(always)]
 pub(crate) fn count(class: ClassId, event: Event) {
-    let local = local_ptr();
-    if local.is_null() {
+    let Some(local) = local_ref() else {
         return shared_sink(class).apply(event);
-    }
-    // SAFETY: as in `count_alloc`.
-    count_in(unsafe { &*local }, class, event)
+    };
+    count_in(local, class, event)
 }
 
 #[inline(always)]
@@ -217,7 +466,6 @@ fn count_in(local: &Local, class: ClassId, event: Event) {
         sink_slow(local, class).apply(event)
     }
 }
-
 /// A class on another page than the last one, or a thread without its own shard.
 #[cold]
 #[inline(never)]
@@ -270,9 +518,9 @@ fn shard_slow(local: &Local) -> Option<&'static Shard> {
     // Registering `RETIRE`'s destructor may allocate (the standard library keeps a list of
     // destructors). Those nested allocations find the shard set above and are classtrack's
     // own, so they are charged to the overhead class.
-    let prev = local.tag.replace(Tag::OVERHEAD.to_bits());
+    let prev = set_tag_bits(local, Tag::OVERHEAD.to_bits());
     let registered = RETIRE.try_with(|_| ()).is_ok();
-    local.tag.set(prev);
+    set_tag_bits(local, prev);
     if registered {
         local.state.set(ACTIVE);
         Some(shard)
@@ -283,6 +531,7 @@ fn shard_slow(local: &Local) -> Option<&'static Shard> {
         local.shard.set(ptr::null());
         local.page_key.set(NO_PAGE);
         local.state.set(EXITED);
+        retarget(local);
         shard.release();
         None
     }
@@ -306,15 +555,18 @@ pub fn current_tag() -> Tag {
 /// the next sample point on, without entering a scope.
 #[cold]
 pub(crate) fn refresh_trace_bit() {
-    let _ = LOCAL.try_with(|l| {
+    if let Some(l) = local_ref() {
         let bits = l.tag.get();
         let want = crate::sampling::traces_all(Tag::from_bits(bits).class);
-        l.tag.set(if want {
-            bits | TRACE_ALL_BIT
-        } else {
-            bits & !TRACE_ALL_BIT
-        });
-    });
+        set_tag_bits(
+            l,
+            if want {
+                bits | TRACE_ALL_BIT
+            } else {
+                bits & !TRACE_ALL_BIT
+            },
+        );
+    }
 }
 
 /// Makes `tag` the current thread's tag and returns the previous one.
@@ -337,9 +589,10 @@ pub fn replace_tag(tag: Tag) -> Tag {
     if crate::sampling::traces_all(tag.class) {
         bits |= TRACE_ALL_BIT;
     }
-    LOCAL
-        .try_with(|l| Tag::from_bits(l.tag.replace(bits)))
-        .unwrap_or(Tag::UNTRACKED)
+    match local_ref() {
+        Some(l) => Tag::from_bits(set_tag_bits(l, bits)),
+        None => Tag::UNTRACKED,
+    }
 }
 
 /// Charges the current thread's allocations to classtrack's overhead class until dropped.

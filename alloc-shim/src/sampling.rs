@@ -28,8 +28,8 @@
 //! unwinder's index of the loaded modules, are made then (or when a consumer asks for them), so
 //! a program that turns sampling off before it samples does no unwinder work at all.
 //!
-//! The countdown costs the hot path a load, a subtraction, a store and a branch on the
-//! thread-local line it already reads; everything else is `#[cold]`.
+//! The countdown costs the hot path one subtraction in thread-local memory and a branch on
+//! its flags (see the fast path in `local`); everything else is `#[cold]`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -3,7 +3,10 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 
-use crate::local::{count, count_alloc, count_on_cached_page, countdown};
+use crate::local::{
+    count, count_alloc, countdown, fast_alloc, fast_free, fast_give_back, fast_take, fast_untake,
+    rearm,
+};
 use crate::objects::count_object;
 use crate::sampling;
 use crate::shard::Event;
@@ -83,8 +86,48 @@ unsafe fn read_bits(p: *const u8, size: usize) -> u64 {
 }
 
 impl<A: GlobalAlloc> TrackingAlloc<A> {
+    /// `alloc` and `alloc_zeroed`. The common case takes one test before the inner call (the
+    /// block fits in the thread's fast countdown, which every rare case empties) and, after
+    /// it, two counter stores and the trailer; everything else is in [`Self::alloc_slow`].
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let size = layout.size();
+        if !fast_take(size) {
+            // SAFETY: forwarded caller contract.
+            return unsafe { self.alloc_slow(layout, zeroed) };
+        }
+        // SAFETY: `fast_take` accepts only sizes below `FAST_LEFT_MAX`, so `size + TRAILER`
+        // rounded up to `layout.align()` stays within isize::MAX (see `FAST_LEFT_MAX`);
+        // `layout.align()` is a non-zero power of two.
+        let outer = unsafe { Layout::from_size_align_unchecked(size + TRAILER, layout.align()) };
+        // SAFETY: `outer` is a valid layout with non-zero size (at least TRAILER bytes).
+        let p = unsafe {
+            if zeroed {
+                self.inner.alloc_zeroed(outer)
+            } else {
+                self.inner.alloc(outer)
+            }
+        };
+        if p.is_null() {
+            fast_give_back(size);
+            return p;
+        }
+        let bits = fast_alloc(size);
+        // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
+        unsafe { write_bits(p, size, bits) };
+        p
+    }
+
+    /// An allocation off the fast path: a sample point due, a tracked object, a class traced
+    /// entirely or off the thread's cached counter page, a thread without its own counters,
+    /// or a size beyond the fast countdown.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        fast_untake(layout.size());
         let Some(outer) = outer(layout.size(), layout.align()) else {
             return ptr::null_mut();
         };
@@ -107,33 +150,44 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         }
         // SAFETY: `p` is a fresh block of `outer.size() = size + TRAILER` bytes.
         unsafe { write_bits(p, layout.size(), bits) };
+        rearm();
         p
     }
 }
 
 impl<A: GlobalAlloc> TrackingAlloc<A> {
-    /// `dealloc` of a block of a tracked object, or sampled, or of a class off the thread's
-    /// cached counter page (or on a thread without its own counters).
+    /// `dealloc` of a block of a tracked object, or sampled, or of another class than the
+    /// current one (or on a thread whose fast path is off).
     ///
     /// # Safety
     /// As `GlobalAlloc::dealloc`; `bits` is the block's tag word, and nothing was counted for
     /// this free yet.
-    #[cold]
     #[inline(never)]
     unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout, bits: u64) {
         let tag = Tag::from_bits(bits);
         // Reported before the block is handed back, so that no reuse of the address can be
         // reported before this free. The block is the caller's until then.
         count(tag.class, Event::Free(layout.size()));
-        count_object(tag.object, Event::Free(layout.size()));
-        if bits & SAMPLED_BIT != 0 {
-            sampling::report_free(ptr as usize, layout.size(), tag.class);
+        if tag.object != 0 || bits & SAMPLED_BIT != 0 {
+            Self::dealloc_rare(ptr, layout.size(), bits);
         }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
         let outer =
             unsafe { Layout::from_size_align_unchecked(layout.size() + TRAILER, layout.align()) };
         // SAFETY: `ptr` was returned by the inner allocator for `outer`.
         unsafe { self.inner.dealloc(ptr, outer) }
+    }
+
+    /// The free of a block of a tracked object, or sampled: counts it for the object and
+    /// reports it to the sampler.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_rare(ptr: *mut u8, size: usize, bits: u64) {
+        let tag = Tag::from_bits(bits);
+        count_object(tag.object, Event::Free(size));
+        if bits & SAMPLED_BIT != 0 {
+            sampling::report_free(ptr as usize, size, tag.class);
+        }
     }
 }
 
@@ -160,16 +214,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller passes a block from this allocator with its layout.
         let bits = unsafe { read_bits(ptr, layout.size()) };
-        let tag = Tag::from_bits(bits);
         // Counted before the block is handed back, so that the inner allocator's `dealloc` is
-        // a tail call. The common case (no object, not sampled, the class on the thread's
-        // cached counter page) is counted here and needs nothing kept across a call; any
-        // other goes to `dealloc_slow`, which counts nothing twice: the cached-page count only
-        // happens when the first two tests passed, and then returns true.
-        if tag.object != 0
-            || bits & SAMPLED_BIT != 0
-            || !count_on_cached_page(tag.class, Event::Free(layout.size()))
-        {
+        // a tail call. The common case (a block of the current tag, no object, not sampled)
+        // is counted here and needs nothing kept across a call; any other goes to
+        // `dealloc_slow`, which counts nothing twice: `fast_free` counts only when it returns
+        // true.
+        if !fast_free(bits, layout.size()) {
             // SAFETY: forwarded caller contract; nothing was counted for this block yet.
             return unsafe { self.dealloc_slow(ptr, layout, bits) };
         }
@@ -213,10 +263,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         // chance its size gives it), of which only the growth counts as allocated.
         let mut new_bits = bits & !SAMPLED_BIT;
         let trace_all = sampled && sampling::traces_all(tag.class);
-        if (countdown(new_size) || trace_all)
-            && sampling::on_countdown(p as usize, new_size, Some(layout.size()), tag, trace_all)
-        {
-            new_bits |= SAMPLED_BIT;
+        if countdown(new_size) || trace_all {
+            if sampling::on_countdown(p as usize, new_size, Some(layout.size()), tag, trace_all) {
+                new_bits |= SAMPLED_BIT;
+            }
+            rearm();
         }
         // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.
         unsafe { write_bits(p, new_size, new_bits) };
