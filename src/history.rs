@@ -50,7 +50,8 @@ use crate::sync::Lock;
 /// runs; with `dead_instances(1000)`, about 12 MiB. Set smaller limits with
 /// [`ClassTracker::set_retention`](crate::ClassTracker::set_retention); the
 /// `bounded_memory` test checks the formula. (classtrack's process-wide memory, the same for
-/// every tracker, is apart: the sampler's channels, about 1 MiB, and the class registry.)
+/// every tracker, is apart: the sampler's channels and unwinder caches, about 600 KiB, and the
+/// class registry.)
 ///
 /// ```
 /// use classtrack::{ClassTracker, Retention};

@@ -35,7 +35,7 @@ mod imp {
     };
 
     /// Caches: enough for the threads of a busy process to sample at once without waiting.
-    const SLOTS: usize = 8;
+    const SLOTS: usize = 4;
     /// Sets of each rule cache; each set holds `WAYS` rules (one 64-byte line).
     const SETS: usize = 512;
     const WAYS: usize = 4;

@@ -49,9 +49,9 @@ pub const MAX_STACK_DEPTH: usize = 64;
 /// Sample records the channel holds before new ones are dropped. A burst of frees of sampled
 /// blocks (dropping a large structure) must fit; the buffer's pages become resident only as far
 /// as a backlog ever reaches.
-pub const CHANNEL_CAPACITY: usize = 8192;
+pub const CHANNEL_CAPACITY: usize = 4096;
 /// Stack records the stack channel holds (new stacks only: far fewer than samples).
-pub const STACK_CHANNEL_CAPACITY: usize = 1024;
+pub const STACK_CHANNEL_CAPACITY: usize = 256;
 /// Stacks each thread remembers having sent (a direct-mapped table of their hashes).
 const ANNOUNCED_STACKS: usize = 256;
 /// While sampling is off, threads look again at the setting every this many bytes.
