@@ -581,7 +581,7 @@ pub fn trace_every_allocation_named(name: &str, on: bool) {
 }
 
 /// Frames that belong to classtrack or to the allocator machinery, trimmed from the top.
-fn is_machinery(function: &str) -> bool {
+pub(crate) fn is_machinery(function: &str) -> bool {
     const PREFIXES: [&str; 15] = [
         "backtrace::",
         "<backtrace::",
@@ -642,13 +642,34 @@ fn symbolize(ip: usize) -> Arc<[Frame]> {
     }
 }
 
+/// Whether `f` is the standard library's: its source is in the toolchain's `/rustc/`
+/// directory (as debug info names it), or its path starts in `core`, `std` or `alloc`.
+pub(crate) fn is_std(f: &Frame) -> bool {
+    f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/"))
+        || [
+            "core::", "<core::", "std::", "<std::", "alloc::", "<alloc::",
+        ]
+        .iter()
+        .any(|p| f.function.starts_with(p))
+}
+
 /// A stack symbolized, innermost first, without the machinery at the top.
 pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
     let _g = OverheadGuard::new();
+    let groups: Vec<Arc<[Frame]>> = stack.iter().map(|&ip| symbolize(ip)).collect();
+    trim(groups.iter().map(|g| &g[..]))
+}
+
+/// The frames of `groups` (each the frames at one return address: the frames inlined there,
+/// then the function it is in), without the machinery at the top nor the runtime below
+/// `main`. A standard library frame inlined into the machinery (`core::bool::then` in the
+/// sampler, in optimized builds) is the machinery's too.
+fn trim<'a>(groups: impl IntoIterator<Item = &'a [Frame]>) -> Vec<Frame> {
     let mut out: Vec<Frame> = Vec::new();
-    'stack: for &ip in stack {
-        for f in symbolize(ip).iter() {
-            if out.is_empty() && is_machinery(&f.function) {
+    'stack: for group in groups {
+        let in_machinery = group.last().is_some_and(|f| is_machinery(&f.function));
+        for f in group {
+            if out.is_empty() && (is_machinery(&f.function) || (in_machinery && is_std(f))) {
                 continue;
             }
             // The runtime's frames below `main` (or a thread's closure) say nothing.
@@ -662,4 +683,78 @@ pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, inlined: bool) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            file: None,
+            line: None,
+            inlined,
+        }
+    }
+
+    #[test]
+    fn std_frames_inlined_into_the_machinery_are_trimmed_with_it() {
+        let groups = [
+            vec![
+                frame("core::bool::<impl bool>::then", true),
+                frame("classtrack_shim::sampling::on_countdown", false),
+            ],
+            vec![
+                frame(
+                    "<classtrack_shim::tracking::TrackingAlloc<A>>::realloc",
+                    true,
+                ),
+                frame("__rustc::__rust_realloc", false),
+            ],
+            vec![
+                frame("alloc::raw_vec::RawVecInner<A>::grow_amortized", true),
+                frame("alloc::raw_vec::RawVec<T,A>::grow_one", false),
+            ],
+            vec![
+                frame("alloc::vec::Vec<T,A>::push", true),
+                frame("app::main", false),
+            ],
+            vec![
+                frame("core::ops::function::FnOnce::call_once", true),
+                frame("std::rt::lang_start::{{closure}}", false),
+            ],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "alloc::vec::Vec<T,A>::push",
+                "app::main",
+                "core::ops::function::FnOnce::call_once"
+            ]
+        );
+    }
+
+    #[test]
+    fn user_code_inlined_into_classtrack_is_kept() {
+        let groups = [
+            vec![frame("__rustc::__rust_alloc", false)],
+            vec![
+                frame("app::build::{{closure}}", true),
+                frame("classtrack::scope::scope", false),
+            ],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            ["app::build::{{closure}}", "classtrack::scope::scope"]
+        );
+    }
 }
