@@ -1,13 +1,15 @@
 //! What changed between two snapshots ([`SnapshotDiff`]), and which classes keep growing
 //! ([`LeakSuspect`]).
 //!
-//! Both are computed from full snapshots, which have every class's totals. [`Stats`] keeps
-//! only summaries of snapshots (allocator totals and tracked classes), so the per-class series
-//! that leak suspects are found in is a tracker's recent full snapshots
-//! ([`ClassTracker::snapshots`], as many as [`Retention::recent_snapshots`]):
-//! [`ClassTracker::leak_suspects`] looks at the last N intervals among them.
+//! Both are best computed from full snapshots, which have every class's totals: a tracker's
+//! recent snapshots ([`ClassTracker::snapshots`], as many as
+//! [`Retention::recent_snapshots`]), which [`ClassTracker::leak_suspects`] looks at. [`Stats`]
+//! keeps those in full too, and summaries of older ones with their largest classes
+//! ([`Stats::leak_suspects`], [`SnapshotStats::diff`]).
 //!
 //! [`Stats`]: crate::Stats
+//! [`Stats::leak_suspects`]: crate::Stats::leak_suspects
+//! [`SnapshotStats::diff`]: crate::SnapshotStats::diff
 //! [`ClassTracker::snapshots`]: crate::ClassTracker::snapshots
 //! [`ClassTracker::leak_suspects`]: crate::ClassTracker::leak_suspects
 //! [`Retention::recent_snapshots`]: crate::Retention::recent_snapshots
