@@ -2,7 +2,6 @@
 //! its reports. Every report is the library's; this file reads the arguments, picks the
 //! snapshots and sends the output where it was asked to go.
 
-use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -271,15 +270,6 @@ impl std::str::FromStr for Snap {
     }
 }
 
-impl fmt::Display for Snap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Snap::Index(i) => write!(f, "{i}"),
-            Snap::Label(l) => write!(f, "{l:?}"),
-        }
-    }
-}
-
 /// Why the command failed.
 enum Failure {
     /// Standard output was closed (`| head`): not an error to report.
@@ -313,7 +303,7 @@ type Result<T> = std::result::Result<T, Failure>;
 fn main() -> ExitCode {
     // A bug must still end on one line, without a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("classtrack: internal error: {info}");
+        let _ = writeln!(io::stderr(), "classtrack: internal error: {info}");
     }));
     let cli = Cli::parse();
     let stdout = io::stdout();
@@ -352,11 +342,11 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
                 {
                     let names: Vec<&str> = stats.classes.iter().map(|c| c.name.as_str()).collect();
                     out.flush()?;
-                    eprintln!(
-                        "classtrack: no instance of a class whose name contains {class:?}; \
+                    note(&format!(
+                        "no instance of a class whose name contains {class:?}; \
                          tracked classes: {}",
                         list_or_none(&names)
-                    );
+                    ));
                 }
             }
         }
@@ -406,11 +396,10 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
 }
 
 fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
-    let (old_path, new_path) = match &a.dumps[..] {
-        [one] => (one, one),
-        [old, new] => (old, new),
-        _ => unreachable!("clap takes one or two dumps"),
+    let Some(old_path) = a.dumps.first() else {
+        return Err(fail("give one or two dumps"));
     };
+    let new_path = a.dumps.get(1).unwrap_or(old_path);
     let two = a.dumps.len() == 2;
     let old = Stats::load(old_path)?;
     let new = if two {
@@ -534,6 +523,11 @@ fn labels(stats: &Stats) -> String {
     list.join(", ")
 }
 
+/// Writes `message` to standard error, as `classtrack: message` (nothing if it is closed).
+fn note(message: &str) {
+    let _ = writeln!(io::stderr(), "classtrack: {message}");
+}
+
 fn list_or_none(names: &[&str]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -554,11 +548,11 @@ fn note_without_sites(index: usize, snap: &SnapshotStats) {
     } else {
         "nothing was sampled by then"
     };
-    eprintln!(
-        "classtrack: note: snapshot {index} ({:?}) has no allocation site ({why}): the output \
+    note(&format!(
+        "note: snapshot {index} ({:?}) has no allocation site ({why}): the output \
          is empty",
         snap.description
-    );
+    ));
 }
 
 /// Writes `bytes` to `path`, or to `out` when `path` is `-` (refusing a terminal for
