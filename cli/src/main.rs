@@ -436,13 +436,15 @@ fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
                 snap.description
             )?;
         } else {
+            let kept = snap.user_classes().count();
+            let others = snap.omitted.classes;
             writeln!(
                 out,
-                "note: snapshot {index} ({:?}) is a summary that keeps its {} largest classes \
-                 (and sums {} others): a class it left out counts as absent there",
+                "note: snapshot {index} ({:?}) is a summary that keeps its {} (and sums {}): \
+                 a class it left out counts as absent there",
                 snap.description,
-                snap.user_classes().count(),
-                snap.omitted.classes
+                plural(kept as u64, "largest class", "largest classes"),
+                plural(others, "other class", "other classes"),
             )?;
         }
     }
@@ -526,6 +528,15 @@ fn labels(stats: &Stats) -> String {
 /// Writes `message` to standard error, as `classtrack: message` (nothing if it is closed).
 fn note(message: &str) {
     let _ = writeln!(io::stderr(), "classtrack: {message}");
+}
+
+/// `n thing` or `n things`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 fn list_or_none(names: &[&str]) -> String {

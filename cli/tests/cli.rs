@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use classtrack::report::pprof::proto;
-use classtrack::{ClassTracker, Stats, TrackOptions, Tracked, TrackingAlloc};
+use classtrack::{ClassTracker, Retention, Stats, TrackOptions, Tracked, TrackingAlloc};
 use prost::Message;
 
 #[global_allocator]
@@ -40,6 +40,8 @@ struct Fixture {
     v1: PathBuf,
     /// A dump with no snapshot.
     empty: PathBuf,
+    /// A dump whose oldest snapshot, "old", is a summary that keeps its largest class.
+    summaries: PathBuf,
     dir: PathBuf,
 }
 
@@ -82,11 +84,21 @@ fn fixture() -> &'static Fixture {
         std::fs::write(&v1, to_version_1(&std::fs::read(&dump).unwrap())).unwrap();
         let empty = dir.join("empty.json");
         ClassTracker::new().stats().dump(&empty).unwrap();
+        let summarizing = ClassTracker::new();
+        summarizing
+            .set_retention(Retention::new().recent_snapshots(2).summary_classes(1))
+            .unwrap();
+        for label in ["old", "recent", "latest"] {
+            summarizing.create_snapshot(label);
+        }
+        let summaries = dir.join("summaries.json");
+        summarizing.stats().dump(&summaries).unwrap();
         drop((orders, leak));
         Fixture {
             dump,
             v1,
             empty,
+            summaries,
             dir,
         }
     })
@@ -519,4 +531,35 @@ fn a_closed_stdout_ends_the_command_quietly() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}: {stderr}");
     assert_eq!(stderr, "");
+}
+
+#[test]
+fn summaries_of_older_snapshots_are_shown_as_such() {
+    let f = fixture();
+    let text = ok(&["summary", path(&f.summaries), "--classes", "5"]);
+    let old = &text[text.find("0: \"old\"").unwrap()..text.find("1: \"recent\"").unwrap()];
+    // The largest user class kept, <untracked> beside it, the others summed.
+    assert!(old.contains("more class"), "{old}");
+    // The leak's change from "old", which left it out, is unknown, and the summary says why.
+    let recent = &text[text.find("1: \"recent\"").unwrap()..];
+    let row = recent.lines().find(|l| l.contains(LEAK)).unwrap();
+    assert!(row.ends_with('?'), "{row}");
+    assert!(
+        text.contains("(change ?: the snapshot before is a summary"),
+        "{text}"
+    );
+    let diff = ok(&["diff", path(&f.summaries), "--from", "old"]);
+    assert!(
+        diff.contains(
+            "note: snapshot 0 (\"old\") is a summary that keeps its 1 largest class (and sums"
+        ),
+        "{diff}"
+    );
+    let out = classtrack(&["pprof", path(&f.summaries), "--snapshot", "old", "-o", "-"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("only recent snapshots keep their sites"),
+        "{stderr}"
+    );
 }

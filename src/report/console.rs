@@ -240,6 +240,7 @@ pub(crate) fn write_heap_summary(stats: &Stats, top: usize, out: &mut dyn Write)
         writeln!(out, "{NOT_INSTALLED}")?;
     }
     let mut previous: Option<&SnapshotStats> = None;
+    let mut unknown_change = false;
     for (index, s) in snaps.iter().enumerate() {
         let resident = s.process.map_or_else(String::new, |p| {
             format!(", {} resident", format_bytes(p.resident_bytes))
@@ -253,7 +254,7 @@ pub(crate) fn write_heap_summary(stats: &Stats, top: usize, out: &mut dyn Write)
             format_bytes(user_bytes),
             format_bytes(s.overhead.tracker_bytes),
         )?;
-        write_top_classes(s, previous, top, out)?;
+        unknown_change |= write_top_classes(s, previous, top, out)?;
         if !s.tracked.is_empty() {
             let tracked: Vec<String> = s
                 .tracked
@@ -271,22 +272,30 @@ pub(crate) fn write_heap_summary(stats: &Stats, top: usize, out: &mut dyn Write)
         }
         previous = Some(s);
     }
+    if unknown_change {
+        writeln!(
+            out,
+            "(change ?: the snapshot before is a summary that left the class out)"
+        )?;
+    }
     writeln!(out, "{}", "-".repeat(79))
 }
 
 /// The `top` largest classes of the program's heap at `s` (`<untracked>` among them, not
-/// classtrack's own), each with its change since `previous`, and the rest summed.
+/// classtrack's own), each with its change since `previous`, and the rest summed. Returns
+/// whether a change was unknown (`?`).
 fn write_top_classes(
     s: &SnapshotStats,
     previous: Option<&SnapshotStats>,
     top: usize,
     out: &mut dyn Write,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     if s.classes.is_empty() {
-        return writeln!(
+        writeln!(
             out,
             "  (no per-class totals: a snapshot from a version 1 stats file)"
-        );
+        )?;
+        return Ok(false);
     }
     let mut heap: Vec<&ClassTotals> = s
         .classes
@@ -367,7 +376,7 @@ fn write_top_classes(
             ],
         )?;
     }
-    Ok(())
+    Ok(rows.iter().any(|r| r.change == "?"))
 }
 
 /// The frame that names a site best: the innermost one that is neither the standard
