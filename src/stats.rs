@@ -762,6 +762,7 @@ impl Stats {
     /// which snapshots they span, and for each suspect its growth, its live bytes and up to
     /// `sites` of its allocation sites: the sampled estimate of live bytes there, with its
     /// error, and the innermost frame outside the standard library (function, file and line).
+    /// Sites whose stacks read the same (the call sites of an unrolled loop) are shown as one.
     ///
     /// ```
     /// #[global_allocator]

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use classtrack_shim::ClassId;
 
 use super::format_bytes;
-use crate::diff::SnapshotDiff;
+use crate::diff::{SiteSummary, SnapshotDiff};
 use crate::sampling::{is_machinery, is_std, Frame};
 use crate::snapshot::{ClassTotals, Snapshot, NOT_INSTALLED};
 use crate::stats::{SnapshotStats, Stats};
@@ -441,7 +441,9 @@ pub(crate) fn write_leak_suspects(
              a class one left out counts as having nothing live there"
         )?;
     }
-    let suspects = stats.leak_suspects(intervals, sites);
+    // Sites whose stacks read the same (an unrolled loop's call sites, say) are shown as
+    // one: ask for more, merge, then keep `sites`.
+    let suspects = stats.leak_suspects(intervals, sites.saturating_mul(4));
     if suspects.is_empty() {
         return writeln!(out, "(none)");
     }
@@ -469,7 +471,7 @@ pub(crate) fn write_leak_suspects(
             };
             writeln!(out, "    (no allocation site: {why})")?;
         }
-        for site in &s.top_sites {
+        for site in merge_same_stacks(&s.top_sites).iter().take(sites) {
             let at = telling_frame(&site.frames).map_or_else(|| "?".to_owned(), frame_line);
             writeln!(
                 out,
@@ -479,4 +481,59 @@ pub(crate) fn write_leak_suspects(
         }
     }
     Ok(())
+}
+
+/// `sites` with those of equal symbolized stacks summed, largest live bytes first.
+fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
+    let mut merged: Vec<SiteSummary> = Vec::new();
+    for site in sites {
+        match merged.iter_mut().find(|m| m.frames == site.frames) {
+            Some(m) => {
+                m.live_bytes += site.live_bytes;
+                m.live_blocks += site.live_blocks;
+                m.allocated_bytes += site.allocated_bytes;
+                m.allocations += site.allocations;
+                m.samples += site.samples;
+                m.live_samples += site.live_samples;
+            }
+            None => merged.push(site.clone()),
+        }
+    }
+    merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(function: &str, live_bytes: f64, live_samples: u64) -> SiteSummary {
+        SiteSummary {
+            frames: vec![Frame {
+                function: function.to_owned(),
+                file: None,
+                line: None,
+                inlined: false,
+            }],
+            live_bytes,
+            live_blocks: live_samples as f64,
+            allocated_bytes: live_bytes,
+            allocations: live_samples as f64,
+            samples: live_samples,
+            live_samples,
+        }
+    }
+
+    #[test]
+    fn sites_whose_stacks_read_the_same_are_merged() {
+        let merged = merge_same_stacks(&[
+            site("app::small", 300.0, 1),
+            site("app::unrolled", 200.0, 1),
+            site("app::unrolled", 200.0, 2),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].frames[0].function, "app::unrolled");
+        assert_eq!((merged[0].live_bytes, merged[0].live_samples), (400.0, 3));
+        assert_eq!((merged[1].live_bytes, merged[1].live_samples), (300.0, 1));
+    }
 }
