@@ -662,27 +662,34 @@ pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
 
 /// The frames of `groups` (each the frames at one return address: the frames inlined there,
 /// then the function it is in), without the machinery at the top nor the runtime below
-/// `main`. A standard library frame inlined into the machinery (`core::bool::then` in the
-/// sampler, in optimized builds) is the machinery's too.
+/// `main`.
+///
+/// The machinery is cut through its last frame among the leading frames that are its own or
+/// the standard library's: a standard library function it calls (`core::bool::then` in the
+/// sampler, a frame of its own in unoptimized builds and inlined in optimized ones) goes with
+/// it, while the standard library frames below it (`Vec::push`) stay, and nothing below the
+/// first frame of the program's own is cut.
 fn trim<'a>(groups: impl IntoIterator<Item = &'a [Frame]>) -> Vec<Frame> {
-    let mut out: Vec<Frame> = Vec::new();
-    'stack: for group in groups {
-        let in_machinery = group.last().is_some_and(|f| is_machinery(&f.function));
-        for f in group {
-            if out.is_empty() && (is_machinery(&f.function) || (in_machinery && is_std(f))) {
-                continue;
-            }
-            // The runtime's frames below `main` (or a thread's closure) say nothing.
-            if f.function.starts_with("std::rt::lang_start")
-                || f.function
-                    .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-            {
-                break 'stack;
-            }
-            out.push(f.clone());
+    let mut frames: Vec<&Frame> = Vec::new();
+    for f in groups.into_iter().flatten() {
+        // The runtime's frames below `main` (or a thread's closure) say nothing.
+        if f.function.starts_with("std::rt::lang_start")
+            || f.function
+                .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+        {
+            break;
         }
+        frames.push(f);
     }
-    out
+    let leading = frames
+        .iter()
+        .take_while(|f| is_machinery(&f.function) || is_std(f))
+        .count();
+    let cut = frames[..leading]
+        .iter()
+        .rposition(|f| is_machinery(&f.function))
+        .map_or(0, |last| last + 1);
+    frames[cut..].iter().map(|&f| f.clone()).collect()
 }
 
 #[cfg(test)]
@@ -737,6 +744,26 @@ mod tests {
                 "core::ops::function::FnOnce::call_once"
             ]
         );
+    }
+
+    #[test]
+    fn a_standard_library_function_the_sampler_calls_is_trimmed_in_debug_builds() {
+        let groups = [
+            vec![frame(
+                "classtrack_shim::sampling::on_countdown::{{closure}}",
+                false,
+            )],
+            vec![frame("core::bool::<impl bool>::then", false)],
+            vec![frame("classtrack_shim::sampling::on_countdown", false)],
+            vec![frame("__rustc::__rust_alloc", false)],
+            vec![frame("alloc::vec::from_elem", false)],
+            vec![frame("app::build", false)],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(names, ["alloc::vec::from_elem", "app::build"]);
     }
 
     #[test]
