@@ -333,6 +333,23 @@ fn pprof_writes_a_profile_go_tool_pprof_reads() {
     let values: Vec<&str> = lines[at - 1].split_whitespace().take(4).collect();
     assert_eq!(values, ["5", "50000", "5", "50000:"], "{}", lines[at - 1]);
     assert!(raw.contains("leak_block"), "{raw}");
+    // Stacks start below the allocator and the sampler.
+    for machinery in ["classtrack_shim::", "__rust_alloc", "core::bool"] {
+        assert!(!raw.contains(machinery), "{machinery}: {raw}");
+    }
+    // Names keep their generic parameters: pprof strips `<...>` from a name it takes for
+    // C++, leaving `::with_capacity_in` of `<alloc::vec::Vec<u8>>::with_capacity_in`.
+    let top = Command::new("go")
+        .args(["tool", "pprof", "-top", "-nodecount=1000"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let top = String::from_utf8(top.stdout).unwrap();
+    assert!(top.contains("leak_block"), "{top}");
+    for line in top.lines().skip_while(|l| !l.contains("flat%")).skip(1) {
+        let name = line.split_whitespace().nth(5).unwrap_or("");
+        assert!(!name.starts_with("::"), "{line}");
+    }
 
     // The same profile as the library's for the latest snapshot.
     let mut bytes = Vec::new();

@@ -224,7 +224,10 @@ fn build<'a>(
                             functions.push(proto::Function {
                                 id: next_fn,
                                 name: strings.get(&f.function),
-                                system_name: strings.get(&f.function),
+                                // Left empty: where it equals the name, pprof takes the
+                                // name for C++ and strips everything between `<` and `>`,
+                                // leaving `::reserve` of `<alloc::vec::Vec<u8>>::reserve`.
+                                system_name: 0,
                                 filename: strings.get(&file),
                                 start_line: 0,
                             });
