@@ -297,6 +297,8 @@ fn go_pprof_raw(file: &Path) -> String {
     let out = Command::new("go")
         .args(["tool", "pprof", "-raw"])
         .arg(file)
+        // The Go installed, never one fetched for a go.mod.
+        .env("GOTOOLCHAIN", "local")
         .output()
         .unwrap_or_else(|e| {
             panic!(
@@ -342,6 +344,7 @@ fn pprof_writes_a_profile_go_tool_pprof_reads() {
     let top = Command::new("go")
         .args(["tool", "pprof", "-top", "-nodecount=1000"])
         .arg(&file)
+        .env("GOTOOLCHAIN", "local")
         .output()
         .unwrap();
     let top = String::from_utf8(top.stdout).unwrap();
