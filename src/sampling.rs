@@ -607,7 +607,7 @@ pub fn trace_every_allocation_named(name: &str, on: bool) {
 }
 
 /// Frames that belong to classtrack or to the allocator machinery, trimmed from the top.
-fn is_machinery(function: &str) -> bool {
+pub(crate) fn is_machinery(function: &str) -> bool {
     const PREFIXES: [&str; 15] = [
         "backtrace::",
         "<backtrace::",
@@ -668,24 +668,146 @@ fn symbolize(ip: usize) -> Arc<[Frame]> {
     }
 }
 
+/// Whether `f` is the standard library's: its source is in the toolchain's `/rustc/`
+/// directory (as debug info names it), or its path starts in `core`, `std` or `alloc`.
+pub(crate) fn is_std(f: &Frame) -> bool {
+    f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/"))
+        || [
+            "core::", "<core::", "std::", "<std::", "alloc::", "<alloc::",
+        ]
+        .iter()
+        .any(|p| f.function.starts_with(p))
+}
+
 /// A stack symbolized, innermost first, without the machinery at the top.
 pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
     let _g = OverheadGuard::new();
-    let mut out: Vec<Frame> = Vec::new();
-    'stack: for &ip in stack {
-        for f in symbolize(ip).iter() {
-            if out.is_empty() && is_machinery(&f.function) {
-                continue;
-            }
-            // The runtime's frames below `main` (or a thread's closure) say nothing.
-            if f.function.starts_with("std::rt::lang_start")
-                || f.function
-                    .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-            {
-                break 'stack;
-            }
-            out.push(f.clone());
+    let groups: Vec<Arc<[Frame]>> = stack.iter().map(|&ip| symbolize(ip)).collect();
+    trim(groups.iter().map(|g| &g[..]))
+}
+
+/// The frames of `groups` (each the frames at one return address: the frames inlined there,
+/// then the function it is in), without the machinery at the top nor the runtime below
+/// `main`.
+///
+/// The machinery is cut through its last frame among the leading frames that are its own or
+/// the standard library's: a standard library function it calls (`core::bool::then` in the
+/// sampler, a frame of its own in unoptimized builds and inlined in optimized ones) goes with
+/// it, while the standard library frames below it (`Vec::push`) stay, and nothing below the
+/// first frame of the program's own is cut.
+fn trim<'a>(groups: impl IntoIterator<Item = &'a [Frame]>) -> Vec<Frame> {
+    let mut frames: Vec<&Frame> = Vec::new();
+    for f in groups.into_iter().flatten() {
+        // The runtime's frames below `main` (or a thread's closure) say nothing.
+        if f.function.starts_with("std::rt::lang_start")
+            || f.function
+                .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+        {
+            break;
+        }
+        frames.push(f);
+    }
+    let leading = frames
+        .iter()
+        .take_while(|f| is_machinery(&f.function) || is_std(f))
+        .count();
+    let cut = frames[..leading]
+        .iter()
+        .rposition(|f| is_machinery(&f.function))
+        .map_or(0, |last| last + 1);
+    frames[cut..].iter().map(|&f| f.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, inlined: bool) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            file: None,
+            line: None,
+            inlined,
         }
     }
-    out
+
+    #[test]
+    fn std_frames_inlined_into_the_machinery_are_trimmed_with_it() {
+        let groups = [
+            vec![
+                frame("core::bool::<impl bool>::then", true),
+                frame("classtrack_shim::sampling::on_countdown", false),
+            ],
+            vec![
+                frame(
+                    "<classtrack_shim::tracking::TrackingAlloc<A>>::realloc",
+                    true,
+                ),
+                frame("__rustc::__rust_realloc", false),
+            ],
+            vec![
+                frame("alloc::raw_vec::RawVecInner<A>::grow_amortized", true),
+                frame("alloc::raw_vec::RawVec<T,A>::grow_one", false),
+            ],
+            vec![
+                frame("alloc::vec::Vec<T,A>::push", true),
+                frame("app::main", false),
+            ],
+            vec![
+                frame("core::ops::function::FnOnce::call_once", true),
+                frame("std::rt::lang_start::{{closure}}", false),
+            ],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "alloc::vec::Vec<T,A>::push",
+                "app::main",
+                "core::ops::function::FnOnce::call_once"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_standard_library_function_the_sampler_calls_is_trimmed_in_debug_builds() {
+        let groups = [
+            vec![frame(
+                "classtrack_shim::sampling::on_countdown::{{closure}}",
+                false,
+            )],
+            vec![frame("core::bool::<impl bool>::then", false)],
+            vec![frame("classtrack_shim::sampling::on_countdown", false)],
+            vec![frame("__rustc::__rust_alloc", false)],
+            vec![frame("alloc::vec::from_elem", false)],
+            vec![frame("app::build", false)],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(names, ["alloc::vec::from_elem", "app::build"]);
+    }
+
+    #[test]
+    fn user_code_inlined_into_classtrack_is_kept() {
+        let groups = [
+            vec![frame("__rustc::__rust_alloc", false)],
+            vec![
+                frame("app::build::{{closure}}", true),
+                frame("classtrack::scope::scope", false),
+            ],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            ["app::build::{{closure}}", "classtrack::scope::scope"]
+        );
+    }
 }

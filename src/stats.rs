@@ -380,7 +380,7 @@ impl SnapshotStats {
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first (as
     /// [`Snapshot::diff`]). Where either is a summary, a class it left out counts as absent
-    /// there (see [`full`](Self::full)).
+    /// there (see the field `full`).
     pub fn diff(&self, earlier: &SnapshotStats) -> SnapshotDiff {
         SnapshotDiff::of(self.into(), earlier.into())
     }
@@ -726,6 +726,71 @@ impl Stats {
             }
         }
         writeln!(out, "{}", "-".repeat(79))
+    }
+
+    /// Prints, for each snapshot, its time and label, the program's live heap (all but
+    /// classtrack's own bytes, shown apart), the resident memory, the `classes` largest
+    /// classes of the heap (`<untracked>` among them) with their share of it and their change
+    /// since the snapshot before, the rest summed, and the tracked classes' instances. A
+    /// snapshot from a version 1 file has no per-class totals, and says so.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     tracker.create_snapshot("empty");
+    ///     let cache = classtrack::scope_named("heap summary doc", || vec![0u8; 1 << 20]);
+    ///     tracker.create_snapshot("filled");
+    ///     let mut out = Vec::new();
+    ///     tracker.stats().print_heap_summary(&mut out, 3)?;
+    ///     let text = String::from_utf8_lossy(&out);
+    ///     let row = text.lines().rfind(|l| l.contains("heap summary doc")).unwrap();
+    ///     assert!(row.contains("1.0 MiB") && row.contains("+1.0 MiB"), "{row}");
+    ///     drop(cache);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn print_heap_summary(&self, out: &mut dyn Write, classes: usize) -> io::Result<()> {
+        let _g = OverheadGuard::new();
+        crate::report::console::write_heap_summary(self, classes, out)
+    }
+
+    /// Prints the [`leak_suspects`](Self::leak_suspects) of the last `intervals` intervals,
+    /// which snapshots they span, and for each suspect its growth, its live bytes and up to
+    /// `sites` of its allocation sites: the sampled estimate of live bytes there, with its
+    /// error, and the innermost frame outside the standard library (function, file and line).
+    /// Sites whose stacks read the same (the call sites of an unrolled loop) are shown as one.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     let mut kept = Vec::new();
+    ///     for i in 0..4 {
+    ///         kept.push(classtrack::scope_named("leaks doc log", || vec![i as u8; 1000]));
+    ///         tracker.create_snapshot("tick");
+    ///     }
+    ///     let mut out = Vec::new();
+    ///     tracker.stats().print_leak_suspects(&mut out, 3, 2)?;
+    ///     let text = String::from_utf8_lossy(&out);
+    ///     assert!(text.contains("leaks doc log: grew in 3 of 3 intervals"), "{text}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn print_leak_suspects(
+        &self,
+        out: &mut dyn Write,
+        intervals: usize,
+        sites: usize,
+    ) -> io::Result<()> {
+        let _g = OverheadGuard::new();
+        crate::report::console::write_leak_suspects(self, intervals, sites, out)
     }
 
     /// Prints each instance (those whose class name contains `filter`, at most `limit` of

@@ -222,6 +222,65 @@ fn pprof_output_decodes_with_the_expected_sample_types_and_labels() {
     drop(kept);
 }
 
+/// Each sample of `profile` as (class, function names innermost first, values), sorted.
+fn samples_of(profile: &proto::Profile) -> Vec<(String, Vec<String>, Vec<i64>)> {
+    let s = |i: i64| profile.string_table[i as usize].clone();
+    let mut samples: Vec<_> = profile
+        .sample
+        .iter()
+        .map(|smp| {
+            let class = smp.label.iter().find(|l| s(l.key) == "class").unwrap();
+            let functions = smp
+                .location_id
+                .iter()
+                .flat_map(|id| &profile.location[*id as usize - 1].line)
+                .map(|line| s(profile.function[line.function_id as usize - 1].name))
+                .collect();
+            (s(class.str), functions, smp.value.clone())
+        })
+        .collect();
+    samples.sort();
+    samples
+}
+
+#[test]
+fn stats_profile_of_a_snapshot_has_the_sites_it_kept_as_the_live_snapshot_has_them() {
+    let _turn = turn();
+    let tracker = ClassTracker::new();
+    let (snap, kept) = sites_snapshot(&tracker);
+    let stats = tracker.stats();
+    let kept_snap = stats.snapshot("for outputs").unwrap();
+    let from_stats = samples_of(&stats.pprof_profile(kept_snap));
+    let live = samples_of(&snap.pprof_profile());
+    // Stats keep the largest sites of each class (16 by default) with anything live or
+    // allocated, each as the snapshot had it.
+    let ours = |v: &[(String, Vec<String>, Vec<i64>)]| {
+        v.iter()
+            .filter(|(c, _, values)| c == "out::pprof" && (values[1] != 0 || values[3] != 0))
+            .count()
+    };
+    assert_eq!(
+        ours(&from_stats),
+        ours(&live).min(tracker.retention().sites_per_class)
+    );
+    for sample in &from_stats {
+        assert!(
+            live.contains(sample),
+            "{sample:?} is not in the snapshot's profile"
+        );
+    }
+    let profile = stats.pprof_profile(kept_snap);
+    assert_eq!(profile.period, 16 * 1024);
+    let mut gz = Vec::new();
+    stats.write_pprof(kept_snap, &mut gz).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    assert_eq!(proto::Profile::decode(&raw[..]).unwrap(), profile);
+    drop(kept);
+}
+
 #[test]
 fn flamegraph_svg_is_well_formed_and_names_the_class() {
     let _turn = turn();

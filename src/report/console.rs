@@ -2,9 +2,13 @@
 
 use std::io::{self, Write};
 
+use classtrack_shim::ClassId;
+
 use super::format_bytes;
-use crate::diff::SnapshotDiff;
+use crate::diff::{SiteSummary, SnapshotDiff};
+use crate::sampling::{is_machinery, is_std, Frame};
 use crate::snapshot::{ClassTotals, Snapshot, NOT_INSTALLED};
+use crate::stats::{SnapshotStats, Stats};
 
 fn share(part: u64, total: u64) -> String {
     if total == 0 {
@@ -198,4 +202,338 @@ pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result
         "allocator: {} live",
         signed_bytes(diff.live_bytes_change)
     )
+}
+
+/// One row of a snapshot's largest classes in the heap summary.
+struct SummaryRow {
+    name: String,
+    live_bytes: u64,
+    live_blocks: u64,
+    change: String,
+}
+
+/// The heap summary of `stats` ([`Stats::print_heap_summary`]).
+pub(crate) fn write_heap_summary(stats: &Stats, top: usize, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "---- HEAP SUMMARY {}", "-".repeat(61))?;
+    let snaps = &stats.snapshots;
+    let (Some(first), Some(last)) = (snaps.first(), snaps.last()) else {
+        writeln!(out, "no snapshot")?;
+        return writeln!(out, "{}", "-".repeat(79));
+    };
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    writeln!(
+        out,
+        "{} from {:.3} s to {:.3} s; {}, {} kept",
+        plural(snaps.len(), "snapshot", "snapshots"),
+        first.time,
+        last.time,
+        plural(stats.classes.len(), "tracked class", "tracked classes"),
+        plural(stats.instances.len(), "instance", "instances"),
+    )?;
+    if snaps.iter().all(|s| !s.allocator_installed) {
+        writeln!(out, "{NOT_INSTALLED}")?;
+    }
+    let mut previous: Option<&SnapshotStats> = None;
+    let mut unknown_change = false;
+    for (index, s) in snaps.iter().enumerate() {
+        let resident = s.process.map_or_else(String::new, |p| {
+            format!(", {} resident", format_bytes(p.resident_bytes))
+        });
+        let user_bytes = s.user_live_bytes();
+        writeln!(
+            out,
+            "{index}: {:?} at {:.3} s: {} live in the program's heap, {} classtrack's own{resident}",
+            s.description,
+            s.time,
+            format_bytes(user_bytes),
+            format_bytes(s.overhead.tracker_bytes),
+        )?;
+        unknown_change |= write_top_classes(s, previous, top, out)?;
+        if !s.tracked.is_empty() {
+            let tracked: Vec<String> = s
+                .tracked
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} {} alive, {}",
+                        t.name,
+                        t.active,
+                        format_bytes(t.total_bytes)
+                    )
+                })
+                .collect();
+            writeln!(out, "  tracked: {}", tracked.join("; "))?;
+        }
+        previous = Some(s);
+    }
+    if unknown_change {
+        writeln!(
+            out,
+            "(change ?: the snapshot before is a summary that left the class out)"
+        )?;
+    }
+    writeln!(out, "{}", "-".repeat(79))
+}
+
+/// The `top` largest classes of the program's heap at `s` (`<untracked>` among them, not
+/// classtrack's own), each with its change since `previous`, and the rest summed. Returns
+/// whether a change was unknown (`?`).
+fn write_top_classes(
+    s: &SnapshotStats,
+    previous: Option<&SnapshotStats>,
+    top: usize,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
+    if s.classes.is_empty() {
+        writeln!(
+            out,
+            "  (no per-class totals: a snapshot from a version 1 stats file)"
+        )?;
+        return Ok(false);
+    }
+    let mut heap: Vec<&ClassTotals> = s
+        .classes
+        .iter()
+        .filter(|c| c.id != ClassId::OVERHEAD)
+        .collect();
+    heap.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+    let change = |c: &ClassTotals| -> String {
+        let Some(p) = previous else {
+            return String::new();
+        };
+        let change = match p.class_named(&c.name) {
+            Some(before) => c.live_bytes as i64 - before.live_bytes as i64,
+            // Absent from a full snapshot: new since.
+            None if p.full => c.live_bytes as i64,
+            // A summary that left it out, or a snapshot without per-class totals.
+            None => return "?".to_owned(),
+        };
+        if change == 0 {
+            "0 B".to_owned()
+        } else {
+            signed_bytes(change)
+        }
+    };
+    // Classes with nothing live are left out, unless they just dropped to nothing.
+    let telling = |c: &&ClassTotals| {
+        c.live_bytes > 0
+            || previous
+                .and_then(|p| p.class_named(&c.name))
+                .is_some_and(|before| before.live_bytes > 0)
+    };
+    heap.retain(telling);
+    let mut rows: Vec<SummaryRow> = heap
+        .iter()
+        .take(top)
+        .map(|c| SummaryRow {
+            name: c.name.to_string(),
+            live_bytes: c.live_bytes,
+            live_blocks: c.live_blocks,
+            change: change(c),
+        })
+        .collect();
+    let rest = &heap[rows.len()..];
+    let more = rest.len() as u64 + s.omitted.classes;
+    if more > 0 {
+        rows.push(SummaryRow {
+            name: format!("{more} more class{}", if more == 1 { "" } else { "es" }),
+            live_bytes: rest.iter().map(|c| c.live_bytes).sum::<u64>() + s.omitted.live_bytes,
+            live_blocks: rest.iter().map(|c| c.live_blocks).sum::<u64>() + s.omitted.live_blocks,
+            change: String::new(),
+        });
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    let user_bytes = s.user_live_bytes();
+    let line = |out: &mut dyn Write, cells: [&str; 5]| {
+        let text = format!(
+            "  {:<width$}  {:>12}  {:>11}  {:>6}  {:>12}",
+            cells[0], cells[1], cells[2], cells[3], cells[4]
+        );
+        writeln!(out, "{}", text.trim_end())
+    };
+    let change = if previous.is_some() { "change" } else { "" };
+    line(out, ["class", "live bytes", "live blocks", "share", change])?;
+    for r in &rows {
+        line(
+            out,
+            [
+                &r.name,
+                &format_bytes(r.live_bytes),
+                &r.live_blocks.to_string(),
+                &share(r.live_bytes, user_bytes),
+                &r.change,
+            ],
+        )?;
+    }
+    Ok(rows.iter().any(|r| r.change == "?"))
+}
+
+/// The frame that names a site best: the innermost one that is neither the standard
+/// library's nor classtrack's (the innermost of all when there is none).
+pub(crate) fn telling_frame(frames: &[Frame]) -> Option<&Frame> {
+    frames
+        .iter()
+        .find(|f| !is_std(f) && !is_machinery(&f.function))
+        .or(frames.first())
+}
+
+/// `function (file:line)`, or the function alone without debug info.
+fn frame_line(f: &Frame) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
+        (Some(file), None) => format!("{} ({file})", f.function),
+        _ => f.function.clone(),
+    }
+}
+
+/// The leak suspects of `stats`'s last `intervals` intervals
+/// ([`Stats::print_leak_suspects`]).
+pub(crate) fn write_leak_suspects(
+    stats: &Stats,
+    intervals: usize,
+    sites: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let snaps = &stats.snapshots;
+    if snaps.len() < 2 || intervals == 0 {
+        return writeln!(
+            out,
+            "no leak suspect: {} snapshot(s) and {intervals} interval(s) asked for; suspects are \
+             found between at least two snapshots",
+            snaps.len()
+        );
+    }
+    let from = snaps.len().saturating_sub(intervals + 1);
+    let looked_at = snaps.len() - 1 - from;
+    let (first, last) = (&snaps[from], &snaps[snaps.len() - 1]);
+    writeln!(
+        out,
+        "classes whose live bytes grew in more than half of the last {looked_at} intervals,\n\
+         from snapshot {from} ({:?}) at {:.3} s to snapshot {} ({:?}) at {:.3} s, fastest first:",
+        first.description,
+        first.time,
+        snaps.len() - 1,
+        last.description,
+        last.time
+    )?;
+    let window = &snaps[from..];
+    if window.iter().any(|s| s.classes.is_empty()) {
+        writeln!(
+            out,
+            "note: some of these snapshots keep no per-class totals (a version 1 stats file): \
+             their classes count as having nothing live"
+        )?;
+    } else if window.iter().any(|s| s.omitted.classes > 0) {
+        writeln!(
+            out,
+            "note: some of these snapshots are summaries that keep only their largest classes: \
+             a class one left out counts as having nothing live there"
+        )?;
+    }
+    // Sites whose stacks read the same (an unrolled loop's call sites, say) are shown as
+    // one: ask for more, merge, then keep `sites`.
+    let suspects = stats.leak_suspects(intervals, sites.saturating_mul(4));
+    if suspects.is_empty() {
+        return writeln!(out, "(none)");
+    }
+    for s in &suspects {
+        writeln!(
+            out,
+            "{}: grew in {} of {} intervals, {} ({}/s), {} live now",
+            s.name,
+            s.grew_in,
+            s.intervals,
+            signed_bytes(s.growth_bytes),
+            format_bytes(s.bytes_per_second.max(0.0).round() as u64),
+            format_bytes(s.live_bytes)
+        )?;
+        if s.top_sites.is_empty() {
+            let why = if last.sampling.mean_bytes == 0 {
+                "sampling was off".to_owned()
+            } else if !last.full {
+                "the last snapshot keeps no site".to_owned()
+            } else {
+                format!(
+                    "none of its live blocks was sampled, at one stack per {} allocated",
+                    format_bytes(last.sampling.mean_bytes)
+                )
+            };
+            writeln!(out, "    (no allocation site: {why})")?;
+        }
+        for site in merge_same_stacks(&s.top_sites).iter().take(sites) {
+            let at = telling_frame(&site.frames).map_or_else(|| "?".to_owned(), frame_line);
+            writeln!(
+                out,
+                "    {}  {at}",
+                super::format_estimate(site.live_bytes, site.live_samples)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `sites` with those of equal symbolized stacks summed, largest live bytes first.
+fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
+    let mut merged: Vec<SiteSummary> = Vec::new();
+    for site in sites {
+        match merged.iter_mut().find(|m| m.frames == site.frames) {
+            Some(m) => {
+                m.live_bytes += site.live_bytes;
+                m.live_blocks += site.live_blocks;
+                m.allocated_bytes += site.allocated_bytes;
+                m.allocations += site.allocations;
+                m.samples += site.samples;
+                m.live_samples += site.live_samples;
+            }
+            None => merged.push(site.clone()),
+        }
+    }
+    merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(function: &str, live_bytes: f64, live_samples: u64) -> SiteSummary {
+        SiteSummary {
+            frames: vec![Frame {
+                function: function.to_owned(),
+                file: None,
+                line: None,
+                inlined: false,
+            }],
+            live_bytes,
+            live_blocks: live_samples as f64,
+            allocated_bytes: live_bytes,
+            allocations: live_samples as f64,
+            samples: live_samples,
+            live_samples,
+        }
+    }
+
+    #[test]
+    fn sites_whose_stacks_read_the_same_are_merged() {
+        let merged = merge_same_stacks(&[
+            site("app::small", 300.0, 1),
+            site("app::unrolled", 200.0, 1),
+            site("app::unrolled", 200.0, 2),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].frames[0].function, "app::unrolled");
+        assert_eq!((merged[0].live_bytes, merged[0].live_samples), (400.0, 3));
+        assert_eq!((merged[1].live_bytes, merged[1].live_samples), (300.0, 1));
+    }
 }

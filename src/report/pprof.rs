@@ -11,7 +11,9 @@ use flate2::Compression;
 use hashbrown::HashMap;
 use prost::Message;
 
+use crate::sampling::Frame;
 use crate::snapshot::Snapshot;
+use crate::stats::{SnapshotStats, Stats};
 
 /// The messages of `profile.proto` that classtrack writes.
 #[allow(missing_docs)]
@@ -161,121 +163,208 @@ impl Strings {
     }
 }
 
+/// One allocation site as a profile sample: its class, its symbolized stack (innermost
+/// frame first) and its estimates.
+struct ProfileSite<'a> {
+    class: &'a str,
+    frames: &'a [Frame],
+    allocations: f64,
+    allocated_bytes: f64,
+    live_blocks: f64,
+    live_bytes: f64,
+}
+
+/// The profile of `sites`: what [`Snapshot::pprof_profile`] and [`Stats::pprof_profile`]
+/// share. `period` is the sampling mean in bytes, `time_nanos` the wall-clock time (0:
+/// unknown).
+fn build<'a>(
+    sites: impl IntoIterator<Item = ProfileSite<'a>>,
+    period: u64,
+    time_nanos: i64,
+) -> proto::Profile {
+    let mut strings = Strings::new();
+    let vt = |s: &mut Strings, t: &str, u: &str| proto::ValueType {
+        r#type: s.get(t),
+        unit: s.get(u),
+    };
+    let sample_type = vec![
+        vt(&mut strings, "alloc_objects", "count"),
+        vt(&mut strings, "alloc_space", "bytes"),
+        vt(&mut strings, "inuse_objects", "count"),
+        vt(&mut strings, "inuse_space", "bytes"),
+    ];
+    let class_key = strings.get("class");
+    let mut functions: Vec<proto::Function> = Vec::new();
+    let mut function_ids: HashMap<(String, String), u64> = HashMap::new();
+    let mut locations: Vec<proto::Location> = Vec::new();
+    // Locations by their run of frames, so trimmed and untrimmed uses of an address stay
+    // apart.
+    let mut location_ids: HashMap<Vec<Frame>, u64> = HashMap::new();
+    let mut samples = Vec::new();
+    for site in sites {
+        // Group the symbolized frames back into locations: each location holds a run of
+        // inlined frames ending with a non-inlined one.
+        let mut location_id = Vec::new();
+        let mut group: Vec<Frame> = Vec::new();
+        for f in site.frames {
+            group.push(f.clone());
+            if f.inlined {
+                continue;
+            }
+            let frames = std::mem::take(&mut group);
+            let next = locations.len() as u64 + 1;
+            let id = *location_ids.entry(frames.clone()).or_insert_with(|| {
+                let line = frames
+                    .iter()
+                    .map(|f| {
+                        let file = f.file.clone().unwrap_or_default();
+                        let key = (f.function.clone(), file.clone());
+                        let next_fn = functions.len() as u64 + 1;
+                        let function_id = *function_ids.entry(key).or_insert_with(|| {
+                            functions.push(proto::Function {
+                                id: next_fn,
+                                name: strings.get(&f.function),
+                                // Left empty: where it equals the name, pprof takes the
+                                // name for C++ and strips everything between `<` and `>`,
+                                // leaving `::reserve` of `<alloc::vec::Vec<u8>>::reserve`.
+                                system_name: 0,
+                                filename: strings.get(&file),
+                                start_line: 0,
+                            });
+                            next_fn
+                        });
+                        proto::Line {
+                            function_id,
+                            line: f.line.map_or(0, i64::from),
+                        }
+                    })
+                    .collect();
+                locations.push(proto::Location {
+                    id: next,
+                    mapping_id: 0,
+                    address: 0,
+                    line,
+                });
+                next
+            });
+            location_id.push(id);
+        }
+        let value = vec![
+            site.allocations.round() as i64,
+            site.allocated_bytes.round() as i64,
+            site.live_blocks.round() as i64,
+            site.live_bytes.round() as i64,
+        ];
+        samples.push(proto::Sample {
+            location_id,
+            value,
+            label: vec![proto::Label {
+                key: class_key,
+                str: strings.get(site.class),
+                num: 0,
+                num_unit: 0,
+            }],
+        });
+    }
+    let period_type = Some(vt(&mut strings, "space", "bytes"));
+    // An index into the string table: the type shown by default.
+    let default_sample_type = strings.get("inuse_space");
+    proto::Profile {
+        sample_type,
+        sample: samples,
+        mapping: Vec::new(),
+        location: locations,
+        function: functions,
+        string_table: strings.table,
+        time_nanos,
+        period_type,
+        period: i64::try_from(period).unwrap_or(i64::MAX),
+        default_sample_type,
+    }
+}
+
+/// Writes `profile` gzipped.
+fn write_gzipped(profile: &proto::Profile, out: &mut dyn Write) -> crate::Result<()> {
+    let bytes = profile.encode_to_vec();
+    let mut gz = GzEncoder::new(out, Compression::default());
+    gz.write_all(&bytes)
+        .and_then(|()| gz.finish().map(drop))
+        .map_err(|e| crate::Error::Report(e.to_string()))
+}
+
 impl Snapshot {
     /// The sampled sites as a pprof profile (not yet compressed).
     pub fn pprof_profile(&self) -> proto::Profile {
         let _g = classtrack_shim::OverheadGuard::new();
-        let mut strings = Strings::new();
-        let vt = |s: &mut Strings, t: &str, u: &str| proto::ValueType {
-            r#type: s.get(t),
-            unit: s.get(u),
-        };
-        let sample_type = vec![
-            vt(&mut strings, "alloc_objects", "count"),
-            vt(&mut strings, "alloc_space", "bytes"),
-            vt(&mut strings, "inuse_objects", "count"),
-            vt(&mut strings, "inuse_space", "bytes"),
-        ];
-        let class_key = strings.get("class");
-        let mut functions: Vec<proto::Function> = Vec::new();
-        let mut function_ids: HashMap<(String, String), u64> = HashMap::new();
-        let mut locations: Vec<proto::Location> = Vec::new();
-        // Locations by (address, position of the stack's first kept frame), so trimmed and
-        // untrimmed uses of an address stay apart.
-        let mut location_ids: HashMap<Vec<crate::sampling::Frame>, u64> = HashMap::new();
-        let mut samples = Vec::new();
-        for site in self.sites.iter() {
-            let class = self.class_label(site.class);
-            // Group the symbolized frames back into locations: each location holds a run of
-            // inlined frames ending with a non-inlined one.
-            let mut location_id = Vec::new();
-            let mut group: Vec<crate::sampling::Frame> = Vec::new();
-            for f in site.frames() {
-                let last = !f.inlined;
-                group.push(f);
-                if !last {
-                    continue;
-                }
-                let frames = std::mem::take(&mut group);
-                let next = locations.len() as u64 + 1;
-                let id = *location_ids.entry(frames.clone()).or_insert_with(|| {
-                    let line = frames
-                        .iter()
-                        .map(|f| {
-                            let file = f.file.clone().unwrap_or_default();
-                            let key = (f.function.clone(), file.clone());
-                            let next_fn = functions.len() as u64 + 1;
-                            let function_id = *function_ids.entry(key).or_insert_with(|| {
-                                functions.push(proto::Function {
-                                    id: next_fn,
-                                    name: strings.get(&f.function),
-                                    system_name: strings.get(&f.function),
-                                    filename: strings.get(&file),
-                                    start_line: 0,
-                                });
-                                next_fn
-                            });
-                            proto::Line {
-                                function_id,
-                                line: f.line.map_or(0, i64::from),
-                            }
-                        })
-                        .collect();
-                    locations.push(proto::Location {
-                        id: next,
-                        mapping_id: 0,
-                        address: 0,
-                        line,
-                    });
-                    next
-                });
-                location_id.push(id);
-            }
-            let value = vec![
-                site.allocations.round() as i64,
-                site.allocated_bytes.round() as i64,
-                site.live_blocks.round() as i64,
-                site.live_bytes.round() as i64,
-            ];
-            samples.push(proto::Sample {
-                location_id,
-                value,
-                label: vec![proto::Label {
-                    key: class_key,
-                    str: strings.get(&class),
-                    num: 0,
-                    num_unit: 0,
-                }],
-            });
-        }
-        let period_type = Some(vt(&mut strings, "space", "bytes"));
-        // An index into the string table: the type shown by default.
-        let default_sample_type = strings.get("inuse_space");
+        let symbolized: Vec<(String, Vec<Frame>)> = self
+            .sites
+            .iter()
+            .map(|s| (self.class_label(s.class), s.frames()))
+            .collect();
         let time_nanos = self
             .timestamp
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        proto::Profile {
-            sample_type,
-            sample: samples,
-            mapping: Vec::new(),
-            location: locations,
-            function: functions,
-            string_table: strings.table,
+        build(
+            self.sites
+                .iter()
+                .zip(&symbolized)
+                .map(|(s, (class, frames))| ProfileSite {
+                    class,
+                    frames,
+                    allocations: s.allocations,
+                    allocated_bytes: s.allocated_bytes,
+                    live_blocks: s.live_blocks,
+                    live_bytes: s.live_bytes,
+                }),
+            self.sampling.mean_bytes,
             time_nanos,
-            period_type,
-            period: classtrack_shim::sample_mean() as i64,
-            default_sample_type,
-        }
+        )
     }
 
     /// Writes the sampled sites as a gzipped pprof profile.
     pub fn write_pprof(&self, out: &mut dyn Write) -> crate::Result<()> {
         let _g = classtrack_shim::OverheadGuard::new();
-        let bytes = self.pprof_profile().encode_to_vec();
-        let mut gz = GzEncoder::new(out, Compression::default());
-        gz.write_all(&bytes)
-            .and_then(|()| gz.finish().map(drop))
-            .map_err(|e| crate::Error::Report(e.to_string()))
+        write_gzipped(&self.pprof_profile(), out)
+    }
+}
+
+impl Stats {
+    /// The sites kept of `snapshot` (one of [`snapshots`](Self::snapshots)) as a pprof
+    /// profile (not yet compressed), as [`Snapshot::pprof_profile`]. Stats keep no wall-clock
+    /// time, so the profile's `time_nanos` is 0; its period is the snapshot's sampling mean.
+    pub fn pprof_profile(&self, snapshot: &SnapshotStats) -> proto::Profile {
+        let _g = classtrack_shim::OverheadGuard::new();
+        build(
+            snapshot.sites.iter().map(|s| ProfileSite {
+                class: &s.class,
+                frames: self.frames(s),
+                allocations: s.allocations,
+                allocated_bytes: s.allocated_bytes,
+                live_blocks: s.live_blocks,
+                live_bytes: s.live_bytes,
+            }),
+            snapshot.sampling.mean_bytes,
+            0,
+        )
+    }
+
+    /// Writes the sites kept of `snapshot` as a gzipped pprof profile (`go tool pprof -top
+    /// FILE` reads it). Only recent snapshots keep their sites (see
+    /// [`Retention::recent_snapshots`](crate::Retention::recent_snapshots)); for another, the
+    /// profile has no sample.
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// tracker.create_snapshot("now");
+    /// let stats = tracker.stats();
+    /// let mut gz = Vec::new();
+    /// stats.write_pprof(&stats.snapshots[0], &mut gz)?;
+    /// assert_eq!(&gz[..2], [0x1f, 0x8b]); // gzip's magic number
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    pub fn write_pprof(&self, snapshot: &SnapshotStats, out: &mut dyn Write) -> crate::Result<()> {
+        let _g = classtrack_shim::OverheadGuard::new();
+        write_gzipped(&self.pprof_profile(snapshot), out)
     }
 }
