@@ -2,7 +2,8 @@
 //!
 //! Run it with `cargo run --release --example leak_hunt`. A request loop creates sessions
 //! and responses that are all dropped, keeps a bounded cache, and, by mistake, keeps every
-//! audit entry forever. Periodic snapshots and the summary show which class grows.
+//! audit entry forever. Periodic snapshots and the summary show which class grows; an HTML
+//! report of the run is written to `target/classtrack-leak-hunt.html`.
 
 use std::alloc::System;
 use std::collections::{HashMap, VecDeque};
@@ -154,4 +155,9 @@ fn main() {
         audit_log.len(),
         cache.bodies.len()
     );
+
+    let report = "target/classtrack-leak-hunt.html";
+    std::fs::create_dir_all("target").expect("target/ is writable");
+    stats.write_html(report).expect("target/ is writable");
+    println!("wrote {report} (open it in a browser)");
 }
