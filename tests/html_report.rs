@@ -4,7 +4,8 @@
 //! and its size and speed on 1,000 classes × 500 snapshots.
 //!
 //! Chromium is required: the browser tests fail, saying how to install it, where it is
-//! missing (set `CHROMIUM` to its path if it is not on `PATH` as `chromium`).
+//! missing (set `CHROMIUM` to its path if it is not on `PATH` as `chromium`). Set
+//! `CLASSTRACK_KEEP_HTML=1` to keep the pages written, to look at them.
 
 use std::alloc::System;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,15 @@ const SCRIPT_CLASS: &str = "<script>document.title='pwned'</script>";
 struct Widget {
     label: String,
     parts: Vec<Vec<u8>>,
+}
+
+/// Removes a page written by a test, unless `CLASSTRACK_KEEP_HTML` is set.
+fn done_with(page: &Path) {
+    if std::env::var_os("CLASSTRACK_KEEP_HTML").is_some() {
+        println!("kept {}", page.display());
+    } else {
+        let _ = std::fs::remove_file(page);
+    }
 }
 
 fn dir() -> PathBuf {
@@ -262,8 +272,8 @@ fn report_renders_in_a_real_browser() {
         not_white * 100 > total * 3,
         "{not_white} of {total} pixels are not white: blank?"
     );
-    let _ = std::fs::remove_file(&shot);
-    let _ = std::fs::remove_file(&page);
+    done_with(&shot);
+    done_with(&page);
 }
 
 #[test]
@@ -310,9 +320,9 @@ fn the_file_is_self_contained_and_escaped() {
         html,
         "a loaded dump renders the same page"
     );
-    for f in [&page, &dump, &again] {
-        let _ = std::fs::remove_file(f);
-    }
+    done_with(&page);
+    let _ = std::fs::remove_file(&dump);
+    let _ = std::fs::remove_file(&again);
 }
 
 #[test]
@@ -343,7 +353,7 @@ fn a_report_without_snapshots_says_what_to_do() {
     let html = std::fs::read_to_string(&page).expect("readable");
     assert!(html.contains("No snapshot was taken"));
     assert!(html.contains("create_snapshot"));
-    let _ = std::fs::remove_file(&page);
+    done_with(&page);
 }
 
 /// 1,000 classes over 500 snapshots, all kept in full: the page stays under 20 MB and is
@@ -402,6 +412,6 @@ fn a_thousand_classes_over_five_hundred_snapshots() {
     assert!(html.contains("more classes"), "tables are bounded");
     assert!(html.contains("html::big::Class"));
     assert!(!html.contains("Class0999<T>"), "names are escaped");
-    let _ = std::fs::remove_file(&page);
+    done_with(&page);
     drop(live);
 }

@@ -727,7 +727,9 @@ impl<'a> Report<'a> {
                 div.charts {
                     @if let Some(svg) = bytes_chart {
                         div {
-                            h4 { "Live bytes over time" }
+                            h4 {
+                                @if has_class { "Live bytes over time" } @else { "Its instances' live bytes over time" }
+                            }
                             div.chart { (PreEscaped(svg)) }
                             @if has_class && c.tracked.is_some() && lines.len() > 1 {
                                 ul.legend {
@@ -1063,6 +1065,10 @@ fn referents(list: &[Referent]) -> Markup {
 /// own, the global allocator's entry points): sites are named by the innermost frame that is
 /// not.
 fn is_library(f: &Frame) -> bool {
+    // The standard library's sources are recorded under `/rustc/<commit>/library/`.
+    if f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/")) {
+        return true;
+    }
     let name = f.function.trim_start_matches('<');
     [
         "alloc::",
@@ -1163,9 +1169,13 @@ mod tests {
             line: Some(3),
             inlined: false,
         };
+        let mut from_elem = frame("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem");
+        from_elem.file = Some("/rustc/0123abcd/library/alloc/src/vec/spec_from_elem.rs".to_owned());
         let frames = [
             frame("alloc::raw_vec::RawVec<T>::grow"),
             frame("<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
+            frame("classtrack_shim::sampling::on_countdown"),
+            from_elem,
             frame("app::load"),
         ];
         let shown = frame_where(&frames).into_string();
