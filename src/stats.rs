@@ -379,7 +379,7 @@ impl SnapshotStats {
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first (as
     /// [`Snapshot::diff`]). Where either is a summary, a class it left out counts as absent
-    /// there (see [`full`](Self::full)).
+    /// there (see [`full`](SnapshotStats#structfield.full)).
     pub fn diff(&self, earlier: &SnapshotStats) -> SnapshotDiff {
         SnapshotDiff::of(self.into(), earlier.into())
     }
