@@ -356,6 +356,45 @@ fn a_report_without_snapshots_says_what_to_do() {
     done_with(&page);
 }
 
+/// Older snapshots kept as summaries: the page says they keep the largest classes only, sums
+/// the rest in a row of their own, and charts what they left out as "other".
+#[test]
+fn summaries_keep_the_largest_classes_and_sum_the_rest() {
+    let tracker = ClassTracker::new();
+    tracker
+        .set_retention(Retention::new().recent_snapshots(2).summary_classes(3))
+        .expect("valid retention");
+    let mut kept = Vec::new();
+    for round in 0..6usize {
+        for i in 0..12usize {
+            let name = format!("html::summary::Class{i:02}");
+            kept.push(classtrack::scope_named(&name, || {
+                vec![0u8; 1024 * (1 + i) * (1 + round)]
+            }));
+        }
+        tracker.create_snapshot(&format!("step {round}"));
+    }
+    let stats = tracker.stats();
+    let summaries: Vec<_> = stats.snapshots.iter().filter(|s| !s.full).collect();
+    assert!(!summaries.is_empty(), "older snapshots were summarized");
+    assert!(summaries.iter().any(|s| s.omitted.classes > 0));
+    let page = dir().join("summaries.html");
+    stats.write_html(&page).expect("the report is written");
+    let html = std::fs::read_to_string(&page).expect("readable");
+    assert!(html.contains("keeps the largest classes only"));
+    assert!(
+        html.contains("more classes"),
+        "the left-out classes are summed in a row"
+    );
+    assert!(
+        html.contains("other classes"),
+        "the chart has an other band"
+    );
+    assert!(html.contains("(summary)"));
+    done_with(&page);
+    drop(kept);
+}
+
 /// 1,000 classes over 500 snapshots, all kept in full: the page stays under 20 MB and is
 /// written in under 2 s (checked in release builds).
 #[test]

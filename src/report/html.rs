@@ -694,7 +694,7 @@ impl<'a> Report<'a> {
             )?),
             _ => None,
         };
-        let sites = self.sites(c)?;
+        let sites = self.sites(c);
         let instances = self.instances.get(c.name).map(Vec::as_slice).unwrap_or(&[]);
         Ok(html! {
             div.class id=(format!("class-{index}")) {
@@ -753,38 +753,21 @@ impl<'a> Report<'a> {
     }
 
     /// The class's top sites at [`sites_at`](Self::sites_at), and their flamegraph.
-    fn sites(&self, c: &ClassView<'_>) -> Result<Markup> {
+    fn sites(&self, c: &ClassView<'_>) -> Markup {
         let Some(snap) = self.sites_at else {
-            return Ok(html! {});
+            return html! {};
         };
         let sites: Vec<&SiteStats> = snap.sites_of(c.name);
         if sites.is_empty() {
-            return Ok(html! {});
+            return html! {};
         }
         let measure = if sites.iter().any(|s| s.live_bytes > 0.0) {
             Measure::LiveBytes
         } else {
             Measure::AllocatedBytes
         };
-        let mut svg = Vec::new();
-        self.stats
-            .write_flamegraph(snap, &mut svg, measure, Some(c.name))?;
-        let svg = String::from_utf8_lossy(&svg);
-        let height = svg_height(&svg).unwrap_or(300) + 6;
-        // inferno's graph is fluid: its script drops the width, to fill its parent. As an
-        // HTML document of its own (rather than an SVG one), the parent is the frame's body.
-        let frame_doc = html! {
-            (DOCTYPE)
-            html {
-                head {
-                    meta charset="utf-8";
-                    style { "html,body{margin:0}svg{display:block;width:100%}" }
-                }
-                body { (PreEscaped(svg.find("<svg").map_or(&svg[..], |at| &svg[at..]))) }
-            }
-        }
-        .into_string();
-        Ok(html! {
+        let flamegraph = self.flamegraph(snap, measure, c.name);
+        html! {
             h4 {
                 "Allocation sites at “" (snap.description) "” (" (seconds(snap.time)) ")"
             }
@@ -816,15 +799,46 @@ impl<'a> Report<'a> {
             @if sites.len() > SITES {
                 p.note { (sites.len() - SITES) " more sites kept (in the flamegraph)." }
             }
+            (flamegraph)
+        }
+    }
+
+    /// The flamegraph of class `name`'s sites at `snap`, in a sandboxed frame: inferno's SVG
+    /// and its script, as a document of its own. If it cannot be drawn, says so (the rest of
+    /// the report stands).
+    fn flamegraph(&self, snap: &SnapshotStats, measure: Measure, name: &str) -> Markup {
+        let mut svg = Vec::new();
+        if let Err(e) = self
+            .stats
+            .write_flamegraph(snap, &mut svg, measure, Some(name))
+        {
+            return html! { p.warn { "The flamegraph could not be drawn: " (e.to_string()) } };
+        }
+        let svg = String::from_utf8_lossy(&svg);
+        let height = svg_height(&svg).unwrap_or(300) + 6;
+        // inferno's graph is fluid: its script drops the width, to fill its parent. As an
+        // HTML document of its own (rather than an SVG one), the parent is the frame's body.
+        let frame_doc = html! {
+            (DOCTYPE)
+            html {
+                head {
+                    meta charset="utf-8";
+                    style { "html,body{margin:0}svg{display:block;width:100%}" }
+                }
+                body { (PreEscaped(svg.find("<svg").map_or(&svg[..], |at| &svg[at..]))) }
+            }
+        }
+        .into_string();
+        html! {
             details open {
                 summary {
                     "Flamegraph of "
                     @match measure { Measure::LiveBytes => "live", _ => "allocated" }
                     " bytes by site (click a frame to zoom)"
                 }
-                iframe.flame sandbox="allow-scripts" height=(height) title=(format!("flamegraph of {}", c.name)) srcdoc=(frame_doc) {}
+                iframe.flame sandbox="allow-scripts" height=(height) title=(format!("flamegraph of {name}")) srcdoc=(frame_doc) {}
             }
-        })
+        }
     }
 
     fn instance_table(&self, instances: &[&InstanceStats], last_time: Option<f64>) -> Markup {
