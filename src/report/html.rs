@@ -63,7 +63,7 @@ tr.sum td{font-weight:600;border-top:1px solid #bbb}
 tr.own td{color:#666;font-style:italic}
 tr.more td{color:#555}
 code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
-td.name{max-width:560px;overflow-wrap:anywhere}
+td.name{min-width:16em;max-width:560px;overflow-wrap:anywhere}
 .chart svg{display:block;max-width:100%;height:auto}
 .legend{list-style:none;padding:0;margin:4px 0 12px;display:flex;flex-wrap:wrap;gap:4px 18px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:-1px;border:1px solid #0003}
@@ -461,17 +461,26 @@ impl<'a> Report<'a> {
                 filled: false,
             });
         }
-        let svg = chart::stacked(
-            &ChartFrame {
-                width: 1180,
-                height: 460,
-                unit: Unit::Bytes,
-                y_title: "live bytes",
-            },
-            &self.times,
-            &bands,
-            &lines,
-        )?;
+        let frame = ChartFrame {
+            width: 1180,
+            height: 460,
+            unit: Unit::Bytes,
+            y_title: "live bytes",
+        };
+        let svg = chart::stacked(&frame, &self.times, &bands, &lines)?;
+        // Where resident memory dwarfs the heap, the bands are drawn again without it.
+        let peak = |values: &mut dyn Iterator<Item = f64>| values.fold(0.0, f64::max);
+        let heap_peak = peak(
+            &mut (0..snaps.len())
+                .map(|i| bands.iter().map(|b| b.values[i]).sum::<f64>())
+                .chain(lines[0].points.iter().map(|p| p.1)),
+        );
+        let resident_peak = peak(&mut resident.iter().map(|p| p.1));
+        let zoomed = if resident_peak > 2.0 * heap_peak {
+            Some(chart::stacked(&frame, &self.times, &bands, &lines[..1])?)
+        } else {
+            None
+        };
         let last = snaps.last();
         Ok(html! {
             h2 { "Memory over time" }
@@ -483,6 +492,10 @@ impl<'a> Report<'a> {
                 "allocations, block tags and counter shards), not part of the stack."
             }
             div.chart { (PreEscaped(svg)) }
+            @if let Some(zoomed) = zoomed {
+                h4 { "The heap alone (resident memory left out, to show the classes)" }
+                div.chart { (PreEscaped(zoomed)) }
+            }
             ul.legend {
                 @if !resident.is_empty() {
                     li { span.line style=(format!("border-color:{}", chart::RESIDENT.css())) {} "resident memory (process)" }

@@ -179,16 +179,15 @@ fn time_range(times: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, hi)
 }
 
+/// A time tick's label, with as many decimals as ticks about a tenth of `span` apart need to
+/// differ (`12 s`, `0.25 s`, `0.0004 s`).
 fn seconds_label(t: f64, span: f64) -> String {
-    if span >= 100.0 {
-        format!("{t:.0} s")
-    } else if span >= 10.0 {
-        format!("{t:.1} s")
-    } else if span >= 1.0 {
-        format!("{t:.2} s")
+    let decimals = if span > 0.0 && span.is_finite() {
+        (-(span / 10.0).log10()).ceil().clamp(0.0, 9.0) as usize
     } else {
-        format!("{t:.3} s")
-    }
+        3
+    };
+    format!("{t:.decimals$} s")
 }
 
 /// Draws the axes, mesh and labels of a chart over `x` seconds and `y` values up to `max`,
@@ -362,6 +361,15 @@ mod tests {
         assert_eq!((axis.top, axis.ticks()), (1.0, 2));
         assert!(Axis::new(f64::NAN, Unit::Bytes).top > 0.0);
         assert_eq!(Axis::new(1023.0, Unit::Bytes).unit, "B");
+    }
+
+    #[test]
+    fn time_labels_differ_between_ticks() {
+        assert_eq!(seconds_label(120.0, 500.0), "120 s");
+        assert_eq!(seconds_label(1.5, 8.0), "1.5 s");
+        assert_eq!(seconds_label(0.25, 0.6), "0.25 s");
+        assert_eq!(seconds_label(0.0004, 0.001), "0.0004 s");
+        assert_eq!(seconds_label(2.0, 0.0), "2.000 s");
     }
 
     #[test]
