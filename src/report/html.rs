@@ -465,19 +465,20 @@ impl<'a> Report<'a> {
             width: 1180,
             height: 460,
             unit: Unit::Bytes,
-            y_title: "live bytes",
+            y_title: "bytes",
         };
         let svg = chart::stacked(&frame, &self.times, &bands, &lines)?;
-        // Where resident memory dwarfs the heap, the bands are drawn again without it.
-        let peak = |values: &mut dyn Iterator<Item = f64>| values.fold(0.0, f64::max);
-        let heap_peak = peak(
-            &mut (0..snaps.len())
-                .map(|i| bands.iter().map(|b| b.values[i]).sum::<f64>())
-                .chain(lines[0].points.iter().map(|p| p.1)),
-        );
-        let resident_peak = peak(&mut resident.iter().map(|p| p.1));
-        let zoomed = if resident_peak > 2.0 * heap_peak {
-            Some(chart::stacked(&frame, &self.times, &bands, &lines[..1])?)
+        // Where a line (resident memory, often; overhead, with many instances kept) dwarfs the
+        // heap, the bands are drawn again on their own.
+        let heap_peak = (0..snaps.len())
+            .map(|i| bands.iter().map(|b| b.values[i]).sum::<f64>())
+            .fold(0.0, f64::max);
+        let line_peak = lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .fold(0.0, f64::max);
+        let zoomed = if heap_peak > 0.0 && line_peak > 2.0 * heap_peak {
+            Some(chart::stacked(&frame, &self.times, &bands, &[])?)
         } else {
             None
         };
@@ -493,7 +494,7 @@ impl<'a> Report<'a> {
             }
             div.chart { (PreEscaped(svg)) }
             @if let Some(zoomed) = zoomed {
-                h4 { "The heap alone (resident memory left out, to show the classes)" }
+                h4 { "The heap alone (without the lines, to show the classes)" }
                 div.chart { (PreEscaped(zoomed)) }
             }
             ul.legend {
