@@ -34,6 +34,8 @@ const BANDS: usize = 10;
 const CLASS_SECTIONS: usize = 20;
 /// Class rows of a snapshot's table; the rest are summed in one row.
 const TABLE_ROWS: usize = 50;
+/// Snapshots listed one by one, the most recent; earlier ones are folded in one list.
+const SNAPSHOTS_LISTED: usize = 12;
 /// Allocation sites listed per class.
 const SITES: usize = 10;
 /// Instances listed per class, the largest.
@@ -923,18 +925,34 @@ impl<'a> Report<'a> {
             p.note {
                 "Each snapshot's classes, largest first (the " (TABLE_ROWS) " largest, the rest "
                 "summed); shares are of the program's heap, classtrack's own allocations "
-                "apart. The last snapshot is open; click another to open it."
+                "apart. The last snapshot is open; click another to open it"
+                @if snaps.len() > SNAPSHOTS_LISTED { " (the earlier ones are in one list first)" }
+                "."
             }
-            @for (n, s) in snaps.iter().enumerate() {
-                details open[n + 1 == snaps.len()] {
-                    summary {
-                        b { "“" (s.description) "”" } " at " (seconds(s.time)) " — "
-                        (format_bytes(s.user_live_bytes())) " in the program's heap"
-                        @if let Some(p) = s.process { ", " (format_bytes(p.resident_bytes)) " resident" }
-                        @if !s.full { " (summary)" }
-                    }
-                    (self.snapshot_table(s))
+            @let split = snaps.len().saturating_sub(SNAPSHOTS_LISTED);
+            @if split > 0 {
+                details {
+                    summary { (split) " earlier snapshots" }
+                    @for (n, s) in snaps[..split].iter().enumerate() { (self.snapshot(n, s, false)) }
                 }
+            }
+            @for (n, s) in snaps.iter().enumerate().skip(split) {
+                (self.snapshot(n, s, n + 1 == snaps.len()))
+            }
+        }
+    }
+
+    /// Snapshot number `n` (from 1 on the page), folded unless `open`.
+    fn snapshot(&self, n: usize, s: &SnapshotStats, open: bool) -> Markup {
+        html! {
+            details open[open] {
+                summary {
+                    "#" (n + 1) " " b { "“" (s.description) "”" } " at " (seconds(s.time)) " — "
+                    (format_bytes(s.user_live_bytes())) " in the program's heap"
+                    @if let Some(p) = s.process { ", " (format_bytes(p.resident_bytes)) " resident" }
+                    @if !s.full { " (summary)" }
+                }
+                (self.snapshot_table(s))
             }
         }
     }
