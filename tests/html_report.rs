@@ -240,6 +240,30 @@ fn report_renders_in_a_real_browser() {
     assert!(main.contains("<iframe class=\"flame\""), "a flamegraph");
     assert!(dom.contains("sandbox=\"allow-scripts\""));
 
+    // A flamegraph's document, on its own: inferno's script runs (it makes the graph fluid,
+    // dropping the root's fixed width) and the class's frames are there.
+    let at = html.find(" srcdoc=\"").expect("a flamegraph frame") + " srcdoc=\"".len();
+    let value = &html[at..at + html[at..].find('"').expect("the attribute ends")];
+    let doc = value
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    let flame_page = page.with_file_name("flame.html");
+    std::fs::write(&flame_page, &doc).expect("written");
+    let flame = run_chromium(&flame_page, &["--dump-dom".to_owned()]);
+    let root = &flame[flame.find("<svg").expect("an SVG")..];
+    let root = &root[..root.find('>').expect("the tag ends")];
+    assert!(root.contains("onload=\"init(evt)\""), "{root}");
+    assert!(
+        !root.contains("width=\"1200\""),
+        "inferno's script did not run in the frame's document: {root}"
+    );
+    assert!(flame.contains("id=\"frames\""));
+    assert!(flame.contains("html::leaky_cache"));
+    done_with(&flame_page);
+
     // What it looks like: a PNG of the size asked, not blank.
     let shot = page.with_extension("png");
     run_chromium(
