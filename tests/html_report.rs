@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use classtrack::report::format_bytes;
 use classtrack::{ClassTracker, Error, Retention, Stats, TrackOptions, TrackingAlloc};
 
 #[global_allocator]
@@ -45,7 +46,13 @@ fn dir() -> PathBuf {
 
 /// Stats of a small program: classes named like generic types, `<untracked>`, a script-named
 /// class, a class that grows at every snapshot, a tracked class with a breakdown and traces.
-fn sample_stats() -> Stats {
+/// The class that grows at every snapshot of [`sample_stats`]`(test)`: named after the test,
+/// as tests run at once and classes are the process's.
+fn leaky(test: &str) -> String {
+    format!("html::{test}::leaky_cache")
+}
+
+fn sample_stats(test: &str) -> Stats {
     let tracker = ClassTracker::new();
     tracker.track_class::<Widget>(
         TrackOptions::new()
@@ -66,9 +73,8 @@ fn sample_stats() -> Stats {
             vec![String::from("x"); 100]
         }));
         // Megabytes, so that the sampler sees this class's sites.
-        classtrack::scope_named("html::leaky_cache", || {
-            leak.push(vec![round as u8; 3 << 20]);
-        });
+        let block = classtrack::scope_named(&leaky(test), || vec![round as u8; 3 << 20]);
+        leak.push(block);
         widgets.push(tracker.construct_debug(|| {
             Widget {
                 label: format!("<b>widget {round}</b>"),
@@ -181,7 +187,8 @@ fn without_srcdoc(dom: &str) -> String {
 
 #[test]
 fn report_renders_in_a_real_browser() {
-    let stats = sample_stats();
+    let stats = sample_stats("browser");
+    let leaky = leaky("browser");
     let page = dir().join("browser.html");
     stats.write_html(&page).expect("the report is written");
     let html = std::fs::read_to_string(&page).expect("the report is readable");
@@ -213,7 +220,6 @@ fn report_renders_in_a_real_browser() {
         "Vec&lt;String&gt;",
         "&lt;untracked&gt;",
         "&lt;classtrack overhead&gt;",
-        "html::leaky_cache",
         "Widget",
         "Widget { label: \"&lt;b&gt;widget 0&lt;/b&gt;\"",
         "widget parts",
@@ -227,13 +233,30 @@ fn report_renders_in_a_real_browser() {
     ] {
         assert!(main.contains(text), "the rendered page shows {text:?}");
     }
+    // Figures: the leaking class's live bytes at the last snapshot (6 blocks of 3 MiB), and
+    // the program's heap then.
+    let last = stats.snapshots.last().expect("snapshots");
+    let leaked = last
+        .class_named(&leaky)
+        .expect("the leak is kept")
+        .live_bytes;
+    assert_eq!(leaked, 6 * (3 << 20));
+    assert!(main.contains(&leaky), "the page shows {leaky}");
+    assert!(
+        main.contains("<b>18.0 MiB</b> live in 6 blocks"),
+        "its figures"
+    );
+    assert!(
+        main.contains(&format!(
+            "— {} in the program's heap",
+            format_bytes(last.user_live_bytes())
+        )),
+        "the last snapshot's heap"
+    );
     // The leaking class is a suspect.
     let growth = &main[main.find("id=\"growth\"").expect("growth section")..];
     let growth = &growth[..growth.find("id=\"classes\"").expect("classes section")];
-    assert!(
-        growth.contains("html::leaky_cache"),
-        "the leak is a suspect"
-    );
+    assert!(growth.contains(&leaky), "the leak is a suspect");
     // Charts: the memory chart and at least a chart per class shown.
     let charts = main.matches("<svg").count();
     assert!(charts >= 5, "{charts} SVG charts");
@@ -261,7 +284,7 @@ fn report_renders_in_a_real_browser() {
         "inferno's script did not run in the frame's document: {root}"
     );
     assert!(flame.contains("id=\"frames\""));
-    assert!(flame.contains("html::leaky_cache"));
+    assert!(flame.contains(&leaky));
     done_with(&flame_page);
 
     // What it looks like: a PNG of the size asked, not blank.
@@ -302,7 +325,7 @@ fn report_renders_in_a_real_browser() {
 
 #[test]
 fn the_file_is_self_contained_and_escaped() {
-    let stats = sample_stats();
+    let stats = sample_stats("offline");
     let page = dir().join("offline.html");
     stats.write_html(&page).expect("the report is written");
     let html = std::fs::read_to_string(&page).expect("the report is readable");
