@@ -265,7 +265,8 @@ fn report_renders_in_a_real_browser() {
 
     // A flamegraph's document, on its own: inferno's script runs (it makes the graph fluid,
     // dropping the root's fixed width) and the class's frames are there.
-    let at = html.find(" srcdoc=\"").expect("a flamegraph frame") + " srcdoc=\"".len();
+    let frame = format!("title=\"flamegraph of {leaky}\" srcdoc=\"");
+    let at = html.find(&frame).expect("the class's flamegraph frame") + frame.len();
     let value = &html[at..at + html[at..].find('"').expect("the attribute ends")];
     let doc = value
         .replace("&lt;", "<")
