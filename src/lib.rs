@@ -214,6 +214,7 @@
 
 mod diff;
 mod error;
+mod file;
 mod fork;
 mod future;
 mod history;

@@ -793,7 +793,7 @@ impl Stats {
         })?;
         let mut json = serde_json::to_vec(self).map_err(|e| io_err(io::Error::other(e)))?;
         json.push(b'\n');
-        crate::report::write_atomically(path, &json)
+        crate::file::write_atomically(path, &json)
     }
 
     /// Reads stats written by [`dump`](Self::dump).

@@ -20,8 +20,9 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use self::chart::{Band, Frame as ChartFrame, Line, Rgb, Unit};
 use crate::diff::{LeakSuspect, SnapshotDiff};
 use crate::error::Result;
+use crate::file::write_atomically;
 use crate::objects::Referent;
-use crate::report::{format_bytes, format_estimate, write_atomically, Measure};
+use crate::report::{format_bytes, format_estimate, Measure};
 use crate::sampling::Frame;
 use crate::snapshot::{ClassTotals, NOT_INSTALLED};
 use crate::stats::{ClassStats, InstanceStats, SiteStats, SnapshotStats, Stats};
@@ -494,10 +495,10 @@ impl<'a> Report<'a> {
                 "process's resident memory and what tracking costs (classtrack's own "
                 "allocations, block tags and counter shards), not part of the stack."
             }
-            div.chart { (PreEscaped(svg)) }
+            div.chart role="img" aria-label="the program's heap by class over time, stacked, with resident memory and overhead as lines" { (PreEscaped(svg)) }
             @if let Some(zoomed) = zoomed {
                 h4 { "The heap alone (without the lines, to show the classes)" }
-                div.chart { (PreEscaped(zoomed)) }
+                div.chart role="img" aria-label="the program's heap by class over time, stacked" { (PreEscaped(zoomed)) }
             }
             ul.legend {
                 @if !resident.is_empty() {
@@ -746,7 +747,7 @@ impl<'a> Report<'a> {
                             h4 {
                                 @if has_class { "Live bytes over time" } @else { "Its instances' live bytes over time" }
                             }
-                            div.chart { (PreEscaped(svg)) }
+                            div.chart role="img" aria-label=(format!("live bytes of {} over time", c.name)) { (PreEscaped(svg)) }
                             @if has_class && c.tracked.is_some() && lines.len() > 1 {
                                 ul.legend {
                                     li { (swatch(chart::PALETTE[0])) "the class (every allocation in its scope)" }
@@ -758,7 +759,7 @@ impl<'a> Report<'a> {
                     @if let Some(svg) = alive_chart {
                         div {
                             h4 { "Instances alive over time" }
-                            div.chart { (PreEscaped(svg)) }
+                            div.chart role="img" aria-label=(format!("instances of {} alive over time", c.name)) { (PreEscaped(svg)) }
                         }
                     }
                 }

@@ -1,11 +1,5 @@
 //! Reports: human-readable output of snapshots.
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-
-use crate::error::{Error, Result};
-
 pub(crate) mod console;
 mod flame;
 mod html;
@@ -13,38 +7,6 @@ pub(crate) mod json;
 pub mod pprof;
 
 pub use flame::Measure;
-
-/// Writes `bytes` to `path` atomically: to a temporary file in the same directory, synced,
-/// then renamed over `path`, so that a crash never leaves half a file there. A path that
-/// names no file, or cannot be written, is [`Error::Io`] (the temporary file removed).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_err = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file_name = path.file_name().ok_or_else(|| {
-        io_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path names no file",
-        ))
-    })?;
-    let tmp: PathBuf = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    Ok(())
-}
 
 /// Formats a byte count with binary units: `512 B`, `1.5 KiB`, `12.0 MiB`, `3.25 GiB`.
 ///
