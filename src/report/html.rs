@@ -489,9 +489,13 @@ impl<'a> Report<'a> {
         Ok(html! {
             h2 { "Memory over time" }
             p.note {
-                "The program's live heap at each snapshot, stacked by class: the "
-                (self.bands.len()) " classes with the largest peak, the rest as “other” (which "
-                "includes the classes that summaries of older snapshots left out). Lines: the "
+                "The program's live heap at each snapshot, stacked by class"
+                @if has_other {
+                    ": the " (self.bands.len()) " classes with the largest peak, the rest as "
+                    "“other” (which includes the classes that summaries of older snapshots "
+                    "left out)"
+                }
+                ". Lines: the "
                 "process's resident memory and what tracking costs (classtrack's own "
                 "allocations, block tags and counter shards), not part of the stack."
             }
