@@ -2,8 +2,9 @@
 //!
 //! Run it with `cargo run --release --example leak_hunt`. A request loop creates sessions
 //! and responses that are all dropped, keeps a bounded cache, and, by mistake, keeps every
-//! audit entry forever. Periodic snapshots and the summary show which class grows. The stats
-//! are dumped to `target/leak_hunt.json`, for the `classtrack` command
+//! audit entry forever. Periodic snapshots and the summary show which class grows; an HTML
+//! report of the run is written to `target/classtrack-leak-hunt.html`, and the stats are
+//! dumped to `target/leak_hunt.json` for the `classtrack` command
 //! (`cargo run -p classtrack-cli -- leaks target/leak_hunt.json`).
 
 use std::alloc::System;
@@ -164,4 +165,9 @@ fn main() {
         cache.bodies.len()
     );
     println!("wrote target/leak_hunt.json (classtrack summary target/leak_hunt.json)");
+
+    let report = "target/classtrack-leak-hunt.html";
+    std::fs::create_dir_all("target").expect("target/ is writable");
+    stats.write_html(report).expect("target/ is writable");
+    println!("wrote {report} (open it in a browser)");
 }

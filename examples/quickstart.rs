@@ -2,7 +2,8 @@
 //!
 //! Run it with `cargo run --release --example quickstart`. It loads a symbol cache, builds a
 //! book of resting orders, matches crossing orders into trades and cancels half the book,
-//! taking a snapshot after each phase and printing where the heap went.
+//! taking a snapshot after each phase and printing where the heap went; then writes an HTML
+//! report of the run to `target/classtrack-quickstart.html` (open it in any browser).
 
 use std::alloc::System;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -212,4 +213,9 @@ fn main() {
         book.orders.len(),
         trades.len()
     );
+
+    let report = "target/classtrack-quickstart.html";
+    std::fs::create_dir_all("target").expect("target/ is writable");
+    tracker.write_html(report).expect("target/ is writable");
+    println!("wrote {report} (open it in a browser)");
 }

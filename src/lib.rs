@@ -166,6 +166,10 @@
 //! memory came from; [`Snapshot::write_flamegraph`] and [`Snapshot::write_pprof`] write an SVG
 //! flamegraph and a gzipped pprof profile. See `examples/where_from.rs`.
 //!
+//! [`ClassTracker::write_html`] and [`Stats::write_html`] write all of it as one
+//! self-contained HTML page: memory over time by class, leak suspects and growth, each class's
+//! sites, flamegraph and instances, and each snapshot's table (pympler's `HtmlStats`).
+//!
 //! With `set_sample_mean(0)` first thing in `main`, the sampler sets nothing up: no unwind
 //! tables are indexed, no module is pinned, no `classtrack-sampler` thread runs. Turning
 //! sampling on later starts the thread and indexes the modules loaded at that moment.
@@ -210,6 +214,7 @@
 
 mod diff;
 mod error;
+mod file;
 mod fork;
 mod future;
 mod history;

@@ -1,9 +1,8 @@
 //! [`Stats`]: what a tracker gathered, to print, sort, dump and load (pympler's `Stats`).
 
 use std::cmp::Ordering;
-use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use classtrack_shim::{ClassId, OverheadGuard};
@@ -380,7 +379,7 @@ impl SnapshotStats {
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first (as
     /// [`Snapshot::diff`]). Where either is a summary, a class it left out counts as absent
-    /// there (see the field `full`).
+    /// there (see [`full`](SnapshotStats#structfield.full)).
     pub fn diff(&self, earlier: &SnapshotStats) -> SnapshotDiff {
         SnapshotDiff::of(self.into(), earlier.into())
     }
@@ -857,30 +856,9 @@ impl Stats {
             path: path.to_owned(),
             reason,
         })?;
-        let file_name = path.file_name().ok_or_else(|| {
-            io_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path names no file",
-            ))
-        })?;
-        let tmp: PathBuf = path.with_file_name(format!(
-            ".{}.tmp-{}",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
-        let json = serde_json::to_vec(self).map_err(|e| io_err(io::Error::other(e)))?;
-        let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(e));
-        }
-        Ok(())
+        let mut json = serde_json::to_vec(self).map_err(|e| io_err(io::Error::other(e)))?;
+        json.push(b'\n');
+        crate::file::write_atomically(path, &json)
     }
 
     /// Reads stats written by [`dump`](Self::dump).

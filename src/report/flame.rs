@@ -72,6 +72,9 @@ fn flamegraph(lines: &[String], title: String, out: &mut dyn Write) -> crate::Re
     let mut options = inferno::flamegraph::Options::default();
     options.title = title;
     options.count_name = "bytes".to_owned();
+    // Colours from the function names, not at random: the same stats draw the same graph,
+    // and a function has one colour in every graph.
+    options.hash = true;
     let placeholder = ["no sampled allocation 1".to_owned()];
     let lines = if lines.is_empty() {
         &placeholder[..]

@@ -2,6 +2,7 @@
 
 pub(crate) mod console;
 mod flame;
+mod html;
 pub(crate) mod json;
 pub mod pprof;
 
