@@ -18,6 +18,7 @@ Examples:
   classtrack diff stats.json --from 0 --to -1
   classtrack diff before.json after.json
   classtrack leaks stats.json --intervals 8
+  classtrack html stats.json -o report.html
   classtrack pprof stats.json -o heap.pb.gz && go tool pprof -top heap.pb.gz
   classtrack flamegraph stats.json --class myapp::Cache -o heap.svg
 
@@ -60,6 +61,11 @@ const LEAKS_EXAMPLES: &str = "\
 Examples:
   classtrack leaks stats.json
   classtrack leaks stats.json --intervals 20 --sites 5";
+
+const HTML_EXAMPLES: &str = "\
+Examples:
+  classtrack html stats.json -o report.html
+  classtrack html stats.json -o - > report.html";
 
 const PPROF_EXAMPLES: &str = "\
 Examples:
@@ -104,6 +110,14 @@ enum Command {
     /// classtrack.
     #[command(after_help = LEAKS_EXAMPLES)]
     Leaks(LeaksArgs),
+    /// The HTML report: one self-contained page with charts, tables and flamegraphs
+    ///
+    /// Memory over time (live bytes per class, stacked, with resident memory and
+    /// classtrack's overhead), growth and leak suspects, a section per class (live bytes and
+    /// instances over time, allocation sites, flamegraph, instances) and each snapshot's class
+    /// table. It needs no network: open it in any browser, offline.
+    #[command(after_help = HTML_EXAMPLES)]
+    Html(HtmlArgs),
     /// A snapshot's allocation sites as a gzipped pprof profile
     ///
     /// Sample types alloc_objects, alloc_space, inuse_objects and inuse_space (shown by
@@ -232,6 +246,16 @@ struct PprofArgs {
 }
 
 #[derive(Args)]
+struct HtmlArgs {
+    /// The stats file.
+    #[arg(value_name = "DUMP")]
+    dump: PathBuf,
+    /// Where to write the page (`-` for standard output).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Args)]
 struct FlamegraphArgs {
     /// The stats file.
     #[arg(value_name = "DUMP")]
@@ -354,6 +378,11 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
         Command::Leaks(a) => {
             let stats = Stats::load(&a.dump)?;
             stats.print_leak_suspects(out, a.intervals, a.sites)?;
+        }
+        Command::Html(a) => {
+            let stats = Stats::load(&a.dump)?;
+            let page = stats.html()?;
+            write_output(&a.output, page.as_bytes(), false, out)?;
         }
         Command::Pprof(a) => {
             let stats = Stats::load(&a.dump)?;

@@ -395,6 +395,25 @@ fn flamegraph_writes_an_svg_of_a_snapshot_or_one_class() {
 }
 
 #[test]
+fn html_writes_the_report_to_a_file_or_standard_output() {
+    let f = fixture();
+    let file = f.dir.join("report.html");
+    assert_eq!(ok(&["html", path(&f.dump), "-o", path(&file)]), "");
+    let page = std::fs::read_to_string(&file).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains(LEAK) && page.contains("<svg"));
+    let piped = ok(&["html", path(&f.dump), "-o", "-"]);
+    assert_eq!(piped, page, "the same page either way");
+    let v1 = ok(&["html", path(&f.v1), "-o", "-"]);
+    assert!(v1.contains("Order"), "a version 1 dump has a report too");
+    let line = fails(&["html", path(&f.dir.join("missing.json")), "-o", "-"], 1);
+    assert!(line.contains("No such file"), "{line}");
+    let nowhere = f.dir.join("no such dir").join("report.html");
+    let line = fails(&["html", path(&f.dump), "-o", path(&nowhere)], 1);
+    assert!(line.contains("cannot write"), "{line}");
+}
+
+#[test]
 fn a_version_1_dump_is_read_migrated() {
     let f = fixture();
     let text = ok(&["summary", path(&f.v1)]);

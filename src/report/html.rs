@@ -128,9 +128,24 @@ impl Stats {
     /// }
     /// ```
     pub fn write_html(&self, path: impl AsRef<Path>) -> Result<()> {
+        let page = self.html()?;
         let _g = OverheadGuard::new();
-        let page = Report::new(self).page()?;
-        write_atomically(path.as_ref(), page.into_string().as_bytes())
+        write_atomically(path.as_ref(), page.as_bytes())
+    }
+
+    /// The HTML report of [`write_html`](Self::write_html), as a string (to send elsewhere than
+    /// to a file: a response, a pipe).
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// tracker.create_snapshot("start");
+    /// let page = tracker.stats().html()?;
+    /// assert!(page.starts_with("<!DOCTYPE html>"));
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    pub fn html(&self) -> Result<String> {
+        let _g = OverheadGuard::new();
+        Ok(Report::new(self).page()?.into_string())
     }
 }
 
