@@ -257,6 +257,8 @@ pub use snapshot::{
     TrackedClassTotals,
 };
 pub use stats::{ClassStats, InstanceStats, SnapshotStats, SortKey, Stats, STATS_VERSION};
+#[doc(hidden)]
+pub use tracker::__set_snapshot_batch_hook;
 pub use tracker::{
     ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT, MAX_SUBSCRIPTION_CAPACITY,
 };
