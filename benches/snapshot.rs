@@ -42,7 +42,9 @@ fn instances(c: &mut Criterion) {
 }
 
 fn classes(c: &mut Criterion) {
-    let names: Vec<String> = (0..CLASSES).map(|i| format!("bench::class{i:04}")).collect();
+    let names: Vec<String> = (0..CLASSES)
+        .map(|i| format!("bench::class{i:04}"))
+        .collect();
     // Two threads, each with a live block in every class, kept running so that their counter
     // shards are their own.
     let (done_tx, done_rx) = mpsc::channel::<()>();
