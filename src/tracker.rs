@@ -31,8 +31,8 @@ pub(crate) struct Subscriber {
     dropped: Arc<AtomicU64>,
 }
 
-/// Instances a snapshot goes through in one hold of the tracker's lock: about 10 µs of work
-/// (see [`Inner::snapshot`]).
+/// Instances a snapshot goes through in one hold of the tracker's lock: tens of microseconds
+/// of work (see [`Inner::snapshot`]).
 const BATCH: usize = 256;
 
 /// What [`__set_snapshot_batch_hook`] set: a `fn()` cast to a pointer, or null.
@@ -61,8 +61,8 @@ fn batch_hook() {
 }
 
 /// A snapshot's totals of tracked instances, per class, summed as the instances are gone
-/// through (in id order, so neighbours are mostly of one class: the last class is looked up
-/// first).
+/// through (neighbours, mostly built one after the other, are mostly of one class: the last
+/// class is looked up first).
 #[derive(Default)]
 struct PerClass {
     index: HashMap<ClassId, usize>,
