@@ -827,6 +827,63 @@ mod tests {
         assert_eq!(s.last().unwrap().1, 99);
     }
 
+    fn record(id: u64, attached: bool) -> InstanceRecord {
+        InstanceRecord {
+            id,
+            class: ClassId::FIRST_USER,
+            class_name: String::new(),
+            name: String::new(),
+            repr: String::new(),
+            birth: 0.0,
+            death: None,
+            attached,
+            source: Source::Constructed { object: 0 },
+            sizes: Series::new(4),
+            max_size: 0,
+            trace: None,
+            referents: Vec::new(),
+            pass: 0,
+        }
+    }
+
+    #[test]
+    fn instances_are_found_by_id_and_listed_in_id_order_across_pages() {
+        const N: u64 = 5 * PAGE as u64 + 17;
+        let mut instances = Instances::new();
+        // Every 7th is detached from the start: kept apart from the live ones.
+        for id in 0..N {
+            instances.insert(record(id, id % 7 != 0));
+        }
+        // Every 3rd dies; every 5th is forgotten.
+        for id in (0..N).step_by(3) {
+            if let Some(r) = instances.get_mut(&id) {
+                r.death = Some(1.0);
+            }
+            instances.settle(id);
+        }
+        for id in (0..N).step_by(5) {
+            assert_eq!(instances.remove(&id).map(|r| r.id), Some(id));
+        }
+        let kept: Vec<u64> = (0..N).filter(|id| id % 5 != 0).collect();
+        let listed: Vec<u64> = instances.values().map(|r| r.id).collect();
+        assert_eq!(listed, kept);
+        for &id in &kept {
+            assert_eq!(instances.get(&id).map(|r| r.id), Some(id));
+        }
+        let live = (0..N)
+            .filter(|id| id % 7 != 0 && id % 3 != 0 && id % 5 != 0)
+            .count();
+        assert_eq!(instances.live_len(), live);
+        assert!((0..live).all(|i| instances.live_mut(i).in_pass()));
+        // Detaching all empties the live part; every record stays.
+        for r in instances.values_mut() {
+            r.attached = false;
+        }
+        instances.settle_all();
+        assert_eq!(instances.live_len(), 0);
+        assert_eq!(instances.values().count(), kept.len());
+    }
+
     #[test]
     fn retention_below_the_minimum_is_an_error() {
         assert!(Retention::new().check().is_ok());
