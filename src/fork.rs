@@ -6,7 +6,8 @@
 //! first tracker is made):
 //! - before the fork, the forking thread takes every lock of classtrack's, in the one order
 //!   all other code takes them in (so this cannot deadlock): the list of trackers; for each
-//!   tracker its periodic-thread slot, its state, its subscribers and its metrics publisher;
+//!   tracker its periodic-thread slot, its snapshot lock, its state, its subscribers and its
+//!   metrics publisher;
 //!   the class registry; the object-id tables; classtrack's calls into the `backtrace` crate;
 //!   the sampler's aggregator and symbol cache, and the allocator's sampler waits until no
 //!   thread is in the middle of sending a sample. No other thread can be inside any of them
@@ -77,7 +78,7 @@ struct Held {
     /// the trackers they point into.
     guards: Vec<Box<dyn Any>>,
     /// The trackers whose locks are held, kept alive while they are.
-    _trackers: Vec<Arc<Inner>>,
+    trackers: Vec<Arc<Inner>>,
 }
 
 thread_local! {
@@ -108,6 +109,7 @@ fn take_locks() -> Held {
         // guards are dropped.
         unsafe {
             guards.push(erase(t.periodic.lock()));
+            guards.push(erase(t.snapshotting.lock()));
             guards.push(erase(t.history.state.lock()));
             guards.push(erase(t.subscribers_lock()));
             #[cfg(feature = "metrics")]
@@ -120,10 +122,7 @@ fn take_locks() -> Held {
     // Last: the aggregator's and the symbol cache's locks, then the allocator's sampler is
     // kept off its channels (see `sampling::fork_prepare`).
     crate::sampling::fork_prepare();
-    Held {
-        guards,
-        _trackers: trackers,
-    }
+    Held { guards, trackers }
 }
 
 extern "C" fn prepare() {
@@ -151,6 +150,15 @@ extern "C" fn child() {
     // Relaxed: see `generation`.
     GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::sampling::fork_child();
+    // Threads that were waiting for a lock that snapshots let waiters into do not exist here.
+    let _ = HELD.try_with(|h| {
+        if let Some(held) = &*h.borrow() {
+            for t in &held.trackers {
+                t.history.state.forget_waiters();
+            }
+        }
+    });
+    crate::objects::forget_waiters();
     release_locks();
 }
 

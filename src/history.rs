@@ -230,6 +230,7 @@ impl<T: Point> Series<T> {
     }
 
     /// Appends `p`, first downsampling if full; returns how many points were dropped.
+    #[inline]
     pub(crate) fn push(&mut self, p: T) -> u64 {
         let dropped = if self.points.len() >= self.cap {
             self.compact()
@@ -252,31 +253,39 @@ impl<T: Point> Series<T> {
     }
 
     /// Halves the oldest three quarters: the first point stays, then of each pair the one with
-    /// the larger value (the later on a tie). Drops at least one point when there are 4.
+    /// the larger value (the later on a tie). Drops at least one point when there are 4. In
+    /// place: no allocation.
+    #[cold]
+    #[inline(never)]
     fn compact(&mut self) -> u64 {
         let len = self.points.len();
         if len < MIN_SERIES {
             return 0;
         }
         let end = len - len / 4;
-        let old = std::mem::take(&mut self.points);
-        let mut kept = Vec::with_capacity(len);
-        let mut it = old.into_iter().enumerate().peekable();
-        // The first point.
-        if let Some((_, first)) = it.next() {
-            kept.push(first);
-        }
-        while let Some((i, a)) = it.next() {
-            if i + 1 < end {
-                let (_, b) = it.next().expect("a pair below `end` has its second point");
-                kept.push(if a.value() > b.value() { a } else { b });
+        // The first point stays where it is. `w` is where the next kept point goes; it never
+        // passes `i`, the next point to look at, so a swap moves a kept point down and puts
+        // the point it displaces (already looked at) where nothing is looked at again.
+        let mut w = 1;
+        let mut i = 1;
+        while i < len {
+            let keep = if i + 1 < end {
+                let later = self.points[i + 1].value() >= self.points[i].value();
+                i += 2;
+                if later {
+                    i - 1
+                } else {
+                    i - 2
+                }
             } else {
-                kept.push(a);
-            }
+                i += 1;
+                i - 1
+            };
+            self.points.swap(w, keep);
+            w += 1;
         }
-        let dropped = (len - kept.len()) as u64;
-        self.points = kept;
-        dropped
+        self.points.truncate(w);
+        (len - w) as u64
     }
 
     pub(crate) fn points(&self) -> &[T] {
@@ -338,6 +347,220 @@ pub(crate) struct InstanceRecord {
     pub(crate) trace: Option<Box<[usize]>>,
     /// The breakdown by nested scopes at the last snapshot (with a resolution level).
     pub(crate) referents: Vec<Referent>,
+    /// The last snapshot pass ([`State::begin_pass`]) that measured it.
+    pub(crate) pass: u64,
+}
+
+impl InstanceRecord {
+    /// Appends its size at a snapshot; returns how many older points were dropped.
+    #[inline]
+    pub(crate) fn record_size(&mut self, time: f64, size: u64) -> u64 {
+        self.max_size = self.max_size.max(size);
+        self.sizes.push((time, size))
+    }
+
+    /// Whether a snapshot's pass over the live instances measures it: alive, attached and
+    /// built by `construct` (shared objects are measured apart).
+    fn in_pass(&self) -> bool {
+        self.death.is_none() && self.attached && matches!(self.source, Source::Constructed { .. })
+    }
+}
+
+/// Records in pages of [`PAGE`]: growing never moves a record (so no push copies all of them,
+/// under the lock), and the pages emptied by shrinking are freed.
+struct Paged<T> {
+    pages: Vec<Vec<T>>,
+    len: usize,
+}
+
+/// Records per page of [`Paged`] (about 50 KiB of instance records).
+const PAGE: usize = 256;
+
+impl<T> Paged<T> {
+    const fn new() -> Paged<T> {
+        Paged {
+            pages: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, value: T) {
+        if self.len % PAGE == 0 {
+            self.pages.push(Vec::with_capacity(PAGE));
+        }
+        let page = self.pages.last_mut();
+        debug_assert!(page.as_ref().is_some_and(|p| p.len() < PAGE));
+        if let Some(page) = page {
+            page.push(value);
+        }
+        self.len += 1;
+    }
+
+    /// Removes the value at `i`, putting the last one in its place (as `Vec::swap_remove`).
+    fn swap_remove(&mut self, i: usize) -> T {
+        assert!(i < self.len, "classtrack: record {i} of {}", self.len);
+        let last = self.len - 1;
+        if i != last {
+            let (a, b) = (self.page_of(i), self.page_of(last));
+            if a == b {
+                self.pages[a].swap(i % PAGE, last % PAGE);
+            } else {
+                let (low, high) = self.pages.split_at_mut(b);
+                std::mem::swap(&mut low[a][i % PAGE], &mut high[0][last % PAGE]);
+            }
+        }
+        let value = match self.pages.last_mut().and_then(Vec::pop) {
+            Some(v) => v,
+            None => unreachable!("classtrack: the last page holds the last record"),
+        };
+        self.len -= 1;
+        if self.len % PAGE == 0 {
+            self.pages.pop();
+        }
+        value
+    }
+
+    fn page_of(&self, i: usize) -> usize {
+        i / PAGE
+    }
+
+    fn get(&self, i: usize) -> &T {
+        &self.pages[i / PAGE][i % PAGE]
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut T {
+        &mut self.pages[i / PAGE][i % PAGE]
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.pages.iter_mut().flatten()
+    }
+}
+
+/// A tracker's instance records, by id: the live ones a snapshot measures, packed together so
+/// that its pass reads them in a row, and the others (dead, detached, shared) apart.
+pub(crate) struct Instances {
+    /// Records that [`InstanceRecord::in_pass`]; in no particular order.
+    live: Paged<InstanceRecord>,
+    /// Where each record of `live` is.
+    index: BTreeMap<u64, u32>,
+    /// The other records.
+    rest: BTreeMap<u64, InstanceRecord>,
+}
+
+impl Instances {
+    pub(crate) const fn new() -> Instances {
+        Instances {
+            live: Paged::new(),
+            index: BTreeMap::new(),
+            rest: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps `rec`, whose id must be new.
+    pub(crate) fn insert(&mut self, rec: InstanceRecord) {
+        debug_assert!(
+            self.get(&rec.id).is_none(),
+            "classtrack: instance id reused"
+        );
+        if rec.in_pass() {
+            self.index.insert(rec.id, self.live.len as u32);
+            self.live.push(rec);
+        } else {
+            self.rest.insert(rec.id, rec);
+        }
+    }
+
+    pub(crate) fn get(&self, id: &u64) -> Option<&InstanceRecord> {
+        match self.index.get(id) {
+            Some(&i) => Some(self.live.get(i as usize)),
+            None => self.rest.get(id),
+        }
+    }
+
+    /// A record to change. A change that takes it out of snapshots' pass (a death, a detach)
+    /// must be followed by [`settle`](Self::settle).
+    pub(crate) fn get_mut(&mut self, id: &u64) -> Option<&mut InstanceRecord> {
+        match self.index.get(id) {
+            Some(&i) => Some(self.live.get_mut(i as usize)),
+            None => self.rest.get_mut(id),
+        }
+    }
+
+    /// Moves record `id` out of the live records if it no longer belongs there.
+    pub(crate) fn settle(&mut self, id: u64) {
+        if let Some(&i) = self.index.get(&id) {
+            if !self.live.get(i as usize).in_pass() {
+                let rec = self.take_live(id, i as usize);
+                self.rest.insert(id, rec);
+            }
+        }
+    }
+
+    /// [`settle`](Self::settle) for every record (after a change made through
+    /// [`values_mut`](Self::values_mut)).
+    pub(crate) fn settle_all(&mut self) {
+        let mut i = 0;
+        while i < self.live.len {
+            let rec = self.live.get(i);
+            if rec.in_pass() {
+                i += 1;
+            } else {
+                // The last record takes its place: look at `i` again.
+                let id = rec.id;
+                let rec = self.take_live(id, i);
+                self.rest.insert(id, rec);
+            }
+        }
+    }
+
+    fn take_live(&mut self, id: u64, i: usize) -> InstanceRecord {
+        self.index.remove(&id);
+        let rec = self.live.swap_remove(i);
+        if i < self.live.len {
+            let moved = self.live.get(i).id;
+            self.index.insert(moved, i as u32);
+        }
+        rec
+    }
+
+    pub(crate) fn remove(&mut self, id: &u64) -> Option<InstanceRecord> {
+        match self.index.get(id) {
+            Some(&i) => Some(self.take_live(*id, i as usize)),
+            None => self.rest.remove(id),
+        }
+    }
+
+    /// Every record, in id order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &InstanceRecord> {
+        let mut live = self
+            .index
+            .values()
+            .map(|&i| self.live.get(i as usize))
+            .peekable();
+        let mut rest = self.rest.values().peekable();
+        std::iter::from_fn(move || match (live.peek(), rest.peek()) {
+            (Some(a), Some(b)) if a.id > b.id => rest.next(),
+            (Some(_), _) => live.next(),
+            (None, _) => rest.next(),
+        })
+    }
+
+    /// Every record, in no particular order.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut InstanceRecord> {
+        self.live.iter_mut().chain(self.rest.values_mut())
+    }
+
+    /// How many records a snapshot's pass goes through.
+    pub(crate) fn live_len(&self) -> usize {
+        self.live.len
+    }
+
+    /// The record at `i` (below [`live_len`](Self::live_len)) of a snapshot's pass; a change
+    /// must keep it [`in_pass`](InstanceRecord::in_pass).
+    pub(crate) fn live_mut(&mut self, i: usize) -> &mut InstanceRecord {
+        self.live.get_mut(i)
+    }
 }
 
 /// Everything a tracker keeps, behind its lock.
@@ -348,7 +571,7 @@ pub(crate) struct State {
     pub(crate) older: Series<SnapshotStats>,
     pub(crate) classes: HashMap<ClassId, ClassRecord>,
     /// Live instances, and the most recent dead ones, by id.
-    pub(crate) instances: BTreeMap<u64, InstanceRecord>,
+    pub(crate) instances: Instances,
     /// The next instance id: never reset, so an id is never reused in a tracker's life (an
     /// old handle's death can never be taken for a new instance's).
     next_id: u64,
@@ -360,6 +583,8 @@ pub(crate) struct State {
     pub(crate) shared: HashMap<usize, u64>,
     /// Per class, the largest live bytes its snapshots have seen: one number per class.
     pub(crate) peaks: HashMap<ClassId, u64>,
+    /// Snapshot passes over the instances begun so far.
+    passes: u64,
 }
 
 impl State {
@@ -368,13 +593,14 @@ impl State {
             recent: VecDeque::new(),
             older: Series::new(retention.snapshot_history),
             classes: HashMap::new(),
-            instances: BTreeMap::new(),
+            instances: Instances::new(),
             next_id: 0,
             dead: VecDeque::new(),
             retention,
             compaction: Compaction::default(),
             shared: HashMap::new(),
             peaks: HashMap::new(),
+            passes: 0,
         }
     }
 
@@ -383,7 +609,20 @@ impl State {
     pub(crate) fn clear(&mut self) -> State {
         let mut fresh = State::new(self.retention);
         fresh.next_id = self.next_id;
+        fresh.passes = self.passes;
         std::mem::replace(self, fresh)
+    }
+
+    /// A new snapshot pass over the instances: its number, never 0 (see
+    /// [`InstanceRecord::pass`]).
+    pub(crate) fn begin_pass(&mut self) -> u64 {
+        self.passes += 1;
+        self.passes
+    }
+
+    /// The id the next instance will get: every instance registered so far has a smaller one.
+    pub(crate) fn id_limit(&self) -> u64 {
+        self.next_id
     }
 
     /// A new instance id.
@@ -434,6 +673,7 @@ impl State {
             class.active = class.active.saturating_sub(1);
             self.compaction.history_points_dropped += class.history.push((time, class.active));
         }
+        self.instances.settle(id);
         self.dead.push_back(id);
         self.evict();
     }
@@ -446,19 +686,6 @@ impl State {
                 self.compaction.instances_evicted += 1;
             }
         }
-    }
-
-    /// Appends an instance's size at a snapshot.
-    pub(crate) fn record_size(
-        &mut self,
-        id: u64,
-        time: f64,
-        size: u64,
-    ) -> Option<&mut InstanceRecord> {
-        let rec = self.instances.get_mut(&id)?;
-        self.compaction.size_points_dropped += rec.sizes.push((time, size));
-        rec.max_size = rec.max_size.max(size);
-        Some(rec)
     }
 
     /// Sets each class's `peak_seen_bytes` in `snap` (not yet shared) from the peaks seen so
@@ -547,14 +774,26 @@ impl History {
 
     /// Records the deaths of shared objects whose last strong reference is gone.
     pub(crate) fn reap(&self, st: &mut State) {
+        // Every live, attached shared object is in `shared` (and nothing else is): look at
+        // those only, not at every instance.
+        if st.shared.is_empty() {
+            return;
+        }
         let time = self.now();
-        let gone: Vec<u64> = st
-            .instances
+        let mut gone: Vec<u64> = st
+            .shared
             .values()
-            .filter(|r| r.death.is_none() && r.attached)
-            .filter(|r| matches!(&r.source, Source::Shared(obj) if !obj.alive()))
-            .map(|r| r.id)
+            .copied()
+            .filter(|id| {
+                st.instances.get(id).is_some_and(|r| {
+                    r.death.is_none()
+                        && r.attached
+                        && matches!(&r.source, Source::Shared(obj) if !obj.alive())
+                })
+            })
             .collect();
+        // In id order, as deaths were recorded when every instance was looked at.
+        gone.sort_unstable();
         for id in gone {
             st.record_death(id, time);
         }
@@ -615,6 +854,63 @@ mod tests {
         assert_eq!(s.points().len() as u64 + dropped, 100);
         assert_eq!(s.points()[0].1, 0);
         assert_eq!(s.last().unwrap().1, 99);
+    }
+
+    fn record(id: u64, attached: bool) -> InstanceRecord {
+        InstanceRecord {
+            id,
+            class: ClassId::FIRST_USER,
+            class_name: String::new(),
+            name: String::new(),
+            repr: String::new(),
+            birth: 0.0,
+            death: None,
+            attached,
+            source: Source::Constructed { object: 0 },
+            sizes: Series::new(4),
+            max_size: 0,
+            trace: None,
+            referents: Vec::new(),
+            pass: 0,
+        }
+    }
+
+    #[test]
+    fn instances_are_found_by_id_and_listed_in_id_order_across_pages() {
+        const N: u64 = 5 * PAGE as u64 + 17;
+        let mut instances = Instances::new();
+        // Every 7th is detached from the start: kept apart from the live ones.
+        for id in 0..N {
+            instances.insert(record(id, id % 7 != 0));
+        }
+        // Every 3rd dies; every 5th is forgotten.
+        for id in (0..N).step_by(3) {
+            if let Some(r) = instances.get_mut(&id) {
+                r.death = Some(1.0);
+            }
+            instances.settle(id);
+        }
+        for id in (0..N).step_by(5) {
+            assert_eq!(instances.remove(&id).map(|r| r.id), Some(id));
+        }
+        let kept: Vec<u64> = (0..N).filter(|id| id % 5 != 0).collect();
+        let listed: Vec<u64> = instances.values().map(|r| r.id).collect();
+        assert_eq!(listed, kept);
+        for &id in &kept {
+            assert_eq!(instances.get(&id).map(|r| r.id), Some(id));
+        }
+        let live = (0..N)
+            .filter(|id| id % 7 != 0 && id % 3 != 0 && id % 5 != 0)
+            .count();
+        assert_eq!(instances.live_len(), live);
+        assert!((0..live).all(|i| instances.live_mut(i).in_pass()));
+        // Detaching all empties the live part; every record stays.
+        for r in instances.values_mut() {
+            r.attached = false;
+        }
+        instances.settle_all();
+        assert_eq!(instances.live_len(), 0);
+        assert_eq!(instances.values().count(), kept.len());
     }
 
     #[test]

@@ -130,7 +130,9 @@
 //! snapshots run on a background thread; [`ClassTracker::snapshot_labeled`] finds a snapshot
 //! by its description; [`ClassTracker::close`] ends tracking. [`ClassTracker::stats`] gathers
 //! everything into [`Stats`] to print, sort, [`dump`](Stats::dump) and [`load`](Stats::load).
-//! See the README and `examples/leak_hunt.rs`.
+//! See the README and `examples/leak_hunt.rs`. A snapshot measures the live instances a batch
+//! at a time, letting threads that build or drop instances in between batches: they never
+//! wait for a whole snapshot.
 //!
 //! # Leaving it on
 //!
@@ -266,6 +268,8 @@ pub use stats::{
     ClassStats, InstanceStats, OmittedClasses, SiteStats, SnapshotStats, SortKey, Stats,
     STATS_VERSION,
 };
+#[doc(hidden)]
+pub use tracker::__set_snapshot_batch_hook;
 pub use tracker::{
     ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT, MAX_SUBSCRIPTION_CAPACITY,
 };

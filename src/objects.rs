@@ -216,6 +216,63 @@ pub(crate) fn tree(root: u32) -> (u64, Vec<Referent>) {
     (total, referents)
 }
 
+/// Sizes of many objects read under one hold of the object tables' locks: a batch of a
+/// snapshot. Holding it keeps [`acquire`], [`release`] and the first entry of a nested scope
+/// inside a broken-down instance waiting, so a batch is kept short, and [`let_waiters_in`] is
+/// called between batches.
+///
+/// Lock order: a tracker's state, then these (as everywhere, and as the fork handlers take
+/// them).
+pub(crate) struct Sizer {
+    children: std::sync::MutexGuard<'static, HashMap<u32, Children>>,
+    ids: std::sync::MutexGuard<'static, Ids>,
+}
+
+impl Sizer {
+    /// Takes the object tables' locks.
+    pub(crate) fn new() -> Sizer {
+        let children = CHILDREN.lock();
+        Sizer {
+            children,
+            ids: IDS.lock(),
+        }
+    }
+
+    /// The live bytes of `object`, as [`tree`] gives them, or `None` when it has nodes of a
+    /// breakdown (measure it with [`tree`], with no lock held: naming the nodes takes the
+    /// class registry's lock, which comes before these).
+    #[inline]
+    pub(crate) fn size(&self, object: u32) -> Option<u64> {
+        if object == 0 {
+            return Some(0);
+        }
+        // Most programs have no breakdown and no reused id: skip the lookups then.
+        if !self.children.is_empty() && self.children.contains_key(&object) {
+            return None;
+        }
+        // Read under the lock of the ids, as in `counters`.
+        let base = match self.ids.base.is_empty() {
+            true => None,
+            false => self.ids.base.get(&object),
+        };
+        Some(delta(read_object(object), base).live_bytes())
+    }
+}
+
+/// Between batches of a snapshot, with no [`Sizer`] held: lets the threads waiting for the
+/// object tables' locks have them first.
+pub(crate) fn let_waiters_in() {
+    CHILDREN.let_waiters_in();
+    IDS.let_waiters_in();
+}
+
+/// In the child of `fork()`: the threads that were waiting for the object tables' locks do not
+/// exist there.
+pub(crate) fn forget_waiters() {
+    CHILDREN.forget_waiters();
+    IDS.forget_waiters();
+}
+
 /// The instance whose tree `root` is has died: release every id in the tree.
 pub(crate) fn release_tree(root: u32) {
     if root == 0 {

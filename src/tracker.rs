@@ -2,7 +2,7 @@
 
 use std::any::type_name;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +31,86 @@ pub(crate) struct Subscriber {
     dropped: Arc<AtomicU64>,
 }
 
+/// Instances a snapshot goes through in one hold of the tracker's lock: tens of microseconds
+/// of work (see [`Inner::snapshot`]).
+const BATCH: usize = 256;
+
+/// What [`__set_snapshot_batch_hook`] set: a `fn()` cast to a pointer, or null.
+static BATCH_HOOK: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Runs `hook` on a snapshot's thread between every two batches of its pass over the live
+/// instances, with none of the tracker's locks held (`None`: no hook), so that a test can
+/// build and drop instances at a known point of a snapshot. Not for use outside tests.
+#[doc(hidden)]
+pub fn __set_snapshot_batch_hook(hook: Option<fn()>) {
+    let p = hook.map_or(std::ptr::null_mut(), |f| f as *mut ());
+    // Relaxed: a function pointer points to code, which needs no publishing.
+    BATCH_HOOK.store(p, Ordering::Relaxed);
+}
+
+#[inline]
+fn batch_hook() {
+    // Relaxed: see `__set_snapshot_batch_hook`.
+    let p = BATCH_HOOK.load(Ordering::Relaxed);
+    if !p.is_null() {
+        // SAFETY: the only non-null values stored in `BATCH_HOOK` are `fn()` pointers cast to
+        // `*mut ()` (`__set_snapshot_batch_hook`), so this casts one back to its own type.
+        let hook = unsafe { std::mem::transmute::<*mut (), fn()>(p) };
+        hook();
+    }
+}
+
+/// A snapshot's totals of tracked instances, per class, summed as the instances are gone
+/// through (neighbours, mostly built one after the other, are mostly of one class: the last
+/// class is looked up first).
+#[derive(Default)]
+struct PerClass {
+    index: HashMap<ClassId, usize>,
+    totals: Vec<TrackedClassTotals>,
+    last: Option<(ClassId, usize)>,
+}
+
+impl PerClass {
+    /// Counts an instance of `class` of `size` bytes; `name` names a class seen first.
+    #[inline]
+    fn add(&mut self, class: ClassId, size: u64, name: impl FnOnce() -> String) {
+        let i = match self.last {
+            Some((c, i)) if c == class => i,
+            _ => {
+                let totals = &mut self.totals;
+                let i = *self.index.entry(class).or_insert_with(|| {
+                    totals.push(TrackedClassTotals::empty(name()));
+                    totals.len() - 1
+                });
+                self.last = Some((class, i));
+                i
+            }
+        };
+        self.totals[i].add(size);
+    }
+
+    /// The totals, with an empty one for each tracked class that had no instance.
+    fn finish<'a>(
+        mut self,
+        classes: impl Iterator<Item = (ClassId, &'a String)>,
+    ) -> Vec<TrackedClassTotals> {
+        for (id, name) in classes {
+            if !self.index.contains_key(&id) {
+                self.index.insert(id, self.totals.len());
+                self.totals.push(TrackedClassTotals::empty(name.clone()));
+            }
+        }
+        self.totals
+    }
+}
+
 /// The part of a tracker that its periodic thread refers to.
 pub(crate) struct Inner {
     pub(crate) history: Arc<History>,
+    /// Held for the whole of a snapshot, so that this tracker's snapshots are taken one at a
+    /// time (their passes over the instances would otherwise interleave). Nothing but a
+    /// snapshot takes it; lock order: before the state's.
+    pub(crate) snapshotting: Lock<()>,
     subscribers: Lock<Vec<Subscriber>>,
     dropped: AtomicU64,
     pub(crate) periodic: Lock<Option<Periodic>>,
@@ -48,85 +125,137 @@ impl Inner {
         self.subscribers.lock()
     }
 
+    /// Takes a snapshot: the allocator's counters, then each live instance's size.
+    ///
+    /// The live instances are gone through [`BATCH`] at a time, each batch in one hold of the
+    /// tracker's lock (and of the object tables' locks): a thread that builds or drops an
+    /// instance meanwhile waits for one batch at most, never for the whole pass, and is let in
+    /// before the next batch. Instances registered after the snapshot started are left out;
+    /// one that dies during it is counted if its batch came first. Snapshots of one tracker
+    /// are taken one at a time.
     pub(crate) fn snapshot(&self, description: &str) -> Arc<Snapshot> {
         let _g = OverheadGuard::new();
+        let one_at_a_time = self.snapshotting.lock();
         crate::instance::bump_epoch();
         crate::objects::sweep();
         let history = &*self.history;
         let time = history.now();
         let mut snap = Snapshot::take(time, description);
-        // What to measure, gathered under the lock; measured outside it, because measuring a
-        // shared object runs its `Debug` and may drop it (user code must never run under the
-        // lock: it could call back into the tracker).
-        enum Probe {
-            Object(u32),
-            Shared(Arc<dyn SharedObject>),
-        }
-        let probes: Vec<(u64, Probe)> = {
+        // Shared objects are measured first, outside the lock: measuring one runs its `Debug`
+        // and may drop it (user code must never run under the lock: it could call back into
+        // the tracker), and a panic there leaves no snapshot half recorded.
+        let (pass, end, shared) = {
             let mut st = history.state.lock();
             history.reap(&mut st);
-            st.instances
-                .iter()
-                .filter(|(_, r)| r.death.is_none() && r.attached)
-                .map(|(&i, r)| {
-                    let probe = match &r.source {
-                        Source::Constructed { object } => Probe::Object(*object),
-                        Source::Shared(obj) => Probe::Shared(obj.clone()),
-                    };
-                    (i, probe)
+            let shared: Vec<(u64, Arc<dyn SharedObject>)> = st
+                .shared
+                .values()
+                .filter_map(|id| match st.instances.get(id) {
+                    Some(rec) if rec.death.is_none() && rec.attached => match &rec.source {
+                        Source::Shared(obj) => Some((*id, obj.clone())),
+                        Source::Constructed { .. } => None,
+                    },
+                    _ => None,
                 })
-                .collect()
+                .collect();
+            (st.begin_pass(), st.id_limit(), shared)
         };
         type Measured = (u64, u64, Option<String>, Vec<crate::objects::Referent>);
-        let measured: Vec<Measured> = probes
+        let mut measured: Vec<Measured> = shared
             .into_iter()
-            .map(|(i, probe)| match probe {
-                Probe::Object(object) => {
-                    let (size, referents) = crate::objects::tree(object);
-                    (i, size, None, referents)
-                }
-                Probe::Shared(obj) => (i, obj.size(), obj.repr().map(clip), Vec::new()),
-            })
+            .map(|(i, obj)| (i, obj.size(), obj.repr().map(clip), Vec::new()))
             .collect();
+        // The pass over the live constructed instances, from the last record to the first: a
+        // death in between batches moves the last record into the dead one's place, so a
+        // record can only move from the part already gone through to the part still to go
+        // through, never the other way; one seen twice is measured once (its `pass`).
+        let mut per_class = PerClass::default();
+        // Instances broken down by nested scopes, measured after the pass: naming their nodes
+        // takes the class registry's lock, which comes before the object tables'.
+        let mut deep = Vec::new();
+        // Breakdowns replaced, dropped after the lock is released.
+        let mut old_referents = Vec::new();
+        let mut cursor = usize::MAX;
+        loop {
+            let mut guard = history.state.lock();
+            let st = &mut *guard;
+            let sizer = crate::objects::Sizer::new();
+            cursor = cursor.min(st.instances.live_len());
+            let from = cursor.saturating_sub(BATCH);
+            for i in (from..cursor).rev() {
+                let rec = st.instances.live_mut(i);
+                if rec.id >= end || rec.pass == pass {
+                    continue;
+                }
+                rec.pass = pass;
+                let Source::Constructed { object } = rec.source else {
+                    debug_assert!(false, "classtrack: a shared object among the live records");
+                    continue;
+                };
+                let Some(size) = sizer.size(object) else {
+                    deep.push((rec.id, object));
+                    continue;
+                };
+                st.compaction.size_points_dropped += rec.record_size(time, size);
+                if !rec.referents.is_empty() {
+                    old_referents.push(std::mem::take(&mut rec.referents));
+                }
+                let (class, classes, class_name) = (rec.class, &st.classes, &rec.class_name);
+                per_class.add(class, size, || match classes.get(&class) {
+                    Some(c) => c.name.clone(),
+                    None => class_name.clone(),
+                });
+            }
+            drop(sizer);
+            drop(guard);
+            if from == 0 {
+                break;
+            }
+            cursor = from;
+            batch_hook();
+            history.state.let_waiters_in();
+            crate::objects::let_waiters_in();
+        }
+        drop(old_referents);
+        measured.extend(deep.into_iter().map(|(i, object)| {
+            let (size, referents) = crate::objects::tree(object);
+            (i, size, None, referents)
+        }));
         // Replaced representations and breakdowns are dropped after the lock is released.
         let mut replaced = Vec::new();
         let mut old_referents = Vec::new();
+        let mut measured = measured.into_iter().peekable();
+        while measured.peek().is_some() {
+            let mut guard = history.state.lock();
+            let st = &mut *guard;
+            for (i, size, repr, referents) in measured.by_ref().take(BATCH) {
+                let Some(rec) = st.instances.get_mut(&i) else {
+                    continue;
+                };
+                st.compaction.size_points_dropped += rec.record_size(time, size);
+                if let Some(repr) = repr {
+                    replaced.push(std::mem::replace(&mut rec.repr, repr));
+                }
+                old_referents.push(std::mem::replace(&mut rec.referents, referents));
+                let (class, classes, class_name) = (rec.class, &st.classes, &rec.class_name);
+                per_class.add(class, size, || match classes.get(&class) {
+                    Some(c) => c.name.clone(),
+                    None => class_name.clone(),
+                });
+            }
+            drop(guard);
+            history.state.let_waiters_in();
+        }
         let mut guard = history.state.lock();
         let st = &mut *guard;
-        let mut per_class: HashMap<ClassId, TrackedClassTotals> = HashMap::new();
-        for (i, size, repr, referents) in measured {
-            let Some(rec) = st.record_size(i, time, size) else {
-                continue;
-            };
-            if let Some(repr) = repr {
-                replaced.push(std::mem::replace(&mut rec.repr, repr));
-            }
-            old_referents.push(std::mem::replace(&mut rec.referents, referents));
-            let class = rec.class;
-            let totals = match per_class.entry(class) {
-                hashbrown::hash_map::Entry::Occupied(e) => e.into_mut(),
-                hashbrown::hash_map::Entry::Vacant(e) => {
-                    let name = match st.classes.get(&class) {
-                        Some(c) => c.name.clone(),
-                        None => st.instances[&i].class_name.clone(),
-                    };
-                    e.insert(TrackedClassTotals::empty(name))
-                }
-            };
-            totals.add(size);
-        }
-        for (id, class) in st.classes.iter() {
-            per_class
-                .entry(*id)
-                .or_insert_with(|| TrackedClassTotals::empty(class.name.clone()));
-        }
-        let mut tracked: Vec<TrackedClassTotals> = per_class.into_values().collect();
+        let mut tracked = per_class.finish(st.classes.iter().map(|(id, c)| (*id, &c.name)));
         tracked.sort_by(|a, b| a.name.cmp(&b.name));
         snap.tracked = tracked;
         st.record_peaks(&mut snap);
         let snap = Arc::new(snap);
         st.record_snapshot(snap.clone());
         drop(guard);
+        drop(one_at_a_time);
         drop((replaced, old_referents));
         self.publish(&snap);
         #[cfg(feature = "metrics")]
@@ -209,6 +338,7 @@ impl ClassTracker {
         crate::sampling::start();
         let inner = Arc::new(Inner {
             history: Arc::new(History::new()),
+            snapshotting: Lock::new(()),
             subscribers: Lock::new(Vec::new()),
             dropped: AtomicU64::new(0),
             periodic: Lock::new(None),
@@ -374,24 +504,22 @@ impl ClassTracker {
         if let Source::Shared(obj) = &source {
             st.shared.insert(obj.address(), id);
         }
-        st.instances.insert(
+        st.instances.insert(InstanceRecord {
             id,
-            InstanceRecord {
-                id,
-                class,
-                class_name,
-                name,
-                repr,
-                birth: time,
-                death: None,
-                attached: true,
-                source,
-                sizes: Series::new(st.retention.instance_sizes),
-                max_size: 0,
-                trace,
-                referents: Vec::new(),
-            },
-        );
+            class,
+            class_name,
+            name,
+            repr,
+            birth: time,
+            death: None,
+            attached: true,
+            source,
+            sizes: Series::new(st.retention.instance_sizes),
+            max_size: 0,
+            trace,
+            referents: Vec::new(),
+            pass: 0,
+        });
         st.record_birth(class, time);
         id
     }
@@ -639,6 +767,7 @@ impl ClassTracker {
                 }
             }
             st.shared.clear();
+            st.instances.settle_all();
         }
         // Kept objects may be dropped here, running user code: never under the lock.
         drop(released);
