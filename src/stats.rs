@@ -497,6 +497,7 @@ impl Stats {
             }
         }
         let mut stack_index: HashMap<Arc<[usize]>, usize> = HashMap::new();
+        let mut by_frames: HashMap<Vec<Frame>, usize> = HashMap::new();
         for (i, sites) in unresolved.sites {
             let Some(snap) = self.snapshots.get_mut(i) else {
                 continue;
@@ -523,9 +524,14 @@ impl Stats {
                     continue;
                 }
                 *n += 1;
+                // Kept once per symbolized stack: raw stacks that differ only in frames
+                // trimmed away (or in addresses within one line) read the same.
                 let stack = *stack_index.entry(site.stack.clone()).or_insert_with(|| {
-                    self.stacks.push(site.frames());
-                    self.stacks.len() - 1
+                    let frames = site.frames();
+                    *by_frames.entry(frames.clone()).or_insert_with(|| {
+                        self.stacks.push(frames);
+                        self.stacks.len() - 1
+                    })
                 });
                 snap.sites.push(SiteStats {
                     class: names

@@ -28,7 +28,10 @@ pub enum Unwinder {
     Dwarf,
     /// Walk the frame-pointer chain: much faster; right only for programs built with
     /// `RUSTFLAGS="-C force-frame-pointers=yes"`. Falls back to DWARF on other targets than
-    /// x86-64 and AArch64, and when the walk finds fewer than two frames.
+    /// x86-64 and AArch64, when the check made as sampling started found that walks disagree
+    /// with the DWARF unwinder (a build without frame pointers, where a walk can skip the
+    /// program's own frames: see [`frame_pointers_detected`]), and when the walk finds fewer
+    /// than two frames.
     FramePointers,
     /// The platform's DWARF unwinder (`backtrace::trace_unsynchronized`) for every stack, with
     /// no cache: the slowest, for comparison.
@@ -126,7 +129,8 @@ thread_local! {
 #[inline(always)]
 pub(crate) fn capture(frames: &mut [usize]) -> usize {
     let walk = match unwinder() {
-        Unwinder::FramePointers => true,
+        // Not where walks were found wrong.
+        Unwinder::FramePointers => frame_pointers_detected() != Some(false),
         Unwinder::Dwarf => false,
         Unwinder::DwarfUncached => return dwarf(frames),
         Unwinder::Auto => frame_pointers_detected() == Some(true),
