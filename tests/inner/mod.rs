@@ -204,8 +204,9 @@ pub const SIZES: [usize; 16] = [
 ];
 
 /// Two producer threads allocate blocks in their own classes and hand them to two consumer
-/// threads, which free every other block (in another class's scope) and pass the rest back;
-/// the producers have exited by then. Every free credits the allocating class.
+/// threads, which free every other block as it arrives (in another class's scope) while the
+/// producers go on, and pass the rest to this thread, which frees them after every other thread
+/// has exited. Every free credits the allocating class.
 pub fn cross_thread_frees(prefix: &str) {
     let tracker = ClassTracker::new();
     let elsewhere = format!("{prefix}::xthread_elsewhere");
