@@ -1,0 +1,106 @@
+//! The examples and the benches are packages of their own whose manifests live beside their
+//! files (`examples/Cargo.toml`, `benches/Cargo.toml`), so cargo finds none of their targets by
+//! itself: each must be listed. A file that is not would silently never be built; this test
+//! fails instead. And the README's first command, `cargo run --release --example quickstart`,
+//! must build classtrack and its dependencies and nothing else.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+/// The `*.rs` files directly in `dir` that `manifest` does not name as `path = "FILE"` of a
+/// `[[kind]]` target.
+fn unlisted(dir: &str, kind: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap_or_else(|e| panic!("{dir}/Cargo.toml: {e}"));
+    let listed: Vec<&str> = manifest
+        .split(&format!("[[{kind}]]"))
+        .skip(1)
+        .filter_map(|target| {
+            let line = target
+                .lines()
+                .find(|l| l.trim_start().starts_with("path"))?;
+            line.split('"').nth(1)
+        })
+        .collect();
+    let mut missing: Vec<String> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{dir}/: {e}"))
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".rs") && !listed.contains(&name.as_str()))
+        .collect();
+    missing.sort();
+    missing
+}
+
+#[test]
+fn every_example_file_is_a_listed_example() {
+    let missing = unlisted("examples", "example");
+    assert!(
+        missing.is_empty(),
+        "add an [[example]] with `path = \"FILE\"` to examples/Cargo.toml for {missing:?}"
+    );
+}
+
+#[test]
+fn every_bench_file_is_a_listed_bench() {
+    let missing = unlisted("benches", "bench");
+    assert!(
+        missing.is_empty(),
+        "add a [[bench]] with `path = \"FILE\"` and `harness = false` to benches/Cargo.toml \
+         for {missing:?}"
+    );
+}
+
+/// The packages `cargo tree` lists for `package`'s normal and build dependencies, itself
+/// included, as `name vVERSION`.
+fn dependencies(package: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["tree", "--locked", "--offline", "-e", "normal,build"])
+        .args(["--prefix", "none", "--format", "{p}", "-p", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("`{cargo} tree` could not run (is cargo installed?): {e}"));
+    assert!(
+        out.status.success(),
+        "`{cargo} tree -p {package}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            // `name vX.Y.Z (/path)` for path packages, `name vX.Y.Z (*)` for repeats.
+            let mut words = l.split_whitespace();
+            format!(
+                "{} {}",
+                words.next().unwrap_or(""),
+                words.next().unwrap_or("")
+            )
+        })
+        .filter(|p| p.trim() != "")
+        .collect()
+}
+
+#[test]
+fn the_quickstart_builds_classtrack_and_its_dependencies_only() {
+    let mut examples = dependencies("classtrack-examples");
+    let own = format!("classtrack-examples v{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        examples.remove(&own),
+        "{own} not in its own tree: {examples:?}"
+    );
+    let classtrack = dependencies("classtrack");
+    let extra: Vec<_> = examples.difference(&classtrack).collect();
+    assert!(
+        extra.is_empty(),
+        "the examples build packages that classtrack does not depend on: {extra:?}; \
+         keep examples/Cargo.toml's dependencies to classtrack (the test suite's and the \
+         benches' dependencies belong in the root's and in benches/Cargo.toml)"
+    );
+}
