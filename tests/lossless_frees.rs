@@ -4,7 +4,6 @@
 //! small sampling mean instead of tracing every allocation).
 
 use std::alloc::System;
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use classtrack::{ClassTracker, TrackingAlloc};
@@ -20,23 +19,6 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` on its own thread and fails if it takes longer than `secs`.
-fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        let r = f();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e),
-        },
-        Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s"),
-    }
 }
 
 /// Blocks of 1 to 127 bytes (64 on average), `n` of them, in class `name`.

@@ -5,30 +5,14 @@
 
 use std::alloc::System;
 use std::hint::black_box;
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::Duration;
 
 use classtrack::{ClassTracker, TrackingAlloc};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
-/// Runs `f` on its own thread and fails if it takes longer than `secs`.
-fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        let r = f();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(r) => r,
-            Err(e) => std::panic::resume_unwind(e),
-        },
-        Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s"),
-    }
-}
+mod common;
+use common::within;
 
 const NAME: &str = "lossless::traced";
 /// Allocations per thread: each thread frees all but every 100th block at once.

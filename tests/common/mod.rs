@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests (each test file that uses them says `mod common;`).
 #![allow(dead_code)]
 
+use std::sync::mpsc::RecvTimeoutError;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -57,4 +58,21 @@ pub async fn yield_once() {
         Poll::Pending
     })
     .await
+}
+
+/// Runs `f` on its own thread and fails if it takes longer than `secs`.
+pub fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let r = f();
+        let _ = tx.send(());
+        r
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e),
+        },
+        Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s"),
+    }
 }
