@@ -77,7 +77,12 @@ fn two_thread_batches(alloc: &'static (dyn GlobalAlloc + Sync), pairs: usize) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "--bench") {
+        // `cargo bench` with no bench named runs every bench binary this way.
+        println!("instructions: run by `python3 benches/instructions.py`, under callgrind");
+        return;
+    }
     let usage =
         "usage: instructions system|tracked-off|tracked|system-2t|plus8-2t|tracked-2t PAIRS";
     let mode = args.next().expect(usage);
