@@ -110,7 +110,7 @@ fn take_locks() -> Held {
         unsafe {
             guards.push(erase(t.periodic.lock()));
             guards.push(erase(t.snapshotting.lock()));
-            guards.push(erase(t.history.state.lock()));
+            guards.push(erase(t.history.raw_lock().lock()));
             guards.push(erase(t.subscribers_lock()));
             #[cfg(feature = "metrics")]
             guards.push(erase(t.metrics.lock()));
@@ -154,7 +154,7 @@ extern "C" fn child() {
     let _ = HELD.try_with(|h| {
         if let Some(held) = &*h.borrow() {
             for t in &held.trackers {
-                t.history.state.forget_waiters();
+                t.history.raw_lock().forget_waiters();
             }
         }
     });

@@ -12,7 +12,9 @@
 //! the tracker.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use classtrack_shim::{ClassId, OverheadGuard};
@@ -24,7 +26,7 @@ use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
 use crate::snapshot::Snapshot;
 use crate::stats::SnapshotStats;
-use crate::sync::Lock;
+use crate::sync::{Lock, Mailbox};
 
 /// How much history a tracker keeps: the bound on its own memory.
 ///
@@ -572,9 +574,9 @@ pub(crate) struct State {
     pub(crate) classes: HashMap<ClassId, ClassRecord>,
     /// Live instances, and the most recent dead ones, by id.
     pub(crate) instances: Instances,
-    /// The next instance id: never reset, so an id is never reused in a tracker's life (an
-    /// old handle's death can never be taken for a new instance's).
-    next_id: u64,
+    /// The latest time of a birth or death applied: later ones are applied no earlier, so
+    /// each class's history stays in time order (they may reach the lock out of order).
+    last_event: f64,
     /// Dead instances still kept, oldest death first.
     dead: VecDeque<u64>,
     pub(crate) retention: Retention,
@@ -594,7 +596,7 @@ impl State {
             older: Series::new(retention.snapshot_history),
             classes: HashMap::new(),
             instances: Instances::new(),
-            next_id: 0,
+            last_event: 0.0,
             dead: VecDeque::new(),
             retention,
             compaction: Compaction::default(),
@@ -604,12 +606,12 @@ impl State {
         }
     }
 
-    /// Forgets every snapshot, class, instance and count, keeping the settings and the next
-    /// instance id; returns what was forgotten, to be dropped outside the lock.
+    /// Forgets every snapshot, class, instance and count, keeping the settings (instance ids
+    /// are counted by [`History`]); returns what was forgotten, to be dropped outside the lock.
     pub(crate) fn clear(&mut self) -> State {
         let mut fresh = State::new(self.retention);
-        fresh.next_id = self.next_id;
         fresh.passes = self.passes;
+        fresh.last_event = self.last_event;
         std::mem::replace(self, fresh)
     }
 
@@ -620,16 +622,16 @@ impl State {
         self.passes
     }
 
-    /// The id the next instance will get: every instance registered so far has a smaller one.
-    pub(crate) fn id_limit(&self) -> u64 {
-        self.next_id
+    /// Keeps a new instance's record, with this tracker's capacity for its sizes.
+    pub(crate) fn insert_instance(&mut self, mut rec: InstanceRecord) {
+        rec.sizes = Series::new(self.retention.instance_sizes);
+        self.instances.insert(rec);
     }
 
-    /// A new instance id.
-    pub(crate) fn next_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+    /// `time`, or the latest birth or death applied if that is later.
+    fn event_time(&mut self, time: f64) -> f64 {
+        self.last_event = self.last_event.max(time);
+        self.last_event
     }
 
     /// A class record, made with this tracker's history capacity.
@@ -647,6 +649,7 @@ impl State {
 
     /// An instance of `class` was born at `time`.
     pub(crate) fn record_birth(&mut self, class: ClassId, time: f64) {
+        let time = self.event_time(time);
         if let Some(c) = self.classes.get_mut(&class) {
             c.active += 1;
             c.created += 1;
@@ -665,6 +668,8 @@ impl State {
         if rec.death.is_some() {
             return;
         }
+        let time = time.max(self.last_event);
+        self.last_event = time;
         rec.death = Some(time);
         if let Source::Shared(obj) = &rec.source {
             self.shared.remove(&obj.address());
@@ -730,12 +735,79 @@ impl State {
     }
 }
 
+/// What a tracker's instances report without waiting for its lock: applied to the [`State`] by
+/// whoever holds the lock next (see [`History::post`]).
+pub(crate) enum Event {
+    /// An instance built by `construct`.
+    Birth(Box<InstanceRecord>),
+    /// A new representation of an instance.
+    Repr(u64, String),
+    /// The death of a constructed instance at a time, with its object id to give back.
+    Death { id: u64, time: f64, object: u32 },
+}
+
+/// A class whose constructions register instances, as `construct` reads it.
+pub(crate) struct Attached {
+    pub(crate) name: String,
+    pub(crate) options: TrackOptions,
+}
+
 /// A tracker's clock and its [`State`], shared with its instances' handles.
+///
+/// Building and dropping a tracked instance never waits for the tracker's lock, which a
+/// snapshot holds for batches of its pass: the birth, representation and death are posted to a
+/// mailbox that whoever holds the lock applies, first thing after taking it and last thing
+/// before releasing it ([`StateGuard`]). The poster then takes the lock itself if it is free,
+/// to apply them at once.
 pub(crate) struct History {
     pub(crate) start: Instant,
     /// Held for short bookkeeping only: never while user code runs, and the allocator never
-    /// takes it. Taken under an `OverheadGuard`.
-    pub(crate) state: Lock<State>,
+    /// takes it. Taken under an `OverheadGuard`, through [`History::lock`].
+    state: Lock<State>,
+    /// Births, representations and deaths not yet applied to `state`.
+    events: Mailbox<Event>,
+    /// The next instance id: never reset, so an id is never reused in a tracker's life (an
+    /// old handle's death can never be taken for a new instance's).
+    next_id: AtomicU64,
+    /// The attached classes' names and options, apart from `state` so that `construct` reads
+    /// them without waiting for a snapshot. Changed under `state`'s lock, with the classes'
+    /// records; held for a lookup only, and no other lock is taken under it.
+    attached: Lock<HashMap<ClassId, Arc<Attached>>>,
+}
+
+/// The tracker's state, locked: the events posted before it was taken are applied, and those
+/// posted while it is held are applied when it is dropped.
+pub(crate) struct StateGuard<'a> {
+    history: &'a History,
+    guard: Option<MutexGuard<'a, State>>,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        // The guard is taken out only in `drop`.
+        self.guard
+            .as_deref()
+            .expect("classtrack: state guard used after release")
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard
+            .as_deref_mut()
+            .expect("classtrack: state guard used after release")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            self.history.apply(&mut guard);
+            drop(guard);
+            self.history.apply_posted();
+        }
+    }
 }
 
 impl History {
@@ -743,6 +815,9 @@ impl History {
         History {
             start: Instant::now(),
             state: Lock::new(State::new(Retention::default())),
+            events: Mailbox::new(),
+            next_id: AtomicU64::new(0),
+            attached: Lock::new(HashMap::new()),
         }
     }
 
@@ -751,25 +826,118 @@ impl History {
         self.start.elapsed().as_secs_f64()
     }
 
-    /// The death of instance `id` (a `Tracked<T>` dropped).
-    pub(crate) fn instance_died(&self, id: u64) {
-        let _g = OverheadGuard::new();
-        let mut st = self.state.lock();
-        // The time is read under the lock, so each class's history is in time order.
-        let time = self.now();
-        st.record_death(id, time);
+    /// Waits for the tracker's lock and takes it, applying the events posted so far.
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
+        let mut guard = self.state.lock();
+        self.apply(&mut guard);
+        StateGuard {
+            history: self,
+            guard: Some(guard),
+        }
     }
 
-    /// A new representation of instance `id`.
-    pub(crate) fn set_repr(&self, id: u64, repr: String) {
-        let _g = OverheadGuard::new();
-        let old = self
-            .state
-            .lock()
-            .instances
-            .get_mut(&id)
-            .map(|rec| std::mem::replace(&mut rec.repr, repr));
+    /// The lock itself, for `fork()`'s handlers: posted events stay posted (they are applied
+    /// by the next [`lock`](Self::lock)).
+    pub(crate) fn raw_lock(&self) -> &Lock<State> {
+        &self.state
+    }
+
+    /// Between batches of a long job, with the lock released: see [`Lock::let_waiters_in`].
+    pub(crate) fn let_waiters_in(&self) {
+        self.state.let_waiters_in();
+    }
+
+    /// A new instance id: every instance registered before has a smaller one.
+    pub(crate) fn next_id(&self) -> u64 {
+        // Relaxed: ids only need to be unique and increasing, which the read-modify-write
+        // gives.
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The id the next instance will get: every instance registered so far has a smaller one.
+    pub(crate) fn id_limit(&self) -> u64 {
+        // Relaxed: an instance whose id is handed out concurrently may be left out of the
+        // snapshot that reads this; either way is right for an instance born at that moment.
+        self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// The attached class `class`, if any.
+    pub(crate) fn attached(&self, class: ClassId) -> Option<Arc<Attached>> {
+        self.attached.lock().get(&class).cloned()
+    }
+
+    /// Records whether `class` (with `st.classes`'s record of it) registers instances; called
+    /// under the tracker's lock whenever a class record is attached or detached.
+    pub(crate) fn set_attached(&self, class: ClassId, record: Option<&ClassRecord>) {
+        let entry = record.filter(|c| c.attached).map(|c| {
+            Arc::new(Attached {
+                name: c.name.clone(),
+                options: c.options.clone(),
+            })
+        });
+        let old = match entry {
+            Some(e) => self.attached.lock().insert(class, e),
+            None => self.attached.lock().remove(&class),
+        };
         drop(old);
+    }
+
+    /// Detaches every class from `construct` (see [`set_attached`](Self::set_attached)).
+    pub(crate) fn detach_all_classes(&self) {
+        let old = std::mem::take(&mut *self.attached.lock());
+        drop(old);
+    }
+
+    /// Hands `event` to the tracker's state without waiting for its lock: applied at once if
+    /// the lock is free, else by the thread that holds it, before it releases it.
+    pub(crate) fn post(&self, event: Event) {
+        let _g = OverheadGuard::new();
+        self.events.push(event);
+        self.apply_posted();
+    }
+
+    /// Applies posted events while the lock is free to take, without waiting for it.
+    fn apply_posted(&self) {
+        loop {
+            // SeqCst: with the fence of the other side (a poster's fence comes after its push,
+            // a holder's after its unlock), either the holder sees the event in the mailbox
+            // below or the poster finds the lock free, so no event is left behind by both.
+            fence(Ordering::SeqCst);
+            if self.events.is_empty() {
+                return;
+            }
+            let Some(mut guard) = self.state.try_lock() else {
+                // The holder applies it before releasing the lock, or comes back here after.
+                return;
+            };
+            self.apply(&mut guard);
+        }
+    }
+
+    /// Applies the posted events, oldest first, under the lock.
+    fn apply(&self, st: &mut State) {
+        if self.events.is_empty() {
+            return;
+        }
+        let _g = OverheadGuard::new();
+        let mut old_reprs = Vec::new();
+        self.events.take_all(|event| match event {
+            Event::Birth(rec) => {
+                let (class, time) = (rec.class, rec.birth);
+                st.insert_instance(*rec);
+                st.record_birth(class, time);
+            }
+            Event::Repr(id, repr) => {
+                if let Some(rec) = st.instances.get_mut(&id) {
+                    old_reprs.push(std::mem::replace(&mut rec.repr, repr));
+                }
+            }
+            Event::Death { id, time, object } => {
+                st.record_death(id, time);
+                crate::objects::release_tree(object);
+            }
+        });
+        drop(old_reprs);
     }
 
     /// Records the deaths of shared objects whose last strong reference is gone.
@@ -797,6 +965,20 @@ impl History {
         for id in gone {
             st.record_death(id, time);
         }
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        // The last handle is gone with deaths not yet applied: give their object ids back.
+        // (A live instance's handle holds no strong reference, so its death comes later and
+        // finds no history: it gives its ids back itself.)
+        let _g = OverheadGuard::new();
+        self.events.take_all(|event| {
+            if let Event::Death { object, .. } = event {
+                crate::objects::release_tree(object);
+            }
+        });
     }
 }
 

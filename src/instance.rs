@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use classtrack_shim::{OverheadGuard, Tag};
 use serde::{Deserialize, Serialize};
 
-use crate::history::History;
+use crate::history::{Event, History};
 use crate::scope::ScopeGuard;
 
 /// The longest `repr` kept for an instance, in characters.
@@ -315,7 +315,7 @@ impl<T> Tracked<T> {
                     let _g = OverheadGuard::new();
                     clip(repr(&self.value))
                 };
-                history.set_repr(h.id, text);
+                history.post(Event::Repr(h.id, text));
             }
         }
     }
@@ -331,13 +331,19 @@ impl<T> Tracked<T> {
         value
     }
 
-    /// Records the instance's death and releases its object ids (once).
+    /// Records the instance's death and releases its object ids (once), without waiting for
+    /// the tracker's lock: the tracker gives the ids back when it applies the death (so a
+    /// snapshot that still counts the instance alive never reads a reused id).
     fn release_handle(&mut self) {
         if let Some(h) = self.handle.take() {
-            if let Some(history) = h.history.upgrade() {
-                history.instance_died(h.id);
+            match h.history.upgrade() {
+                Some(history) => history.post(Event::Death {
+                    id: h.id,
+                    time: history.now(),
+                    object: h.tag.object,
+                }),
+                None => crate::objects::release_tree(h.tag.object),
             }
-            crate::objects::release_tree(h.tag.object);
         }
     }
 }

@@ -269,7 +269,7 @@ pub use stats::{
     STATS_VERSION,
 };
 #[doc(hidden)]
-pub use tracker::__set_snapshot_batch_hook;
+pub use tracker::{__set_snapshot_batch_hook, __set_snapshot_locked_hook};
 pub use tracker::{
     ClassTracker, Subscription, DEFAULT_DEAD_INSTANCE_LIMIT, MAX_SUBSCRIPTION_CAPACITY,
 };

@@ -2,111 +2,110 @@
 //!
 //! Ids are shared by all trackers. An id is reused once its object is dead and none of the
 //! blocks tagged with it is live any more (so no later free can be credited to the new owner);
-//! the shim's counters are monotonic, so a reused id starts from a baseline read when it is
-//! handed out.
+//! its counters in the shim are set back to zero before it is handed out again.
+//!
+//! Handing out an id and giving one back never wait for a lock (a thread building or dropping
+//! a tracked instance must not wait for a snapshot): a dead object's id goes to the mailbox
+//! [`RELEASED`], which whoever holds the lock of the free ids empties, and an id is taken from
+//! the free ids only when their lock is free at that moment, else a fresh one is counted out.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{LazyLock, OnceLock};
 
-use classtrack_shim::{read_object, ClassCounters, ClassId, OverheadGuard, OBJECT_LIMIT};
+use classtrack_shim::{
+    read_object, reset_object, ClassCounters, ClassId, OverheadGuard, OBJECT_LIMIT,
+};
 use hashbrown::HashMap;
 
-use crate::sync::Lock;
+use crate::sync::{Lock, Mailbox};
 use serde::{Deserialize, Serialize};
 
+/// Ids to hand out again, behind [`IDS`].
 struct Ids {
-    next: u32,
     free: Vec<u32>,
-    /// Counters at the time a reused id was handed out.
-    base: HashMap<u32, ClassCounters>,
     /// Dead objects some of whose blocks are still live.
     draining: Vec<u32>,
 }
 
-static IDS: LazyLock<Lock<Ids>> = LazyLock::new(|| {
-    Lock::new(Ids {
-        next: 1,
-        free: Vec::new(),
-        base: HashMap::new(),
-        draining: Vec::new(),
-    })
+static IDS: Lock<Ids> = Lock::new(Ids {
+    free: Vec::new(),
+    draining: Vec::new(),
 });
 
-fn delta(now: ClassCounters, base: Option<&ClassCounters>) -> ClassCounters {
-    let b = base.copied().unwrap_or_default();
-    let mut d = ClassCounters::default();
-    d.allocated_bytes = now.allocated_bytes - b.allocated_bytes;
-    d.allocations = now.allocations - b.allocations;
-    d.freed_bytes = now.freed_bytes - b.freed_bytes;
-    d.frees = now.frees - b.frees;
-    d
+/// The next id never handed out.
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+/// Ids of dead objects, not yet sorted into [`Ids`].
+static RELEASED: Mailbox<u32> = Mailbox::new();
+
+/// Sorts the released ids into free and draining; then moves the draining ones whose blocks
+/// are all gone to the free ones when `sweep`.
+fn absorb(ids: &mut Ids, sweep: bool) {
+    RELEASED.take_all(|id| match read_object(id).live_blocks() {
+        0 => free(ids, id),
+        _ => ids.draining.push(id),
+    });
+    if sweep {
+        let mut i = 0;
+        while i < ids.draining.len() {
+            let id = ids.draining[i];
+            if read_object(id).live_blocks() == 0 {
+                ids.draining.swap_remove(i);
+                free(ids, id);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// `id` is dead and none of its blocks is live: nothing counts against it any more.
+fn free(ids: &mut Ids, id: u32) {
+    reset_object(id);
+    ids.free.push(id);
 }
 
 /// A fresh object id, or 0 when all 2^24 ids are taken by live objects (the instance is then
-/// counted in its class but has no size of its own).
+/// counted in its class but has no size of its own). Never waits, unless every id has been
+/// handed out.
 pub(crate) fn acquire() -> u32 {
     let _g = OverheadGuard::new();
-    let mut ids = IDS.lock();
-    if ids.free.is_empty() && ids.next < OBJECT_LIMIT {
-        let id = ids.next;
-        ids.next += 1;
+    if let Some(mut ids) = IDS.try_lock() {
+        absorb(&mut ids, false);
+        if let Some(id) = ids.free.pop() {
+            return id;
+        }
+    }
+    // Relaxed: ids only need to be unique, which the read-modify-write gives.
+    let fresh = NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        (n < OBJECT_LIMIT).then_some(n + 1)
+    });
+    if let Ok(id) = fresh {
         return id;
     }
-    if ids.free.is_empty() {
-        sweep_locked(&mut ids);
-    }
-    let Some(id) = ids.free.pop() else {
-        return 0;
-    };
-    let now = read_object(id);
-    ids.base.insert(id, now);
-    id
+    // Every id has been handed out: wait for the lock and look for one whose object is gone.
+    let mut ids = IDS.lock();
+    absorb(&mut ids, true);
+    ids.free.pop().unwrap_or(0)
 }
 
 /// Everything allocated and freed under `id` since it was handed out.
 pub(crate) fn counters(id: u32) -> ClassCounters {
-    if id == 0 {
-        return ClassCounters::default();
-    }
-    let _g = OverheadGuard::new();
-    let ids = IDS.lock();
-    // Read under the lock: the id cannot be handed out again (with a newer baseline) between
-    // this read and the baseline's, so the counters are never behind their baseline.
-    delta(read_object(id), ids.base.get(&id))
+    read_object(id)
 }
 
 /// The object `id` is dead: its id is reused once none of its blocks is live.
-pub(crate) fn release(id: u32) {
-    if id == 0 {
-        return;
-    }
-    let _g = OverheadGuard::new();
-    let mut ids = IDS.lock();
-    let live = delta(read_object(id), ids.base.get(&id)).live_blocks();
-    if live == 0 {
-        ids.free.push(id);
-    } else {
-        ids.draining.push(id);
+fn release(id: u32) {
+    if id != 0 {
+        let _g = OverheadGuard::new();
+        RELEASED.push(id);
     }
 }
 
 /// Reuses the ids of dead objects whose blocks are all gone now.
 pub(crate) fn sweep() {
     let _g = OverheadGuard::new();
-    sweep_locked(&mut IDS.lock());
-}
-
-fn sweep_locked(ids: &mut Ids) {
-    let mut i = 0;
-    while i < ids.draining.len() {
-        let id = ids.draining[i];
-        if delta(read_object(id), ids.base.get(&id)).live_blocks() == 0 {
-            ids.draining.swap_remove(i);
-            ids.free.push(id);
-        } else {
-            i += 1;
-        }
-    }
+    absorb(&mut IDS.lock(), true);
 }
 
 // ---- Breakdown of an instance by nested scopes (its class's `resolution_level`) ----------
@@ -117,18 +116,36 @@ fn sweep_locked(ids: &mut Ids) {
 // its tree. A nested *tracked instance* is never a node: it has its own object id and is
 // charged to itself, not to its parent.
 
-/// Levels of breakdown left below each object id, in pages of 65,536 created on first use.
+/// Per object id: the levels of breakdown left below it (the low 7 bits) and whether it has
+/// nodes of a breakdown ([`HAS_CHILDREN`]), in pages of 65,536 created on first use.
 static LEVELS: [OnceLock<Box<[AtomicU8]>>; 256] = [const { OnceLock::new() }; 256];
 
-fn levels(id: u32) -> u8 {
+/// The bit of [`LEVELS`] set once an object has a node of a breakdown.
+const HAS_CHILDREN: u8 = 0x80;
+
+/// The deepest breakdown kept.
+const MAX_LEVELS: u32 = (HAS_CHILDREN - 1) as u32;
+
+fn level_entry(id: u32) -> Option<&'static AtomicU8> {
     LEVELS[(id >> 16) as usize & 255]
         .get()
-        // Relaxed: set before the id is handed to the thread that enters its scopes.
-        .map_or(0, |page| {
-            page[(id & 0xffff) as usize].load(Ordering::Relaxed)
-        })
+        .map(|page| &page[(id & 0xffff) as usize])
 }
 
+fn levels(id: u32) -> u8 {
+    // Relaxed: set before the id is handed to the thread that enters its scopes.
+    level_entry(id).map_or(0, |e| e.load(Ordering::Relaxed) & !HAS_CHILDREN)
+}
+
+/// Whether `id` has nodes of a breakdown (set when its first node is made).
+fn has_children(id: u32) -> bool {
+    // Acquire: pairs with the release in `nested_slow`; a snapshot that sees the bit finds the
+    // node in `CHILDREN`. One that misses a node made at that very moment measures the
+    // instance without it, as if it had looked an instant earlier.
+    level_entry(id).is_some_and(|e| e.load(Ordering::Acquire) & HAS_CHILDREN != 0)
+}
+
+/// Sets how many levels of breakdown `id` gets below it, keeping whether it has nodes.
 pub(crate) fn set_levels(id: u32, n: u32) {
     if id == 0 || (n == 0 && LEVELS[(id >> 16) as usize & 255].get().is_none()) {
         return;
@@ -136,8 +153,21 @@ pub(crate) fn set_levels(id: u32, n: u32) {
     let _g = OverheadGuard::new();
     let page = LEVELS[(id >> 16) as usize & 255]
         .get_or_init(|| (0..1 << 16).map(|_| AtomicU8::new(0)).collect());
-    // Relaxed: see `levels`.
-    page[(id & 0xffff) as usize].store(n.min(u8::MAX as u32) as u8, Ordering::Relaxed);
+    let n = n.min(MAX_LEVELS) as u8;
+    // Relaxed: see `levels`; a read-modify-write, so that a node made at the same time keeps
+    // its bit.
+    let _ = page[(id & 0xffff) as usize].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v & HAS_CHILDREN | n)
+    });
+}
+
+/// Forgets the levels and nodes of a dead object's id.
+fn clear_levels(id: u32) {
+    if let Some(e) = level_entry(id) {
+        // Relaxed: the object is dead; its id is handed out again only through `RELEASED`
+        // and the lock of the free ids, which order this store before the next owner's use.
+        e.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The children of one node: (class of the nested scope, child id).
@@ -182,6 +212,10 @@ fn nested_slow(parent: u32, class: ClassId, levels: u8) -> u32 {
     }
     set_levels(child, u32::from(levels) - 1);
     children.entry(parent).or_default().push((class, child));
+    if let Some(e) = level_entry(parent) {
+        // Release: see `has_children`.
+        e.fetch_or(HAS_CHILDREN, Ordering::Release);
+    }
     child
 }
 
@@ -216,54 +250,18 @@ pub(crate) fn tree(root: u32) -> (u64, Vec<Referent>) {
     (total, referents)
 }
 
-/// Sizes of many objects read under one hold of the object tables' locks: a batch of a
-/// snapshot. Holding it keeps [`acquire`], [`release`] and the first entry of a nested scope
-/// inside a broken-down instance waiting, so a batch is kept short, and [`let_waiters_in`] is
-/// called between batches.
-///
-/// Lock order: a tracker's state, then these (as everywhere, and as the fork handlers take
-/// them).
-pub(crate) struct Sizer {
-    children: std::sync::MutexGuard<'static, HashMap<u32, Children>>,
-    ids: std::sync::MutexGuard<'static, Ids>,
-}
-
-impl Sizer {
-    /// Takes the object tables' locks.
-    pub(crate) fn new() -> Sizer {
-        let children = CHILDREN.lock();
-        Sizer {
-            children,
-            ids: IDS.lock(),
-        }
+/// The live bytes of `object`, as [`tree`] gives them, or `None` when it has nodes of a
+/// breakdown (measure it with [`tree`]). Takes no lock: a snapshot's pass over the instances
+/// calls it under the tracker's lock, for many instances in a row.
+#[inline]
+pub(crate) fn size(object: u32) -> Option<u64> {
+    if object == 0 {
+        return Some(0);
     }
-
-    /// The live bytes of `object`, as [`tree`] gives them, or `None` when it has nodes of a
-    /// breakdown (measure it with [`tree`], with no lock held: naming the nodes takes the
-    /// class registry's lock, which comes before these).
-    #[inline]
-    pub(crate) fn size(&self, object: u32) -> Option<u64> {
-        if object == 0 {
-            return Some(0);
-        }
-        // Most programs have no breakdown and no reused id: skip the lookups then.
-        if !self.children.is_empty() && self.children.contains_key(&object) {
-            return None;
-        }
-        // Read under the lock of the ids, as in `counters`.
-        let base = match self.ids.base.is_empty() {
-            true => None,
-            false => self.ids.base.get(&object),
-        };
-        Some(delta(read_object(object), base).live_bytes())
+    if has_children(object) {
+        return None;
     }
-}
-
-/// Between batches of a snapshot, with no [`Sizer`] held: lets the threads waiting for the
-/// object tables' locks have them first.
-pub(crate) fn let_waiters_in() {
-    CHILDREN.let_waiters_in();
-    IDS.let_waiters_in();
+    Some(counters(object).live_bytes())
 }
 
 /// In the child of `fork()`: the threads that were waiting for the object tables' locks do not
@@ -280,7 +278,8 @@ pub(crate) fn release_tree(root: u32) {
     }
     let _g = OverheadGuard::new();
     let mut ids = vec![root];
-    {
+    // Only objects with a breakdown have nodes to look up.
+    if has_children(root) {
         let mut children = CHILDREN.lock();
         let mut i = 0;
         while i < ids.len() {
@@ -291,7 +290,7 @@ pub(crate) fn release_tree(root: u32) {
         }
     }
     for id in ids {
-        set_levels(id, 0);
+        clear_levels(id);
         release(id);
     }
 }

@@ -20,7 +20,8 @@
 //! lock released, returns once those threads have had it. Taking the lock uncontended costs
 //! what a bare mutex costs: the counts are touched only by a thread that has to wait.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,16 @@ impl<T> Lock<T> {
         }
     }
 
+    /// Takes the lock if it is free; never waits.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        match self.mutex.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn lock_contended(&self) -> MutexGuard<'_, T> {
@@ -98,5 +109,157 @@ impl<T> Lock<T> {
     pub(crate) fn forget_waiters(&self) {
         // SeqCst: see `lock_contended`; no other thread exists yet in the child.
         self.waiting.store(0, Ordering::SeqCst);
+    }
+}
+
+/// A multi-producer queue that never blocks a producer: a stack of boxed nodes behind one
+/// atomic pointer (a Treiber stack), emptied all at once by its consumer, oldest first.
+///
+/// Producers only push (one compare-and-swap of the head after the node is fully written) and
+/// the consumer only takes the whole stack (one swap), so there is no ABA problem (no node is
+/// ever unlinked from the middle, or pushed twice). A `fork()` cannot leave it half changed:
+/// a node is published by a single atomic store, so in the child each node is either in the
+/// stack, whole, or not. Used where a thread must hand work to whoever holds a lock without
+/// waiting for that lock (instance births and deaths during a snapshot, released object ids).
+pub(crate) struct Mailbox<T> {
+    head: AtomicPtr<Node<T>>,
+}
+
+struct Node<T> {
+    value: T,
+    /// The node pushed before this one.
+    next: *mut Node<T>,
+}
+
+// SAFETY: the mailbox owns its nodes' values (moved in by `push`, moved out by `take_all`, on
+// any thread): it is `Send` and `Sync` when `T` is `Send`, as a `Mutex<Vec<T>>` would be.
+unsafe impl<T: Send> Send for Mailbox<T> {}
+// SAFETY: see above; every access to shared nodes goes through the atomic head.
+unsafe impl<T: Send> Sync for Mailbox<T> {}
+
+impl<T> Mailbox<T> {
+    /// An empty mailbox.
+    pub(crate) const fn new() -> Mailbox<T> {
+        Mailbox {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Adds `value` (allocates its node). Never waits for another thread: a failed
+    /// compare-and-swap means another push or a take succeeded.
+    pub(crate) fn push(&self, value: T) {
+        let node = Box::into_raw(Box::new(Node {
+            value,
+            next: ptr::null_mut(),
+        }));
+        // Relaxed: only a hint for the first attempt; the compare-and-swap checks it.
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `node` came from `Box::into_raw` above and is not published yet: this
+            // thread is its only user.
+            unsafe { (*node).next = head };
+            // Release on success: the node's contents (and everything this thread did before
+            // the push) are visible to the consumer that acquires the head. Relaxed on failure:
+            // nothing is read through the value returned, it is only compared again.
+            match self
+                .head
+                .compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Whether the mailbox looked empty (a hint: a push may land at any moment).
+    pub(crate) fn is_empty(&self) -> bool {
+        // Relaxed: a hint; callers that need it ordered put a fence before it.
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Takes everything pushed so far and passes it to `f`, oldest first (the order of the
+    /// pushes; pushes on one thread stay in that thread's order).
+    pub(crate) fn take_all(&self, mut f: impl FnMut(T)) {
+        // Acquire: pairs with the pushes' release, so each node is seen whole.
+        let mut p = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        // Reverse the list in place (newest first, as pushed) to go oldest first.
+        let mut oldest = ptr::null_mut::<Node<T>>();
+        while !p.is_null() {
+            // SAFETY: `p` is a node of the list this swap took: it was made by `push` with
+            // `Box::into_raw`, published whole (release/acquire above), and no other thread
+            // can reach it any more (it is no longer reachable from `head`).
+            let next = unsafe { (*p).next };
+            // SAFETY: as above.
+            unsafe { (*p).next = oldest };
+            oldest = p;
+            p = next;
+        }
+        while !oldest.is_null() {
+            // SAFETY: each node is owned by this call (see above) and turned back into its box
+            // exactly once: the walk moves past it before the next one.
+            let node = unsafe { Box::from_raw(oldest) };
+            oldest = node.next;
+            f(node.value);
+        }
+    }
+}
+
+impl<T> Drop for Mailbox<T> {
+    fn drop(&mut self) {
+        self.take_all(drop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_mailbox_gives_everything_back_once_in_each_threads_order() {
+        let mailbox = Arc::new(Mailbox::new());
+        let threads = 4;
+        let per_thread: u64 = if cfg!(miri) { 50 } else { 20_000 };
+        let producers: Vec<_> = (0..threads)
+            .map(|t| {
+                let m = mailbox.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per_thread {
+                        m.push((t, i));
+                    }
+                })
+            })
+            .collect();
+        let mut next = vec![0u64; threads];
+        let mut seen = 0;
+        let mut take = |next: &mut Vec<u64>| {
+            mailbox.take_all(|(t, i)| {
+                assert_eq!(i, next[t], "thread {t}'s values out of order");
+                next[t] += 1;
+                seen += 1;
+            })
+        };
+        while producers.iter().any(|p| !p.is_finished()) {
+            take(&mut next);
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        take(&mut next);
+        assert_eq!(next, vec![per_thread; threads]);
+        assert_eq!(seen, threads as u64 * per_thread);
+        assert!(mailbox.is_empty());
+    }
+
+    #[test]
+    fn dropping_a_mailbox_drops_what_it_holds() {
+        let value = Arc::new(());
+        let mailbox = Mailbox::new();
+        for _ in 0..3 {
+            mailbox.push(value.clone());
+        }
+        assert_eq!(Arc::strong_count(&value), 4);
+        drop(mailbox);
+        assert_eq!(Arc::strong_count(&value), 1);
     }
 }

@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hashbrown::HashMap;
 
 use crate::error::{Error, Result};
-use crate::history::{ClassRecord, Compaction, History, InstanceRecord, Retention, Series};
+use crate::history::{Compaction, Event, History, InstanceRecord, Retention, Series};
 use crate::instance::{clip, SharedArc, SharedObject, Source, TrackOptions, Tracked};
 use crate::periodic::Periodic;
 use crate::scope::{class_id_of, ScopeGuard};
@@ -48,13 +48,32 @@ pub fn __set_snapshot_batch_hook(hook: Option<fn()>) {
     BATCH_HOOK.store(p, Ordering::Relaxed);
 }
 
+/// What [`__set_snapshot_locked_hook`] set: a `fn()` cast to a pointer, or null.
+static LOCKED_HOOK: AtomicPtr<()> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Runs `hook` on a snapshot's thread at the end of every batch of its pass over the live
+/// instances, with the tracker's lock held (`None`: no hook), so that a test can build and
+/// drop instances while a snapshot holds the lock. Not for use outside tests.
+#[doc(hidden)]
+pub fn __set_snapshot_locked_hook(hook: Option<fn()>) {
+    let p = hook.map_or(std::ptr::null_mut(), |f| f as *mut ());
+    // Relaxed: see `__set_snapshot_batch_hook`.
+    LOCKED_HOOK.store(p, Ordering::Relaxed);
+}
+
 #[inline]
 fn batch_hook() {
+    run_hook(&BATCH_HOOK);
+}
+
+#[inline]
+fn run_hook(slot: &AtomicPtr<()>) {
     // Relaxed: see `__set_snapshot_batch_hook`.
-    let p = BATCH_HOOK.load(Ordering::Relaxed);
+    let p = slot.load(Ordering::Relaxed);
     if !p.is_null() {
-        // SAFETY: the only non-null values stored in `BATCH_HOOK` are `fn()` pointers cast to
-        // `*mut ()` (`__set_snapshot_batch_hook`), so this casts one back to its own type.
+        // SAFETY: the only non-null values stored in `BATCH_HOOK` and `LOCKED_HOOK` are
+        // `fn()` pointers cast to `*mut ()` (`__set_snapshot_batch_hook`,
+        // `__set_snapshot_locked_hook`), so this casts one back to its own type.
         let hook = unsafe { std::mem::transmute::<*mut (), fn()>(p) };
         hook();
     }
@@ -128,11 +147,12 @@ impl Inner {
     /// Takes a snapshot: the allocator's counters, then each live instance's size.
     ///
     /// The live instances are gone through [`BATCH`] at a time, each batch in one hold of the
-    /// tracker's lock (and of the object tables' locks): a thread that builds or drops an
-    /// instance meanwhile waits for one batch at most, never for the whole pass, and is let in
-    /// before the next batch. Instances registered after the snapshot started are left out;
-    /// one that dies during it is counted if its batch came first. Snapshots of one tracker
-    /// are taken one at a time.
+    /// tracker's lock; other calls on the tracker (a `stats`, a `track_class`) wait for one
+    /// batch at most and are let in before the next. A thread that builds or drops an instance
+    /// never waits: its birth or death is posted and applied when the batch ends (see
+    /// [`History`]). Instances born after the snapshot started are left out; one that dies
+    /// during it is counted if its batch came first. Snapshots of one tracker are taken one at
+    /// a time.
     pub(crate) fn snapshot(&self, description: &str) -> Arc<Snapshot> {
         let _g = OverheadGuard::new();
         let one_at_a_time = self.snapshotting.lock();
@@ -145,7 +165,7 @@ impl Inner {
         // and may drop it (user code must never run under the lock: it could call back into
         // the tracker), and a panic there leaves no snapshot half recorded.
         let (pass, end, shared) = {
-            let mut st = history.state.lock();
+            let mut st = history.lock();
             history.reap(&mut st);
             let shared: Vec<(u64, Arc<dyn SharedObject>)> = st
                 .shared
@@ -158,7 +178,7 @@ impl Inner {
                     _ => None,
                 })
                 .collect();
-            (st.begin_pass(), st.id_limit(), shared)
+            (st.begin_pass(), history.id_limit(), shared)
         };
         type Measured = (u64, u64, Option<String>, Vec<crate::objects::Referent>);
         let mut measured: Vec<Measured> = shared
@@ -177,9 +197,8 @@ impl Inner {
         let mut old_referents = Vec::new();
         let mut cursor = usize::MAX;
         loop {
-            let mut guard = history.state.lock();
+            let mut guard = history.lock();
             let st = &mut *guard;
-            let sizer = crate::objects::Sizer::new();
             cursor = cursor.min(st.instances.live_len());
             let from = cursor.saturating_sub(BATCH);
             for i in (from..cursor).rev() {
@@ -192,7 +211,7 @@ impl Inner {
                     debug_assert!(false, "classtrack: a shared object among the live records");
                     continue;
                 };
-                let Some(size) = sizer.size(object) else {
+                let Some(size) = crate::objects::size(object) else {
                     deep.push((rec.id, object));
                     continue;
                 };
@@ -206,15 +225,14 @@ impl Inner {
                     None => class_name.clone(),
                 });
             }
-            drop(sizer);
+            run_hook(&LOCKED_HOOK);
             drop(guard);
             if from == 0 {
                 break;
             }
             cursor = from;
             batch_hook();
-            history.state.let_waiters_in();
-            crate::objects::let_waiters_in();
+            history.let_waiters_in();
         }
         drop(old_referents);
         measured.extend(deep.into_iter().map(|(i, object)| {
@@ -226,7 +244,7 @@ impl Inner {
         let mut old_referents = Vec::new();
         let mut measured = measured.into_iter().peekable();
         while measured.peek().is_some() {
-            let mut guard = history.state.lock();
+            let mut guard = history.lock();
             let st = &mut *guard;
             for (i, size, repr, referents) in measured.by_ref().take(BATCH) {
                 let Some(rec) = st.instances.get_mut(&i) else {
@@ -244,9 +262,9 @@ impl Inner {
                 });
             }
             drop(guard);
-            history.state.let_waiters_in();
+            history.let_waiters_in();
         }
-        let mut guard = history.state.lock();
+        let mut guard = history.lock();
         let st = &mut *guard;
         let mut tracked = per_class.finish(st.classes.iter().map(|(id, c)| (*id, &c.name)));
         tracked.sort_by(|a, b| a.name.cmp(&b.name));
@@ -404,28 +422,19 @@ impl ClassTracker {
             .name
             .clone()
             .unwrap_or_else(|| type_name::<T>().to_owned());
-        let mut st = self.history().state.lock();
+        let history = self.history();
+        let mut st = history.lock();
         let rec = st.class_entry(class, || (name.clone(), options.clone(), true));
         rec.name = name;
         rec.options = options;
         rec.attached = true;
-    }
-
-    /// Reads the record of `class`, if this tracker has one and it is attached.
-    fn attached_class<R>(&self, class: ClassId, f: impl FnOnce(&ClassRecord) -> R) -> Option<R> {
-        let _g = OverheadGuard::new();
-        self.history()
-            .state
-            .lock()
-            .classes
-            .get(&class)
-            .filter(|c| c.attached)
-            .map(f)
+        history.set_attached(class, Some(rec));
     }
 
     /// Whether new values of `T` register instances with this tracker.
     pub fn is_tracked<T: ?Sized + 'static>(&self) -> bool {
-        self.attached_class(class_id_of::<T>(), |_| ()).is_some()
+        let _g = OverheadGuard::new();
+        self.history().attached(class_id_of::<T>()).is_some()
     }
 
     /// Builds a value inside `T`'s class scope. If `T` is tracked, the value is registered as
@@ -449,11 +458,15 @@ impl ClassTracker {
         repr: Option<fn(&T) -> String>,
     ) -> Tracked<T> {
         let class = class_id_of::<T>();
-        let options = self.attached_class(class, |c| (c.options.clone(), c.name.clone()));
-        let Some((options, class_name)) = options else {
+        let attached = {
+            let _g = OverheadGuard::new();
+            self.history().attached(class)
+        };
+        let Some(attached) = attached else {
             let _s = ScopeGuard::enter_tag(Tag::class(class));
             return Tracked::untracked(f());
         };
+        let (options, class_name) = (&attached.options, &attached.name);
         let object = crate::objects::acquire();
         crate::objects::set_levels(object, options.resolution_level);
         let tag = Tag { class, object };
@@ -474,51 +487,71 @@ impl ClassTracker {
         let _g = OverheadGuard::new();
         let trace = options.trace.then(crate::instance::capture_trace);
         let repr_text = repr.map_or_else(|| format!("<{class_name}>"), |r| clip(r(&value)));
-        let id = self.register(
-            class,
-            class_name,
-            repr_text,
-            Source::Constructed { object },
+        // Posted, not registered under the tracker's lock: a snapshot in progress does not
+        // hold this thread up.
+        let history = self.history();
+        let id = history.next_id();
+        let record = self.record(id, class, class_name.clone(), class_name.clone(), repr_text);
+        history.post(Event::Birth(Box::new(InstanceRecord {
+            source: Source::Constructed { object },
             trace,
-        );
+            ..record
+        })));
         Tracked::new(value, Arc::downgrade(&self.inner.history), id, tag, repr)
     }
 
-    fn register(
+    /// A new instance's record, born now (with no source or trace yet).
+    fn record(
         &self,
+        id: u64,
         class: ClassId,
+        class_name: String,
         name: String,
         repr: String,
-        source: Source,
-        trace: Option<Box<[usize]>>,
-    ) -> u64 {
-        let history = self.history();
-        let mut st = history.state.lock();
-        let time = history.now();
-        let st = &mut *st;
-        let id = st.next_id();
-        let class_name = st
-            .classes
-            .get(&class)
-            .map_or_else(|| name.clone(), |c| c.name.clone());
-        if let Source::Shared(obj) = &source {
-            st.shared.insert(obj.address(), id);
-        }
-        st.instances.insert(InstanceRecord {
+    ) -> InstanceRecord {
+        InstanceRecord {
             id,
             class,
             class_name,
             name,
             repr,
-            birth: time,
+            birth: self.history().now(),
             death: None,
             attached: true,
-            source,
-            sizes: Series::new(st.retention.instance_sizes),
+            source: Source::Constructed { object: 0 },
+            // Made with the tracker's capacity by `State::insert_instance`.
+            sizes: Series::new(0),
             max_size: 0,
-            trace,
+            trace: None,
             referents: Vec::new(),
             pass: 0,
+        }
+    }
+
+    /// Registers a shared object under the tracker's lock; returns its instance id.
+    fn register_shared(
+        &self,
+        class: ClassId,
+        name: String,
+        repr: String,
+        shared: Arc<dyn SharedObject>,
+        trace: Option<Box<[usize]>>,
+    ) -> u64 {
+        let history = self.history();
+        let mut st = history.lock();
+        let st = &mut *st;
+        let id = history.next_id();
+        let class_name = st
+            .classes
+            .get(&class)
+            .map_or_else(|| name.clone(), |c| c.name.clone());
+        st.shared.insert(shared.address(), id);
+        let record = self.record(id, class, class_name, name, repr);
+        let time = record.birth;
+        st.insert_instance(InstanceRecord {
+            source: Source::Shared(shared),
+            trace,
+            ..record
         });
         st.record_birth(class, time);
         id
@@ -592,7 +625,7 @@ impl ClassTracker {
         let address = Arc::as_ptr(obj) as *const () as usize;
         {
             let history = self.history();
-            let mut st = history.state.lock();
+            let mut st = history.lock();
             history.reap(&mut st);
             if let Some(&id) = st.shared.get(&address) {
                 return Err(Error::AlreadyTracked { name, id });
@@ -608,7 +641,7 @@ impl ClassTracker {
             _kept: options.keep.then(|| obj.clone()),
             repr,
         });
-        Ok(self.register(class, name, repr_text, Source::Shared(shared), trace))
+        Ok(self.register_shared(class, name, repr_text, shared, trace))
     }
 
     /// Changes how deep one live instance is broken down by nested scopes (pympler's
@@ -647,7 +680,7 @@ impl ClassTracker {
         if !std::ptr::eq(history.as_ptr(), Arc::as_ptr(&self.inner.history)) {
             return Err(not_tracked);
         }
-        let st = self.history().state.lock();
+        let st = self.history().lock();
         match st.instances.get(&id) {
             Some(rec) if rec.attached && rec.death.is_none() => {
                 // Under the lock, so that `clear` cannot forget the instance in between.
@@ -672,7 +705,7 @@ impl ClassTracker {
     /// ```
     pub fn snapshot_labeled(&self, label: &str) -> Option<Arc<Snapshot>> {
         let _g = OverheadGuard::new();
-        let st = self.history().state.lock();
+        let st = self.history().lock();
         st.recent
             .iter()
             .rev()
@@ -719,7 +752,7 @@ impl ClassTracker {
     pub fn poll(&self) {
         let _g = OverheadGuard::new();
         let history = self.history();
-        history.reap(&mut history.state.lock());
+        history.reap(&mut history.lock());
     }
 
     /// Stops registering new instances of `T`. Instances already tracked stay tracked.
@@ -728,9 +761,11 @@ impl ClassTracker {
     pub fn detach_class<T: ?Sized + 'static>(&self) -> Result<()> {
         let class = class_id_of::<T>();
         let _g = OverheadGuard::new();
-        match self.history().state.lock().classes.get_mut(&class) {
+        let history = self.history();
+        match history.lock().classes.get_mut(&class) {
             Some(c) if c.attached => {
                 c.attached = false;
+                history.set_attached(class, None);
                 Ok(())
             }
             _ => Err(Error::NotTracked {
@@ -742,9 +777,12 @@ impl ClassTracker {
     /// Stops registering new instances of every class.
     pub fn detach_all_classes(&self) {
         let _g = OverheadGuard::new();
-        for c in self.history().state.lock().classes.values_mut() {
+        let history = self.history();
+        let mut st = history.lock();
+        for c in st.classes.values_mut() {
             c.attached = false;
         }
+        history.detach_all_classes();
     }
 
     /// Detaches every class and stops measuring every instance (their records stay, and
@@ -753,10 +791,12 @@ impl ClassTracker {
         let _g = OverheadGuard::new();
         let mut released = Vec::new();
         {
-            let mut st = self.history().state.lock();
+            let history = self.history();
+            let mut st = history.lock();
             for c in st.classes.values_mut() {
                 c.attached = false;
             }
+            history.detach_all_classes();
             for rec in st.instances.values_mut() {
                 rec.attached = false;
                 if let Source::Shared(_) = rec.source {
@@ -791,20 +831,20 @@ impl ClassTracker {
     pub fn set_retention(&self, retention: Retention) -> Result<()> {
         retention.check()?;
         let _g = OverheadGuard::new();
-        self.history().state.lock().set_retention(retention);
+        self.history().lock().set_retention(retention);
         Ok(())
     }
 
     /// How much history this tracker keeps.
     pub fn retention(&self) -> Retention {
         let _g = OverheadGuard::new();
-        self.history().state.lock().retention
+        self.history().lock().retention
     }
 
     /// What this tracker dropped so far to stay within its [`Retention`].
     pub fn compaction(&self) -> Compaction {
         let _g = OverheadGuard::new();
-        self.history().state.lock().compaction
+        self.history().lock().compaction
     }
 
     /// Detaches everything and forgets all snapshots, instances and history. The settings
@@ -814,7 +854,7 @@ impl ClassTracker {
     pub fn clear(&self) {
         self.detach_all();
         let _g = OverheadGuard::new();
-        let old = self.history().state.lock().clear();
+        let old = self.history().lock().clear();
         drop(old);
     }
 
@@ -889,7 +929,7 @@ impl ClassTracker {
     /// [`Stats::snapshots`].
     pub fn snapshots(&self) -> Vec<Arc<Snapshot>> {
         let _g = OverheadGuard::new();
-        self.history().state.lock().recent.iter().cloned().collect()
+        self.history().lock().recent.iter().cloned().collect()
     }
 
     /// Takes a snapshot every `interval` on a background thread, described as "periodic". If
@@ -978,7 +1018,7 @@ impl ClassTracker {
         let _g = OverheadGuard::new();
         // Gathered under the lock; construction traces are symbolized after it is released
         // (that can take a while, and instances must not wait for it).
-        let (mut stats, unresolved) = Stats::gather(&self.history().state.lock());
+        let (mut stats, unresolved) = Stats::gather(&self.history().lock());
         stats.resolve(unresolved);
         stats
     }

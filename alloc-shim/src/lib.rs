@@ -77,7 +77,7 @@ mod unwind;
 pub use local::{
     current_tag, exclude_thread_from_sampling, replace_tag, thread_owns_shard, OverheadGuard,
 };
-pub use objects::{read_object, OBJECT_LIMIT};
+pub use objects::{read_object, reset_object, OBJECT_LIMIT};
 pub use sampling::{
     after_fork_in_child, after_fork_in_parent, before_fork, frees_lost, note_overflow_applied,
     note_received, sample_counts, sample_mean, sample_receivers, samples_received,

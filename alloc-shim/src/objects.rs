@@ -57,3 +57,18 @@ pub fn read_object(object: u32) -> ClassCounters {
         .map(|p| p.counters(ClassId(object)).read())
         .unwrap_or_default()
 }
+
+/// Sets the counters of `object` back to zero, for an id about to be handed out again.
+///
+/// Call it only when nothing can count against `object` any more: the object is dead (no
+/// thread runs in its scope) and none of its blocks is live (no free or resize of one can
+/// come). Then no thread writes these counters, and the stores below cannot lose an update;
+/// the new owner's first update happens after this call through whatever handed the id over.
+pub fn reset_object(object: u32) {
+    if object == 0 || object >= OBJECT_LIMIT {
+        return;
+    }
+    if let Some(page) = OBJECTS.existing_page(ClassId(object)) {
+        page.counters(ClassId(object)).reset();
+    }
+}

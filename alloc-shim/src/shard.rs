@@ -272,6 +272,21 @@ fn shared_add(bytes_c: &AtomicU64, blocks_c: &AtomicU64, bytes: usize, order: Or
 }
 
 impl Counters {
+    /// Sets every counter to zero: only for counters that no thread writes now (see
+    /// [`reset_object`](crate::reset_object)).
+    pub(crate) fn reset(&self) {
+        // Relaxed: nobody writes these counters now; whoever writes or reads them next does so
+        // after a hand-over (a lock, a queue) that orders it after these stores.
+        for c in [
+            &self.alloc_bytes,
+            &self.allocs,
+            &self.freed_bytes,
+            &self.frees,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Reads the counters, frees (acquire) before allocations, so that a free is never seen
     /// without its allocation.
     pub(crate) fn read(&self) -> ClassCounters {

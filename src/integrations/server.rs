@@ -449,7 +449,7 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
             }
         }
         "/snapshot.json" => {
-            let latest = inner.history.state.lock().recent.back().cloned();
+            let latest = inner.history.lock().recent.back().cloned();
             let snap = latest.unwrap_or_else(|| {
                 Arc::new(Snapshot::take(inner.history.now(), "GET /snapshot.json"))
             });
