@@ -15,6 +15,10 @@ use crate::{Tag, SAMPLED_BIT};
 /// Bytes of metadata after each block: the block's [`Tag`], little-endian, unaligned.
 pub(crate) const TRAILER: usize = 8;
 
+/// The largest alignment [`TrackingAlloc::alloc`] serves inline; at most [`TRAILER`], so that
+/// the grown size of a block so aligned is never below its alignment.
+const SMALL_ALIGN: usize = TRAILER;
+
 /// A [`GlobalAlloc`] that wraps another and charges every block to the class scope that was
 /// current on the allocating thread.
 ///
@@ -86,20 +90,55 @@ unsafe fn read_bits(p: *const u8, size: usize) -> u64 {
 }
 
 impl<A: GlobalAlloc> TrackingAlloc<A> {
-    /// `alloc` and `alloc_zeroed`. The common case takes one test before the inner call (the
-    /// block fits in the thread's fast countdown, which every rare case empties) and, after
-    /// it, two counter stores and the trailer; everything else is in [`Self::alloc_slow`].
+    /// `alloc` and `alloc_zeroed`. A block aligned to at most [`SMALL_ALIGN`] (nearly every
+    /// block) takes [`Self::alloc_fast`] inlined here, where the alignment is known to be small
+    /// and the grown size at least that alignment, so that an inner allocator's own test for
+    /// such layouts (`System`'s choice between `malloc` and `posix_memalign`) folds away. A
+    /// larger alignment takes the same code out of line.
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if layout.align() <= SMALL_ALIGN {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.alloc_fast(layout, zeroed) }
+        } else if zeroed {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.alloc_aligned::<true>(layout) }
+        } else {
+            // SAFETY: forwarded caller contract.
+            unsafe { self.alloc_aligned::<false>(layout) }
+        }
+    }
+
+    /// [`Self::alloc_fast`] for an alignment above [`SMALL_ALIGN`], out of line.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    #[inline(never)]
+    unsafe fn alloc_aligned<const ZEROED: bool>(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.alloc_fast(layout, ZEROED) }
+    }
+
+    /// The common case takes one test before the inner call (the block fits in the thread's
+    /// fast countdown, which every rare case empties) and, after it, two counter stores and
+    /// the trailer; everything else is in [`Self::alloc_slow`].
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    #[inline(always)]
+    unsafe fn alloc_fast(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         let size = layout.size();
         if !fast_take(size) {
             // SAFETY: forwarded caller contract.
             return unsafe { self.alloc_slow(layout, zeroed) };
         }
         // SAFETY: `fast_take` accepts only sizes below `FAST_LEFT_MAX`, so `size + TRAILER`
-        // rounded up to `layout.align()` stays within isize::MAX (see `FAST_LEFT_MAX`);
-        // `layout.align()` is a non-zero power of two.
-        let outer = unsafe { Layout::from_size_align_unchecked(size + TRAILER, layout.align()) };
+        // does not overflow and, rounded up to `layout.align()`, stays within isize::MAX (see
+        // `FAST_LEFT_MAX`); `layout.align()` is a non-zero power of two. (The unchecked
+        // addition tells the compiler that the grown size is at least `TRAILER`.)
+        let outer = unsafe {
+            Layout::from_size_align_unchecked(size.unchecked_add(TRAILER), layout.align())
+        };
         // SAFETY: `outer` is a valid layout with non-zero size (at least TRAILER bytes).
         let p = unsafe {
             if zeroed {
