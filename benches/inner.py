@@ -47,17 +47,22 @@ def fmt_ns(ns):
     return f"{ns / 1000:.2f} µs" if ns >= 1000 else f"{ns:.2f} ns"
 
 
-def table(title, values, fmt):
-    """values[(setup, workload)] -> number or None; a row per setup, ratios to System."""
-    print(f"| {title} | " + " | ".join(f"{w} | ratio" for w in WORKLOADS) + " |")
-    print("|---|" + "---|---|" * len(WORKLOADS))
+def table(title, values, fmt, mixed=False):
+    """values[(setup, workload)] -> number or None; a row per setup, ratios to System. With
+    `mixed`, a last column adds up the three workloads (the mixed workload)."""
+    columns = WORKLOADS + (["mixed"] if mixed else [])
+    print(f"| {title} | " + " | ".join(f"{w} | ratio" for w in columns) + " |")
+    print("|---|" + "---|---|" * len(columns))
     for setup, label in SETUPS:
         cells = []
-        for w in WORKLOADS:
-            v, base = values.get((setup, w)), values.get(("system", w))
-            if v is None or base is None:
+        for w in columns:
+            names = WORKLOADS if w == "mixed" else [w]
+            vs = [values.get((setup, n)) for n in names]
+            bases = [values.get(("system", n)) for n in names]
+            if None in vs or None in bases:
                 cells += ["-", "-"]
             else:
+                v, base = sum(vs), sum(bases)
                 cells += [fmt(v), f"{v / base:.3f}×"]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
@@ -109,7 +114,7 @@ def main():
             n = instructions(exe, s, w, ROUNDS) - instructions(exe, s, w, 0)
             counts[(s, w)] = n / ROUNDS
     print(f"\nInstructions per round (callgrind, {ROUNDS} rounds less 0):\n")
-    table("allocator", counts, lambda v: f"{v:,.0f}")
+    table("allocator", counts, lambda v: f"{v:,.0f}", mixed=True)
 
 
 main()
