@@ -386,6 +386,10 @@ pub(crate) fn start() -> bool {
     if DRAIN_SPAWNED.swap(true, Ordering::Relaxed) && !forked {
         RESTARTS.fetch_add(1, Ordering::Relaxed);
     }
+    // Registered as the channels' consumer now, not only once it runs: until then a thread of a
+    // class traced entirely that finds a channel full would see no consumer to wait for, and
+    // drop the record.
+    classtrack_shim::set_sample_consumer(handle.thread().clone());
     let thread = Box::into_raw(Box::new(handle.thread().clone()));
     // Release: the box is complete before `wake_drain` reads it. The old one is leaked.
     DRAIN_THREAD.swap(thread, Ordering::AcqRel);

@@ -6,19 +6,22 @@
 //! The first two tests check this without timing anything: between two batches, and while the
 //! snapshot holds the lock in the middle of its pass, another thread builds, changes and drops
 //! instances (it would never finish if it needed a lock the snapshot holds), and the snapshots
-//! count exactly the instances they should. The third, ignored, measures how long a thread
-//! building and dropping instances waits during snapshots:
+//! count exactly the instances they should. The third, ignored, measures how often and how
+//! long a thread building and dropping instances waits during snapshots (see `wait/mod.rs`;
+//! `snapshot_wait_mimalloc.rs` measures the same over mimalloc):
 //!
 //! ```text
 //! cargo test --release --test snapshot_wait -- --ignored --nocapture
 //! ```
 
 use std::alloc::System;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use classtrack::{ClassTracker, TrackOptions, Tracked, TrackingAlloc};
+
+mod wait;
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
@@ -203,83 +206,9 @@ fn instances_are_built_changed_and_dropped_while_a_snapshot_holds_the_lock() {
     drop((items, born, grown));
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// This thread's time on a CPU and waiting for one, from `/proc/thread-self/schedstat`: what
-/// is left of a stretch of wall time is time spent asleep (here: waiting for a lock).
-fn sched() -> (Duration, Duration) {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let mut f = text
-        .split_whitespace()
-        .map(|n| Duration::from_nanos(n.parse().unwrap_or(0)));
-    (f.next().unwrap_or_default(), f.next().unwrap_or_default())
-}
-
 #[test]
 #[ignore = "a measurement: run it alone, in release, with --nocapture"]
-fn measure_the_longest_wait_of_a_thread_building_and_dropping_instances() {
+fn measure_the_waits_of_a_thread_building_and_dropping_instances() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    const INSTANCES: usize = 100_000;
-    const SNAPSHOTS: usize = 21;
-    let tracker = Arc::new(ClassTracker::new());
-    tracker.track_class::<Item>(TrackOptions::new());
-    let items = build(&tracker, INSTANCES);
-
-    // The worker's longest time asleep in one construct + drop, and the longest pair, in
-    // nanoseconds, since the main thread last reset them.
-    let asleep = Arc::new(AtomicU64::new(0));
-    let longest = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let (tracker, asleep, longest, stop) = (
-            tracker.clone(),
-            asleep.clone(),
-            longest.clone(),
-            stop.clone(),
-        );
-        std::thread::spawn(move || {
-            let mut i = 0u64;
-            // Relaxed: a flag polled in a loop; nothing is published with it.
-            while !stop.load(Ordering::Relaxed) {
-                let (t0, (cpu0, queued0)) = (Instant::now(), sched());
-                let item = tracker.construct(|| Item(Box::new(i)));
-                drop(item);
-                let (wall, (cpu1, queued1)) = (t0.elapsed(), sched());
-                let slept = wall.saturating_sub((cpu1 - cpu0) + (queued1 - queued0));
-                // Relaxed: statistics, read after the snapshot that they cover.
-                asleep.fetch_max(slept.as_nanos() as u64, Ordering::Relaxed);
-                longest.fetch_max(wall.as_nanos() as u64, Ordering::Relaxed);
-                i += 1;
-            }
-        })
-    };
-
-    let (mut took, mut slept, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..SNAPSHOTS {
-        asleep.store(0, Ordering::Relaxed);
-        longest.store(0, Ordering::Relaxed);
-        let t0 = Instant::now();
-        let snap = tracker.create_snapshot("wait");
-        took.push(t0.elapsed());
-        slept.push(Duration::from_nanos(asleep.load(Ordering::Relaxed)));
-        pairs.push(Duration::from_nanos(longest.load(Ordering::Relaxed)));
-        let active = snap.tracked_class::<Item>().unwrap().active as usize;
-        assert!((INSTANCES..=INSTANCES + 1).contains(&active), "{active}");
-    }
-    stop.store(true, Ordering::Relaxed);
-    worker.join().unwrap();
-    drop(items);
-    let (slept_max, pairs_max) = (*slept.iter().max().unwrap(), *pairs.iter().max().unwrap());
-    println!(
-        "{SNAPSHOTS} snapshots of {INSTANCES} instances, median {:?}, while another thread \
-         builds and drops instances; that thread's longest wait for a lock in one construct + \
-         drop, per snapshot: median {:?}, max {slept_max:?} (longest pair, preemption \
-         included: median {:?}, max {pairs_max:?})",
-        median(took),
-        median(slept),
-        median(pairs),
-    );
+    wait::measure("System");
 }
