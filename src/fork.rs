@@ -111,6 +111,7 @@ fn take_locks() -> Held {
             guards.push(erase(t.periodic.lock()));
             guards.push(erase(t.snapshotting.lock()));
             guards.push(erase(t.history.raw_lock().lock()));
+            guards.push(erase(t.history.attached_lock().lock()));
             guards.push(erase(t.subscribers_lock()));
             #[cfg(feature = "metrics")]
             guards.push(erase(t.metrics.lock()));

@@ -842,6 +842,11 @@ impl History {
         &self.state
     }
 
+    /// The lock of the attached classes, for `fork()`'s handlers (taken after the state's).
+    pub(crate) fn attached_lock(&self) -> &Lock<HashMap<ClassId, Arc<Attached>>> {
+        &self.attached
+    }
+
     /// Between batches of a long job, with the lock released: see [`Lock::let_waiters_in`].
     pub(crate) fn let_waiters_in(&self) {
         self.state.let_waiters_in();

@@ -131,8 +131,9 @@
 //! by its description; [`ClassTracker::close`] ends tracking. [`ClassTracker::stats`] gathers
 //! everything into [`Stats`] to print, sort, [`dump`](Stats::dump) and [`load`](Stats::load).
 //! See the README and `examples/leak_hunt.rs`. A snapshot measures the live instances a batch
-//! at a time, letting threads that build or drop instances in between batches: they never
-//! wait for a whole snapshot.
+//! at a time under the tracker's lock, but a thread that builds, changes or drops an instance
+//! never waits for it: births, representations and deaths are handed to the tracker through a
+//! lock-free mailbox that the lock's holder applies.
 //!
 //! # Leaving it on
 //!
