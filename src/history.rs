@@ -628,12 +628,6 @@ impl State {
         self.instances.insert(rec);
     }
 
-    /// `time`, or the latest birth or death applied if that is later.
-    fn event_time(&mut self, time: f64) -> f64 {
-        self.last_event = self.last_event.max(time);
-        self.last_event
-    }
-
     /// A class record, made with this tracker's history capacity.
     pub(crate) fn class_entry(
         &mut self,
@@ -649,7 +643,7 @@ impl State {
 
     /// An instance of `class` was born at `time`.
     pub(crate) fn record_birth(&mut self, class: ClassId, time: f64) {
-        let time = self.event_time(time);
+        let time = event_time(&mut self.last_event, time);
         if let Some(c) = self.classes.get_mut(&class) {
             c.active += 1;
             c.created += 1;
@@ -668,8 +662,7 @@ impl State {
         if rec.death.is_some() {
             return;
         }
-        let time = time.max(self.last_event);
-        self.last_event = time;
+        let time = event_time(&mut self.last_event, time);
         rec.death = Some(time);
         if let Source::Shared(obj) = &rec.source {
             self.shared.remove(&obj.address());
@@ -733,6 +726,12 @@ impl State {
         }
         self.evict();
     }
+}
+
+/// `time`, or the latest birth or death applied (`last`) if that is later; kept as the latest.
+fn event_time(last: &mut f64, time: f64) -> f64 {
+    *last = last.max(time);
+    *last
 }
 
 /// What a tracker's instances report without waiting for its lock: applied to the [`State`] by
