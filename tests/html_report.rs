@@ -186,6 +186,7 @@ fn without_srcdoc(dom: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs Chromium (apt-get install chromium): cargo test --test html_report -- --ignored"]
 fn report_renders_in_a_real_browser() {
     let stats = sample_stats("browser");
     let leaky = leaky("browser");

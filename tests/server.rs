@@ -93,6 +93,7 @@ impl Drop for TempDir {
 }
 
 #[test]
+#[ignore = "needs Go (apt-get install golang-go): cargo test --features server --test server -- --ignored"]
 fn go_tool_pprof_reads_the_heap_profile() {
     require("go", "version", "Debian: apt-get install golang-go");
     let tracker = ClassTracker::new();
@@ -157,6 +158,7 @@ impl Drop for Prometheus {
 }
 
 #[test]
+#[ignore = "needs Prometheus (apt-get install prometheus): cargo test --features server --test server -- --ignored"]
 fn prometheus_scrapes_metrics_with_a_bearer_token() {
     require(
         "prometheus",

@@ -315,6 +315,7 @@ fn go_pprof_raw(file: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs Go (apt-get install golang-go): cargo test -p classtrack-cli -- --ignored"]
 fn pprof_writes_a_profile_go_tool_pprof_reads() {
     let f = fixture();
     let file = f.dir.join("heap.pb.gz");
@@ -433,6 +434,15 @@ fn a_version_1_dump_is_read_migrated() {
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("has no allocation site"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs Go (apt-get install golang-go): cargo test -p classtrack-cli -- --ignored"]
+fn go_tool_pprof_reads_the_empty_profile_of_a_version_1_dump() {
+    let f = fixture();
+    let file = f.dir.join("v1-go.pb.gz");
+    let out = classtrack(&["pprof", path(&f.v1), "-o", path(&file)]);
+    assert!(out.status.success());
     assert!(go_pprof_raw(&file).contains("Samples:"));
 }
 
