@@ -49,10 +49,14 @@ pub struct ClassDiff {
     pub freed_bytes: u64,
     /// Blocks freed in between.
     pub frees: u64,
+    /// Whether the class is new: it had not allocated by the earlier snapshot (absent from a
+    /// full snapshot, or from a summary that says it had not allocated yet). A class that a
+    /// summary left out is counted from zero too, but is not new.
+    pub new: bool,
 }
 
 impl ClassDiff {
-    fn between(later: &ClassTotals, earlier: Option<&ClassTotals>) -> ClassDiff {
+    fn between(later: &ClassTotals, earlier: Option<&ClassTotals>, new: bool) -> ClassDiff {
         let (live_bytes, live_blocks, allocated_bytes, allocations, freed_bytes, frees) = earlier
             .map_or((0, 0, 0, 0, 0, 0), |e| {
                 (
@@ -74,6 +78,7 @@ impl ClassDiff {
             allocations: later.allocations.saturating_sub(allocations),
             freed_bytes: later.freed_bytes.saturating_sub(freed_bytes),
             frees: later.frees.saturating_sub(frees),
+            new,
         }
     }
 
@@ -135,6 +140,10 @@ pub(crate) struct Moment<'a> {
     pub(crate) description: &'a str,
     pub(crate) classes: &'a [ClassTotals],
     pub(crate) allocator_live_bytes: u64,
+    /// Whether `classes` has every class that had allocated.
+    pub(crate) full: bool,
+    /// See [`SnapshotStats::unseen_from`](crate::SnapshotStats::unseen_from).
+    pub(crate) unseen_from: Option<u32>,
 }
 
 impl<'a> From<&'a Snapshot> for Moment<'a> {
@@ -144,6 +153,8 @@ impl<'a> From<&'a Snapshot> for Moment<'a> {
             description: &s.description,
             classes: &s.classes,
             allocator_live_bytes: s.allocator.live_bytes,
+            full: true,
+            unseen_from: None,
         }
     }
 }
@@ -162,7 +173,12 @@ impl SnapshotDiff {
         let mut classes: Vec<ClassDiff> = later
             .classes
             .iter()
-            .map(|c| ClassDiff::between(c, before.get(&*c.name).copied()))
+            .map(|c| {
+                let e = before.get(&*c.name).copied();
+                let new = e.is_none()
+                    && (earlier.full || earlier.unseen_from.is_some_and(|from| c.id.0 >= from));
+                ClassDiff::between(c, e, new)
+            })
             .collect();
         classes.sort_by(|a, b| {
             b.live_bytes_change

@@ -61,6 +61,21 @@ pub struct SnapshotStats {
     /// bytes (see [`Retention::sites_per_class`](crate::Retention::sites_per_class)). Their
     /// stacks are in [`Stats::stacks`].
     pub sites: Vec<SiteStats>,
+    /// One past the largest class id that had allocated by this snapshot: a class with this
+    /// id or a larger one had not, so where a later snapshot has it, it is new since this one.
+    /// Lets a summary tell a new class from one it left out. `None` in files written before
+    /// this field was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unseen_from: Option<u32>,
+}
+
+impl SnapshotStats {
+    /// Whether a class absent from this snapshot's `classes` had not allocated by then (it is
+    /// new in a later snapshot), rather than left out of a summary. Always true of a full
+    /// snapshot, which has every class that had allocated.
+    pub fn absent_means_new(&self, id: ClassId) -> bool {
+        self.full || self.unseen_from.is_some_and(|from| id.0 >= from)
+    }
 }
 
 /// The classes a snapshot summary leaves out, summed.
@@ -357,6 +372,7 @@ impl SnapshotStats {
             omitted: OmittedClasses::default(),
             tracked: s.tracked.clone(),
             sites: Vec::new(),
+            unseen_from: Some(s.classes.iter().map(|c| c.id.0 + 1).max().unwrap_or(0)),
         }
     }
 
@@ -404,6 +420,8 @@ impl<'a> From<&'a SnapshotStats> for Moment<'a> {
             description: &s.description,
             classes: &s.classes,
             allocator_live_bytes: s.allocator.live_bytes,
+            full: s.full,
+            unseen_from: s.unseen_from,
         }
     }
 }

@@ -74,6 +74,7 @@ impl StatsV1 {
                     omitted: OmittedClasses::default(),
                     tracked: s.tracked,
                     sites: Vec::new(),
+                    unseen_from: None,
                 }
             })
             .collect();

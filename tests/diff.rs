@@ -102,9 +102,10 @@ fn diff_counts_changes_per_class_largest_growth_first() {
             .split_whitespace()
             .collect()
     };
+    // `diff::grown` had not allocated before: new.
     assert_eq!(
         row("diff::grown")[1..],
-        ["+4.0", "KiB", "+5", "4.0", "KiB", "4.0", "KiB", "5", "0", "B", "0"]
+        ["(new)", "+4.0", "KiB", "+5", "4.0", "KiB", "4.0", "KiB", "5", "0", "B", "0"]
     );
     assert_eq!(
         row("diff::shrinking")[1..],
@@ -170,4 +171,62 @@ fn leak_suspects_are_classes_that_grow_in_most_intervals() {
     assert_eq!(tracker.leak_suspects(1000, 0)[0].intervals, 8);
     assert!(ClassTracker::new().leak_suspects(5, 3).is_empty());
     drop((leak, spike, steady));
+}
+
+#[test]
+fn a_class_absent_before_is_new_in_the_diff_and_the_summary() {
+    let tracker = ClassTracker::new();
+    tracker
+        .set_retention(
+            classtrack::Retention::new()
+                .recent_snapshots(1)
+                .summary_classes(1),
+        )
+        .unwrap();
+    // Two classes before the first snapshot; the summary it becomes keeps the larger only.
+    let big = classtrack::scope_named("new::big", || black_box(vec![0u8; 50_000]));
+    let small = classtrack::scope_named("new::small", || black_box(vec![0u8; 100]));
+    let before = tracker.create_snapshot("before");
+    let fresh = classtrack::scope_named("new::fresh", || black_box(vec![0u8; 700]));
+    let more = classtrack::scope_named("new::small", || black_box(vec![0u8; 10]));
+    let after = tracker.create_snapshot("after");
+
+    let diff = after.diff(&before);
+    let f = diff.class_named("new::fresh").unwrap();
+    assert!(f.new, "{f:?}");
+    assert_eq!(f.live_bytes_change, 700);
+    assert!(!diff.class_named("new::small").unwrap().new);
+    let mut table = Vec::new();
+    diff.write_table(&mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    assert!(table.contains("new::fresh (new)"), "{table}");
+    assert!(!table.contains("new::small (new)"), "{table}");
+
+    // In the stats, "before" is a summary that kept `new::big` only: `new::fresh`, which had
+    // not allocated then, is new; `new::small`, which it left out, is unknown.
+    let stats = tracker.stats();
+    let summary = &stats.snapshots[0];
+    assert!(!summary.full);
+    assert!(summary.class_named("new::small").is_none());
+    let mut text = Vec::new();
+    stats.print_heap_summary(&mut text, 10).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let row = |name: &str| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(name))
+            .last()
+            .unwrap_or_else(|| panic!("no row for {name}: {text}"))
+            .to_owned()
+    };
+    assert!(row("new::fresh").trim_end().ends_with("new"), "{text}");
+    assert!(row("new::small").trim_end().ends_with('?'), "{text}");
+    assert!(text.contains("left the class out"), "{text}");
+    // The same summary from a dump.
+    let file = std::env::temp_dir().join(format!("classtrack-new-{}.json", std::process::id()));
+    stats.dump(&file).unwrap();
+    let loaded = classtrack::Stats::load(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(summary.unseen_from.is_some());
+    assert_eq!(loaded.snapshots[0].unseen_from, summary.unseen_from);
+    drop((big, small, fresh, more));
 }

@@ -155,7 +155,7 @@ pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result
     let rows: Vec<_> = diff.classes.iter().filter(|c| c.changed()).collect();
     let width = rows
         .iter()
-        .map(|c| c.name.chars().count())
+        .map(|c| c.name.chars().count() + if c.new { " (new)".len() } else { 0 })
         .chain([5])
         .max()
         .unwrap_or(5);
@@ -181,10 +181,15 @@ pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result
         "frees"
     )?;
     for c in &rows {
+        let name = if c.new {
+            format!("{} (new)", c.name)
+        } else {
+            c.name.to_string()
+        };
         writeln!(
             out,
             "{:<width$}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}",
-            c.name,
+            name,
             signed_bytes(c.live_bytes_change),
             format!("{:+}", c.live_blocks_change),
             format_bytes(c.live_bytes),
@@ -309,8 +314,8 @@ fn write_top_classes(
         };
         let change = match p.class_named(&c.name) {
             Some(before) => c.live_bytes as i64 - before.live_bytes as i64,
-            // Absent from a full snapshot: new since.
-            None if p.full => c.live_bytes as i64,
+            // Absent from a full snapshot, or not yet allocating at a summary's: new since.
+            None if p.absent_means_new(c.id) => return "new".to_owned(),
             // A summary that left it out, or a snapshot without per-class totals.
             None => return "?".to_owned(),
         };
