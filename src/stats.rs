@@ -827,6 +827,15 @@ impl Stats {
     ) -> io::Result<()> {
         let _g = OverheadGuard::new();
         writeln!(out, "---- INSTANCES {}", "-".repeat(64))?;
+        if self.instances.is_empty() {
+            writeln!(
+                out,
+                "no tracked instance: per-instance figures are kept for tracked classes only.\n\
+                 Track a class with `tracker.track_class::<T>(TrackOptions::new())` and build \
+                 its instances with\n`tracker.construct(|| T::new())` (or `track_object`); \
+                 per-class totals need none of it\n(`classtrack summary DUMP`)."
+            )?;
+        }
         let shown = self
             .sorted_instances()
             .into_iter()

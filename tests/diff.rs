@@ -230,3 +230,25 @@ fn a_class_absent_before_is_new_in_the_diff_and_the_summary() {
     assert_eq!(loaded.snapshots[0].unseen_from, summary.unseen_from);
     drop((big, small, fresh, more));
 }
+
+#[test]
+fn stats_without_tracked_classes_and_leaks_without_intervals_say_what_to_do() {
+    let tracker = ClassTracker::new();
+    let kept = classtrack::scope_named("hint::bytes", || black_box(vec![0u8; 64]));
+    tracker.create_snapshot("one");
+    tracker.create_snapshot("two");
+    let stats = tracker.stats();
+    let mut text = Vec::new();
+    stats.print_stats(&mut text, None, None).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("no tracked instance"), "{text}");
+    assert!(text.contains("track_class::<T>"), "{text}");
+    let mut text = Vec::new();
+    stats.print_leak_suspects(&mut text, 0, 3).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.starts_with("no leak suspect: 0 intervals asked for; ask for 1 or more"),
+        "{text}"
+    );
+    drop(kept);
+}

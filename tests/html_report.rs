@@ -344,6 +344,15 @@ fn the_file_is_self_contained_and_escaped() {
     ] {
         assert!(!html.contains(banned), "the file contains {banned:?}");
     }
+    // Snapshots are numbered from 0, as `classtrack pprof DUMP --snapshot 0` counts them.
+    assert!(
+        html.contains("<summary>#0 <b>"),
+        "snapshots numbered from 0"
+    );
+    assert!(
+        !html.contains("<summary>#1 <b>“start"),
+        "snapshots numbered from 0"
+    );
     // inferno's SVG fills with gradients of its own (`url(#background)`), nothing else.
     for (at, _) in html.match_indices("url(") {
         assert!(

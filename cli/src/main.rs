@@ -376,6 +376,12 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
         }
         Command::Diff(a) => diff(a, out)?,
         Command::Leaks(a) => {
+            if a.intervals == 0 {
+                return Err(fail(
+                    "--intervals 0 looks at no interval: give 1 or more (a suspect grew in more \
+                     than half of the last N intervals between snapshots)",
+                ));
+            }
             let stats = Stats::load(&a.dump)?;
             stats.print_leak_suspects(out, a.intervals, a.sites)?;
         }
@@ -607,5 +613,12 @@ fn write_output(path: &Path, bytes: &[u8], binary: bool, out: &mut dyn Write) ->
         out.write_all(bytes)?;
         return Ok(());
     }
-    std::fs::write(path, bytes).map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, bytes)
+        .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+    note(&format!(
+        "wrote {} ({})",
+        path.display(),
+        classtrack::report::format_bytes(bytes.len() as u64)
+    ));
+    Ok(())
 }

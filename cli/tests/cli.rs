@@ -156,6 +156,22 @@ fn ok(args: &[&str]) -> String {
     stdout
 }
 
+/// Runs a command that writes `file`: nothing on standard output, and one line on stderr
+/// that says where it wrote and how much.
+fn writes(args: &[&str], file: &Path) {
+    let out = classtrack(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    let size = std::fs::metadata(file).unwrap().len();
+    assert!(
+        stderr.starts_with(&format!("classtrack: wrote {} (", file.display()))
+            && stderr.lines().count() == 1
+            && (size < 1024 || stderr.contains("KiB") || stderr.contains("MiB")),
+        "{args:?}: {stderr}"
+    );
+}
+
 /// Runs a command that must fail with `code` and one line on stderr, and returns that line.
 fn fails(args: &[&str], code: i32) -> String {
     let out = classtrack(args);
@@ -288,9 +304,12 @@ fn leaks_names_the_growing_class_and_its_site() {
     assert!(site.contains("48.8 KiB ±45% (5 samples)"), "{site}");
     assert!(site.contains("leak_block"), "{site}");
     assert!(site.contains("cli.rs:"), "{site}");
-    // Too few intervals to grow in most of them is not a failure.
-    let none = ok(&["leaks", path(&f.dump), "--intervals", "0"]);
-    assert!(none.starts_with("no leak suspect"), "{none}");
+    // No interval at all is a mistake in the option, and the message says so.
+    let line = fails(&["leaks", path(&f.dump), "--intervals", "0"], 1);
+    assert!(
+        line.contains("--intervals 0 looks at no interval"),
+        "{line}"
+    );
 }
 
 /// `go tool pprof -raw` on `file`: Go must be installed.
@@ -321,7 +340,7 @@ fn pprof_writes_a_profile_go_tool_pprof_reads() {
     let f = fixture();
     let file = f.dir.join("heap.pb.gz");
     let _ = std::fs::remove_file(&file);
-    assert_eq!(ok(&["pprof", path(&f.dump), "-o", path(&file)]), "");
+    writes(&["pprof", path(&f.dump), "-o", path(&file)], &file);
     let raw = go_pprof_raw(&file);
     assert!(raw.contains("PeriodType: space bytes"), "{raw}");
     assert!(
@@ -377,7 +396,7 @@ fn pprof_writes_a_profile_go_tool_pprof_reads() {
 fn flamegraph_writes_an_svg_of_a_snapshot_or_one_class() {
     let f = fixture();
     let file = f.dir.join("heap.svg");
-    assert_eq!(ok(&["flamegraph", path(&f.dump), "-o", path(&file)]), "");
+    writes(&["flamegraph", path(&f.dump), "-o", path(&file)], &file);
     let svg = std::fs::read_to_string(&file).unwrap();
     assert!(svg.starts_with("<?xml") && svg.contains(LEAK), "{svg}");
     let one = ok(&[
@@ -400,7 +419,7 @@ fn flamegraph_writes_an_svg_of_a_snapshot_or_one_class() {
 fn html_writes_the_report_to_a_file_or_standard_output() {
     let f = fixture();
     let file = f.dir.join("report.html");
-    assert_eq!(ok(&["html", path(&f.dump), "-o", path(&file)]), "");
+    writes(&["html", path(&f.dump), "-o", path(&file)], &file);
     let page = std::fs::read_to_string(&file).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
     assert!(page.contains(LEAK) && page.contains("<svg"));

@@ -411,7 +411,14 @@ pub(crate) fn write_leak_suspects(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     let snaps = &stats.snapshots;
-    if snaps.len() < 2 || intervals == 0 {
+    if intervals == 0 {
+        return writeln!(
+            out,
+            "no leak suspect: 0 intervals asked for; ask for 1 or more (a suspect grew in more \
+             than half of the last intervals between snapshots)"
+        );
+    }
+    if snaps.len() < 2 {
         return writeln!(
             out,
             "no leak suspect: {} snapshot(s) and {intervals} interval(s) asked for; suspects are \

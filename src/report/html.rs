@@ -962,12 +962,13 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Snapshot number `n` (from 1 on the page), folded unless `open`.
+    /// Snapshot number `n`, folded unless `open`. Numbered from 0 on the page, as the
+    /// `classtrack` command numbers them (`classtrack pprof DUMP --snapshot 0`).
     fn snapshot(&self, n: usize, s: &SnapshotStats, open: bool) -> Markup {
         html! {
             details open[open] {
                 summary {
-                    "#" (n + 1) " " b { "“" (s.description) "”" } " at " (seconds(s.time)) " — "
+                    "#" (n) " " b { "“" (s.description) "”" } " at " (seconds(s.time)) " — "
                     (format_bytes(s.user_live_bytes())) " in the program's heap"
                     @if let Some(p) = s.process { ", " (format_bytes(p.resident_bytes)) " resident" }
                     @if !s.full { " (summary)" }
