@@ -7,6 +7,8 @@
 //! dumped to `target/leak_hunt.json` for the `classtrack` command
 //! (`cargo run -p classtrack-cli -- leaks target/leak_hunt.json`).
 
+mod common;
+
 use std::alloc::System;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -107,10 +109,10 @@ fn main() {
     tracker.stop_periodic_snapshots().unwrap();
 
     let stats = tracker.stats();
-    std::fs::create_dir_all("target").expect("target/ is writable");
+    let dump = common::output_path("leak_hunt.json");
     stats
-        .dump("target/leak_hunt.json")
-        .expect("target/ is writable");
+        .dump(&dump)
+        .unwrap_or_else(|e| panic!("{}: {e}", dump.display()));
     stats
         .print_summary(&mut std::io::stdout())
         .expect("stdout is writable");
@@ -164,10 +166,11 @@ fn main() {
         audit_log.len(),
         cache.bodies.len()
     );
-    println!("wrote target/leak_hunt.json (classtrack summary target/leak_hunt.json)");
+    println!("wrote {0} (classtrack summary {0})", dump.display());
 
-    let report = "target/classtrack-leak-hunt.html";
-    std::fs::create_dir_all("target").expect("target/ is writable");
-    stats.write_html(report).expect("target/ is writable");
-    println!("wrote {report} (open it in a browser)");
+    let report = common::output_path("classtrack-leak-hunt.html");
+    stats
+        .write_html(&report)
+        .unwrap_or_else(|e| panic!("{}: {e}", report.display()));
+    println!("wrote {} (open it in a browser)", report.display());
 }

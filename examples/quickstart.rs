@@ -5,6 +5,8 @@
 //! taking a snapshot after each phase and printing where the heap went; then writes an HTML
 //! report of the run to `target/classtrack-quickstart.html` (open it in any browser).
 
+mod common;
+
 use std::alloc::System;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -214,8 +216,9 @@ fn main() {
         trades.len()
     );
 
-    let report = "target/classtrack-quickstart.html";
-    std::fs::create_dir_all("target").expect("target/ is writable");
-    tracker.write_html(report).expect("target/ is writable");
-    println!("wrote {report} (open it in a browser)");
+    let report = common::output_path("classtrack-quickstart.html");
+    tracker
+        .write_html(&report)
+        .unwrap_or_else(|e| panic!("{}: {e}", report.display()));
+    println!("wrote {} (open it in a browser)", report.display());
 }

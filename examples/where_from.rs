@@ -5,6 +5,8 @@
 //! `target/where_from.svg` (open it in any browser) and `target/where_from.pb.gz`
 //! (`go tool pprof -top target/where_from.pb.gz`, or `go tool pprof -http=: …`).
 
+mod common;
+
 use std::alloc::System;
 use std::collections::HashMap;
 
@@ -79,14 +81,19 @@ fn main() {
         }
     }
 
-    std::fs::create_dir_all("target").expect("target/ is writable");
-    let mut svg = std::fs::File::create("target/where_from.svg").expect("target/ is writable");
+    let (svg_path, pb_path) = (
+        common::output_path("where_from.svg"),
+        common::output_path("where_from.pb.gz"),
+    );
+    let mut svg =
+        std::fs::File::create(&svg_path).unwrap_or_else(|e| panic!("{}: {e}", svg_path.display()));
     snap.write_flamegraph(&mut svg, Measure::LiveBytes)
         .expect("the flamegraph is written");
-    let mut pb = std::fs::File::create("target/where_from.pb.gz").expect("target/ is writable");
+    let mut pb =
+        std::fs::File::create(&pb_path).unwrap_or_else(|e| panic!("{}: {e}", pb_path.display()));
     snap.write_pprof(&mut pb).expect("the profile is written");
-    println!("\nwrote target/where_from.svg (open it in a browser)");
-    println!("wrote target/where_from.pb.gz (go tool pprof -top target/where_from.pb.gz)");
+    println!("\nwrote {} (open it in a browser)", svg_path.display());
+    println!("wrote {0} (go tool pprof -top {0})", pb_path.display());
     println!(
         "{} tokens, {} index keys, {} thumbnails",
         tokens.len(),
