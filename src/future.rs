@@ -18,8 +18,9 @@ use crate::scope::{RawScope, Scope};
 
 /// Charges a future's (or a stream's) allocations to a class, poll by poll.
 ///
-/// Implemented for every type; the wrapper it returns is a [`Future`] when the wrapped value
-/// is one and a [`Stream`] when it is one.
+/// An extension trait: `use classtrack::InClass;` brings its methods to every value (it is
+/// implemented for every type), and the wrapper they return is a [`Future`] when the wrapped
+/// value is one and a [`Stream`] when it is one.
 ///
 /// ```
 /// use classtrack::InClass;
@@ -65,6 +66,9 @@ pub trait InClass: Sized {
     }
 }
 
+// Hidden from the docs: otherwise every type's page, classtrack's own included, would list
+// this blanket implementation; the trait's own page says it is implemented for every type.
+#[doc(hidden)]
 impl<T> InClass for T {}
 
 pin_project! {

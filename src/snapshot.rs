@@ -14,9 +14,12 @@ use crate::registry;
 pub(crate) const NOT_INSTALLED: &str =
     "no allocation was counted: install classtrack::TrackingAlloc as the #[global_allocator]";
 
-/// One class's memory at the time of a snapshot.
+/// One class's exact allocator totals at a snapshot: every class has them (types, named
+/// scopes, the reserved `<untracked>` and `<classtrack overhead>`), tracked or not.
 ///
-/// `live_bytes` counts what the program asked for (`Layout::size()`), never classtrack's
+/// Exact, where a site's figures ([`Site`](crate::Site)) are sampled estimates, and of all
+/// the class's blocks, where [`TrackedClassTotals`] sums the instances built through a
+/// tracker. `live_bytes` counts what the program asked for (`Layout::size()`), never classtrack's
 /// metadata. A block is charged to the class whose scope allocated it, for the block's whole
 /// life: growth by `realloc` is charged to that class too, whichever scope is current then.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,7 +83,11 @@ pub struct AllocatorTotals {
     pub frees: u64,
 }
 
-/// A tracked class's instances at the time of a snapshot.
+/// A tracked class's instances at a snapshot: how many are alive and their sizes.
+///
+/// Only for classes given to [`ClassTracker::track_class`](crate::ClassTracker::track_class),
+/// and only their instances (built with `construct` or registered with `track_object`),
+/// where [`ClassTotals`] counts every block allocated in the class's scope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TrackedClassTotals {

@@ -141,7 +141,11 @@ impl SiteStats {
     }
 }
 
-/// One tracked class, as kept in [`Stats`].
+/// One tracked class over the whole run, as kept in [`Stats`]: its options and how many
+/// instances lived when.
+///
+/// Not a snapshot's figures: those are [`ClassTotals`] (every class, exact bytes) and
+/// [`TrackedClassTotals`] (a tracked class's instances) in each [`SnapshotStats`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ClassStats {
