@@ -64,7 +64,8 @@ pub struct SnapshotStats {
     /// One past the largest class id that had allocated by this snapshot: a class with this
     /// id or a larger one had not, so where a later snapshot has it, it is new since this one.
     /// Lets a summary tell a new class from one it left out. `None` in files written before
-    /// this field was kept.
+    /// this field was kept. Class ids are a process's own: between snapshots of two runs,
+    /// only a full earlier snapshot tells which classes are new.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unseen_from: Option<u32>,
 }

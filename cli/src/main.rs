@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod gate;
+
 use classtrack::report::Measure;
 use classtrack::{SnapshotStats, SortKey, Stats};
 
@@ -21,14 +23,17 @@ Examples:
   classtrack html stats.json -o report.html
   classtrack pprof stats.json -o heap.pb.gz && go tool pprof -top heap.pb.gz
   classtrack flamegraph stats.json --class myapp::Cache -o heap.svg
+  classtrack check stats.json --max myapp::Cache=64MiB --max-total 1GiB
+  classtrack diff before.json after.json --fail-on-growth 10
 
 DUMP is a file written by classtrack::Stats::dump (format version 1 or 2).
 SNAP picks a snapshot: a whole number is an index (0 the oldest, -1 the latest, -2 the one
 before), any other text a label (the description given to create_snapshot; the latest
 snapshot with that label).
 
-Exit status: 0 on success, 1 when a dump cannot be read, a snapshot is not found or an output
-cannot be written, 2 for wrong arguments.";
+Exit status: 0 on success, 1 when a dump cannot be read, a snapshot is not found, an output
+cannot be written or a memory gate (check, diff --fail-on-growth) is breached, 2 for wrong
+arguments.";
 
 /// Reports on stats dumped by classtrack: which classes own the heap, how it changed, what
 /// keeps growing and where it was allocated.
@@ -55,7 +60,8 @@ Examples:
   classtrack diff stats.json                      the oldest snapshot to the latest
   classtrack diff stats.json --from -2            the one before the latest to the latest
   classtrack diff stats.json --from warm --to 7   the latest labelled warm to snapshot 7
-  classtrack diff before.json after.json          the latest of each";
+  classtrack diff before.json after.json          the latest of each
+  classtrack diff before.json after.json --fail-on-growth 10 --ignore-below 1MiB";
 
 const LEAKS_EXAMPLES: &str = "\
 Examples:
@@ -72,6 +78,15 @@ Examples:
   classtrack pprof stats.json -o heap.pb.gz
   go tool pprof -top heap.pb.gz
   classtrack pprof stats.json --snapshot -2 -o - | gzip -dc | wc -c";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  classtrack check stats.json --max myapp::Cache=64MiB --max '<untracked>=10MB'
+  classtrack check stats.json --max-total 512MiB --snapshot end
+
+Sizes: a number with an optional unit: B, KB, MB, GB (powers of 1000), KiB, MiB, GiB or K, M,
+G (powers of 1024). Exit status 1, with one line per breach on standard error, when a limit is
+exceeded; 0 when all hold (each is listed on standard output).";
 
 const FLAMEGRAPH_EXAMPLES: &str = "\
 Examples:
@@ -132,6 +147,29 @@ enum Command {
     /// and search.
     #[command(after_help = FLAMEGRAPH_EXAMPLES)]
     Flamegraph(FlamegraphArgs),
+    /// Fails (status 1) when a class or the program's heap is over its limit: a CI gate
+    ///
+    /// Compares live bytes at one snapshot (the latest by default) with the limits given, and
+    /// prints one line per breach on standard error. A class name the dump never saw is an
+    /// error (status 2), so that a misspelt name cannot pass.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The stats file.
+    #[arg(value_name = "DUMP")]
+    dump: PathBuf,
+    /// A class's limit of live bytes, CLASS=SIZE (repeat for more classes).
+    #[arg(long = "max", value_name = "CLASS=SIZE")]
+    max: Vec<gate::Limit>,
+    /// The limit of the program's live heap (every class but classtrack's own).
+    #[arg(long, value_name = "SIZE", value_parser = gate::parse_size)]
+    max_total: Option<u64>,
+    /// The snapshot to check: an index or a label [default: -1, the latest].
+    #[arg(long, value_name = "SNAP", allow_hyphen_values = true)]
+    snapshot: Option<Snap>,
 }
 
 #[derive(Args)]
@@ -215,6 +253,26 @@ struct DiffArgs {
     /// The later snapshot: an index or a label; in the new dump, with two [default: -1].
     #[arg(long, value_name = "SNAP", allow_hyphen_values = true)]
     to: Option<Snap>,
+    /// Fail (status 1) when a class's live bytes, or the program's heap, grew by more than
+    /// PERCENT percent (a class that had nothing live before grew by more than any percent).
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    fail_on_growth: Option<f64>,
+    /// With --fail-on-growth: leave out classes with less than SIZE live at the later
+    /// snapshot [default: 0].
+    #[arg(long, value_name = "SIZE", value_parser = gate::parse_size, requires = "fail_on_growth")]
+    ignore_below: Option<u64>,
+}
+
+fn percent(s: &str) -> std::result::Result<f64, String> {
+    let p: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage: give a number such as 10"))?;
+    if p.is_finite() && p >= 0.0 {
+        Ok(p)
+    } else {
+        Err(format!("{s:?}: give a percentage of 0 or more"))
+    }
 }
 
 #[derive(Args)]
@@ -300,6 +358,10 @@ enum Failure {
     ClosedOutput,
     /// What to tell the user.
     Message(String),
+    /// Wrong arguments that only the data could show (status 2, as clap's).
+    Usage(String),
+    /// A memory gate was breached: the breaches are already on standard error (status 1).
+    Breached,
 }
 
 impl From<io::Error> for Failure {
@@ -335,6 +397,15 @@ fn main() -> ExitCode {
     let result = run(cli.command, &mut out).and_then(|()| out.flush().map_err(Failure::from));
     match result {
         Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
+        Err(Failure::Breached) => {
+            let _ = out.flush();
+            ExitCode::FAILURE
+        }
+        Err(Failure::Usage(m)) => {
+            let _ = out.flush();
+            let _ = writeln!(io::stderr(), "classtrack: {m}");
+            ExitCode::from(2)
+        }
         Err(Failure::Message(m)) => {
             // Whatever was printed before the failure goes first; it may fail in turn.
             let _ = out.flush();
@@ -426,8 +497,39 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
             stats.write_flamegraph(snap, &mut bytes, measure, a.class.as_deref())?;
             write_output(&a.output, &bytes, false, out)?;
         }
+        Command::Check(a) => {
+            if a.max.is_empty() && a.max_total.is_none() {
+                return Err(Failure::Usage(
+                    "give limits to check: --max CLASS=SIZE (repeatable) or --max-total SIZE"
+                        .to_owned(),
+                ));
+            }
+            let stats = Stats::load(&a.dump)?;
+            let (index, snap) = pick(&stats, &a.dump, a.snapshot.as_ref())?;
+            let verdict =
+                gate::check(&stats, index, snap, &a.max, a.max_total).map_err(Failure::Usage)?;
+            for line in &verdict.passed {
+                writeln!(out, "ok: {line}")?;
+            }
+            report_verdict(&verdict, out)?;
+        }
     }
     Ok(())
+}
+
+/// Notes what a gate could not check, and fails with its breaches, one line each.
+fn report_verdict(v: &gate::Verdict, out: &mut dyn Write) -> Result<()> {
+    out.flush()?;
+    for line in &v.unchecked {
+        note(line);
+    }
+    if v.breaches.is_empty() {
+        return Ok(());
+    }
+    for line in &v.breaches {
+        note(line);
+    }
+    Err(Failure::Breached)
 }
 
 fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
@@ -458,7 +560,8 @@ fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
             new_path.display()
         )?;
     }
-    later.diff(earlier).write_table(out)?;
+    let changes = later.diff(earlier);
+    changes.write_table(out)?;
     for (index, snap) in [(from_index, earlier), (to_index, later)] {
         if snap.full {
             continue;
@@ -482,6 +585,16 @@ fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
                 plural(others, "other class", "other classes"),
             )?;
         }
+    }
+    if let Some(percent) = a.fail_on_growth {
+        let verdict = gate::growth(
+            earlier,
+            later,
+            &changes,
+            percent,
+            a.ignore_below.unwrap_or(0),
+        );
+        report_verdict(&verdict, out)?;
     }
     Ok(())
 }

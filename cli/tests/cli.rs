@@ -632,3 +632,123 @@ fn summaries_of_older_snapshots_are_shown_as_such() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_fails_with_one_line_per_limit_exceeded() {
+    let f = fixture();
+    let leak_limit = format!("{LEAK}={}", LEAK_BLOCK * TICKS);
+    let within = ok(&[
+        "check",
+        path(&f.dump),
+        "--max",
+        &leak_limit,
+        "--max-total",
+        "1GiB",
+    ]);
+    assert!(
+        within.contains(&format!(
+            "ok: {LEAK}: 48.8 KiB live at snapshot 7 (\"end\"), limit 48.8 KiB"
+        )),
+        "{within}"
+    );
+    assert!(within.contains("ok: program heap: "), "{within}");
+
+    // One byte over, and a total far too small: two breaches, one line each, status 1.
+    let over = format!("{LEAK}={}", LEAK_BLOCK * TICKS - 1);
+    let out = classtrack(&["check", path(&f.dump), "--max", &over, "--max-total", "1KB"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("classtrack: {LEAK}: 48.8 KiB live at snapshot 7"))
+            && lines[0].ends_with("over by 1 B"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("classtrack: program heap: "),
+        "{stderr}"
+    );
+
+    // Before the leak began (a full snapshot), the class had nothing live: within any limit.
+    let start = ok(&[
+        "check",
+        path(&f.dump),
+        "--snapshot",
+        "start",
+        "--max",
+        &over,
+    ]);
+    assert!(
+        start.contains(&format!("ok: {LEAK}: 0 B live at snapshot 0")),
+        "{start}"
+    );
+
+    // A misspelt class must not pass: status 2, naming the classes there are.
+    let line = fails(&["check", path(&f.dump), "--max", "cli test lek=1MB"], 2);
+    assert!(line.contains("no class named \"cli test lek\""), "{line}");
+    assert!(line.contains(LEAK), "{line}");
+    let line = fails(&["check", path(&f.dump)], 2);
+    assert!(line.contains("give limits to check"), "{line}");
+    let line = fails(&["check", path(&f.dump), "--max", "Order=12 parsecs"], 2);
+    assert!(line.contains("unknown unit"), "{line}");
+}
+
+#[test]
+fn diff_fails_on_growth_beyond_a_percentage() {
+    let f = fixture();
+    // From "warm" to "end" the leak went from nothing to 48.8 KiB: more than any percent.
+    let out = classtrack(&[
+        "diff",
+        path(&f.dump),
+        "--from",
+        "warm",
+        "--to",
+        "end",
+        "--fail-on-growth",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("from \"warm\""),
+        "the table still comes: {stdout}"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.lines().any(|l| l
+            == format!(
+                "classtrack: {LEAK} (new class): live bytes grew from nothing to 48.8 KiB, more \
+                 than 10%"
+            )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Order"), "Order shrank: {stderr}");
+    // Classes under the floor are left out; the heap as a whole grew less than 1000%.
+    let quiet = ok(&[
+        "diff",
+        path(&f.dump),
+        "--from",
+        "warm",
+        "--to",
+        "end",
+        "--fail-on-growth",
+        "1000",
+        "--ignore-below",
+        "1MiB",
+    ]);
+    assert!(quiet.starts_with("from \"warm\""), "{quiet}");
+    // The same snapshot twice: nothing grew.
+    ok(&[
+        "diff",
+        path(&f.dump),
+        "--from",
+        "end",
+        "--to",
+        "end",
+        "--fail-on-growth",
+        "0",
+    ]);
+    let line = fails(&["diff", path(&f.dump), "--fail-on-growth", "ten"], 2);
+    assert!(line.contains("not a percentage"), "{line}");
+}
