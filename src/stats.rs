@@ -901,6 +901,26 @@ impl Stats {
         let _g = OverheadGuard::new();
         let path = path.as_ref();
         let bytes = json::read_regular_file(path)?;
+        Stats::from_json(&bytes, path)
+    }
+
+    /// Reads stats from the bytes [`dump`](Self::dump) writes, such as a response of the
+    /// endpoint's `/stats.json`; `source` names them in errors (a path or a URL). Errors as
+    /// [`load`](Self::load)'s, but for those of reading a file.
+    ///
+    /// ```
+    /// let stats = classtrack::ClassTracker::new().stats();
+    /// let path = std::env::temp_dir().join(format!("classtrack-json-doc-{}.json", std::process::id()));
+    /// stats.dump(&path)?;
+    /// let bytes = std::fs::read(&path)?;
+    /// assert_eq!(classtrack::Stats::from_json(&bytes, "a copy")?, stats);
+    /// assert!(classtrack::Stats::from_json(b"{", "a copy").is_err());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_json(bytes: &[u8], source: impl AsRef<Path>) -> Result<Stats> {
+        let _g = OverheadGuard::new();
+        let path = source.as_ref();
         let version_error = |found: u64| match u32::try_from(found) {
             Ok(newer) if newer != 0 => Error::UnsupportedVersion {
                 path: path.to_owned(),
@@ -916,14 +936,14 @@ impl Stats {
             path: path.to_owned(),
             reason,
         };
-        match serde_json::from_slice::<Stats>(&bytes) {
+        match serde_json::from_slice::<Stats>(bytes) {
             Ok(stats) if stats.version == STATS_VERSION => Ok(stats),
             Ok(stats) => Err(version_error(u64::from(stats.version))),
             // Tell an older version (migrated) and a version this classtrack cannot read
             // from damage: another format does not parse as this one, and its version is
             // what decides.
-            Err(e) => match json::peek_version(&bytes) {
-                json::Version::Number(1) => serde_json::from_slice::<StatsV1>(&bytes)
+            Err(e) => match json::peek_version(bytes) {
+                json::Version::Number(1) => serde_json::from_slice::<StatsV1>(bytes)
                     .map(StatsV1::migrate)
                     .map_err(|e| corrupt(format!("a version 1 file that does not parse: {e}"))),
                 json::Version::Number(v) if v == 0 || v > u64::from(STATS_VERSION) => {
