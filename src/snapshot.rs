@@ -290,7 +290,10 @@ impl Snapshot {
                 }
             },
             allocator_installed: allocator.allocations > 0 || crate::allocator_installed(),
-            hint: crate::integrations::hint(allocator.allocated_bytes),
+            #[cfg(feature = "tracing")]
+            hint: crate::integrations::tracing::quiet_hint(allocator.allocated_bytes),
+            #[cfg(not(feature = "tracing"))]
+            hint: None,
             index,
         }
     }

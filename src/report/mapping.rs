@@ -41,10 +41,18 @@ mod imp {
 
     use super::Mapping;
 
-    /// Build ids by file (device, inode and modification time: a file replaced on disk is read
-    /// again). A few dozen entries at most: one per shared object. A `std::sync::Mutex`, taken
-    /// only off the allocation path, never while another lock is held.
-    static BUILD_IDS: LazyLock<Mutex<HashMap<(u64, u64, i64), Option<String>>>> =
+    /// What a mapping needs of an ELF file: its build id and its executable segments.
+    #[derive(Debug, Clone, Default)]
+    struct ElfInfo {
+        build_id: Option<String>,
+        /// `(p_offset, p_filesz)` of each executable `PT_LOAD` segment.
+        code: Vec<(u64, u64)>,
+    }
+
+    /// Files read so far, by device, inode and modification time (a file replaced on disk is
+    /// read again). A few dozen entries at most: one per shared object. A `std::sync::Mutex`,
+    /// taken only off the allocation path, never while another lock is held.
+    static FILES: LazyLock<Mutex<HashMap<(u64, u64, i64), ElfInfo>>> =
         LazyLock::new(Default::default);
 
     pub(super) fn current() -> Vec<Mapping> {
@@ -57,12 +65,16 @@ mod imp {
         let mut out: Vec<Mapping> = maps
             .lines()
             .filter_map(parse_line)
-            .map(|(start, limit, offset, path)| Mapping {
-                start,
-                limit,
-                offset,
-                build_id: build_id(path),
-                path: path.to_owned(),
+            .map(|(start, limit, offset, path)| {
+                let info = elf_info(path);
+                let (start, offset) = code_start(start, limit, offset, &info.code);
+                Mapping {
+                    start,
+                    limit,
+                    offset,
+                    build_id: info.build_id,
+                    path: path.to_owned(),
+                }
             })
             .collect();
         // The main executable first (stable: its own regions keep their order).
@@ -91,38 +103,72 @@ mod imp {
         ))
     }
 
-    fn build_id(path: &str) -> Option<String> {
-        let mut file = File::open(path).ok()?;
-        let meta = file.metadata().ok()?;
-        let key = (meta.dev(), meta.ino(), meta.mtime());
-        let lock = || BUILD_IDS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(id) = lock().get(&key) {
-            return id.clone();
-        }
-        let id = read_build_id(&mut file);
-        lock().insert(key, id.clone());
-        id
+    /// Where the code of a region starts: a region is mapped from a page boundary, and an
+    /// executable segment may start within its first page (as rust-lld lays binaries out), after
+    /// the end of the segment before it. The start and file offset of the segment's first byte
+    /// are what pprof's tools take for the mapping (Go's `cmd/pprof` computes the binary's base
+    /// as the mapping's start less the segment's address, so the region's own start would shift
+    /// every address by the difference).
+    pub(super) fn code_start(
+        start: u64,
+        limit: u64,
+        offset: u64,
+        code: &[(u64, u64)],
+    ) -> (u64, u64) {
+        let len = limit - start;
+        code.iter()
+            .find(|&&(off, size)| off > offset && off < offset + len && size > 0)
+            .map_or((start, offset), |&(off, _)| (start + (off - offset), off))
     }
 
-    /// The `NT_GNU_BUILD_ID` note of an ELF file, read from its program headers' note
-    /// segments: a few KiB read, however large the file.
-    fn read_build_id(file: &mut File) -> Option<String> {
+    fn elf_info(path: &str) -> ElfInfo {
+        let Ok(mut file) = File::open(path) else {
+            return ElfInfo::default();
+        };
+        let Ok(meta) = file.metadata() else {
+            return ElfInfo::default();
+        };
+        let key = (meta.dev(), meta.ino(), meta.mtime());
+        let lock = || FILES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(info) = lock().get(&key) {
+            return info.clone();
+        }
+        let info = read_elf_info(&mut file).unwrap_or_default();
+        lock().insert(key, info.clone());
+        info
+    }
+
+    /// The executable segments and the `NT_GNU_BUILD_ID` note of an ELF file, read from its
+    /// program headers and note segments: a few KiB read, however large the file.
+    fn read_elf_info(file: &mut File) -> Option<ElfInfo> {
         let mut head = Vec::new();
         file.by_ref().take(64 * 1024).read_to_end(&mut head).ok()?;
         let header = elf::FileHeader64::<Endianness>::parse(&*head).ok()?;
         let endian = header.endian().ok()?;
         let phdrs = header.program_headers(endian, &*head).ok()?;
+        let mut info = ElfInfo::default();
         for ph in phdrs {
-            if ph.p_type(endian) != elf::PT_NOTE {
+            if ph.p_type(endian) == elf::PT_LOAD && ph.p_flags(endian).0 & elf::PF_X.0 != 0 {
+                info.code.push((ph.p_offset(endian), ph.p_filesz(endian)));
+            }
+        }
+        for ph in phdrs {
+            if ph.p_type(endian) != elf::PT_NOTE || info.build_id.is_some() {
                 continue;
             }
-            let size = usize::try_from(ph.p_filesz(endian)).ok()?;
+            let Ok(size) = usize::try_from(ph.p_filesz(endian)) else {
+                continue;
+            };
             if size > 64 * 1024 {
                 continue;
             }
             let mut data = vec![0; size];
-            file.seek(SeekFrom::Start(ph.p_offset(endian))).ok()?;
-            file.read_exact(&mut data).ok()?;
+            let read = file
+                .seek(SeekFrom::Start(ph.p_offset(endian)))
+                .and_then(|_| file.read_exact(&mut data));
+            if read.is_err() {
+                continue;
+            }
             let Ok(mut notes) = NoteIterator::<elf::FileHeader64<Endianness>>::new(
                 endian,
                 ph.p_align(endian),
@@ -137,11 +183,12 @@ mod imp {
                     for b in desc {
                         hex.push_str(&format!("{b:02x}"));
                     }
-                    return Some(hex);
+                    info.build_id = Some(hex);
+                    break;
                 }
             }
         }
-        None
+        Some(info)
     }
 
     #[cfg(test)]
@@ -161,6 +208,27 @@ mod imp {
             );
             assert_eq!(parse_line("7f00-7f10 r-xp 00000000 00:00 0 [vdso]"), None);
             assert_eq!(parse_line("7f00-7f10 r-xp 00000000 00:00 0 "), None);
+        }
+
+        #[test]
+        fn a_region_starts_where_its_code_does() {
+            // rust-lld: the code segment at file offset 0x11d700, mapped from 0x11d000.
+            let code = [(0x11d700, 0x2ef700)];
+            assert_eq!(
+                code_start(0x5000_0000, 0x5030_0000, 0x11d000, &code),
+                (0x5000_0700, 0x11d700)
+            );
+            // GNU ld: page-aligned, nothing to move.
+            let code = [(0x1000, 0x5000)];
+            assert_eq!(
+                code_start(0x5000_0000, 0x5000_6000, 0x1000, &code),
+                (0x5000_0000, 0x1000)
+            );
+            // A segment of another region.
+            assert_eq!(
+                code_start(0x5000_0000, 0x5000_1000, 0, &[(0x9000, 10)]),
+                (0x5000_0000, 0)
+            );
         }
 
         #[test]
