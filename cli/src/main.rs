@@ -536,7 +536,7 @@ fn load(dump: &Path, token: Option<&str>) -> Result<Stats> {
         }
         Err(ureq::Error::Transport(e)) => {
             return Err(fail(format!(
-                "cannot fetch {url}: {e} (is the program running and serving there?)"
+                "{e} (is the program running, serving there?)"
             )))
         }
     };

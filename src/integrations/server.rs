@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use classtrack_shim::OverheadGuard;
+use classtrack_shim::{ClassId, OverheadGuard};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -624,7 +624,12 @@ fn live_page(inner: &Inner, snap: &Snapshot, host: &str, token: bool) -> String 
 
     // The largest classes, with their change since the tracker's latest snapshot.
     let previous = recent.last();
-    let mut classes: Vec<_> = snap.classes.iter().filter(|c| c.live_bytes > 0).collect();
+    // classtrack's own bytes are in the line above, not among the program's classes.
+    let mut classes: Vec<_> = snap
+        .classes
+        .iter()
+        .filter(|c| c.live_bytes > 0 && c.id != ClassId::OVERHEAD)
+        .collect();
     classes.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
     let _ = writeln!(p, "<h2>Largest classes</h2>");
     match previous {
@@ -681,7 +686,7 @@ fn live_page(inner: &Inner, snap: &Snapshot, host: &str, token: bool) -> String 
         let grew: Vec<_> = diff
             .classes
             .iter()
-            .filter(|c| c.live_bytes_change > 0)
+            .filter(|c| c.live_bytes_change > 0 && c.id != ClassId::OVERHEAD)
             .take(PAGE_ROWS)
             .collect();
         let _ = writeln!(p, "<h2>Growth since the latest snapshot</h2>");
@@ -735,7 +740,13 @@ fn live_page(inner: &Inner, snap: &Snapshot, host: &str, token: bool) -> String 
              <th>live bytes</th><th>top site</th></tr>"
         );
         for s in suspects.iter().take(PAGE_ROWS) {
-            let site = s.top_sites.first().and_then(|t| t.frames.first());
+            // The first frame outside the standard library: the program's own.
+            let site = s.top_sites.first().and_then(|t| {
+                t.frames
+                    .iter()
+                    .find(|f| !crate::sampling::is_std(f))
+                    .or(t.frames.first())
+            });
             let site = site.map_or(String::new(), |f| match (&f.file, f.line) {
                 (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
                 _ => f.function.clone(),
