@@ -52,8 +52,10 @@ mod imp {
     /// Files read so far, by device, inode and modification time (a file replaced on disk is
     /// read again). A few dozen entries at most: one per shared object. A `std::sync::Mutex`,
     /// taken only off the allocation path, never while another lock is held.
-    static FILES: LazyLock<Mutex<HashMap<(u64, u64, i64), ElfInfo>>> =
-        LazyLock::new(Default::default);
+    static FILES: LazyLock<Mutex<HashMap<FileKey, ElfInfo>>> = LazyLock::new(Default::default);
+
+    /// A file's device, inode and modification time.
+    type FileKey = (u64, u64, i64);
 
     pub(super) fn current() -> Vec<Mapping> {
         let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
@@ -240,7 +242,7 @@ mod imp {
                 std::fs::canonicalize(exe).unwrap()
             );
             // This function's own code is in the executable's region.
-            let here = the_executable_comes_first_with_its_build_id as usize as u64;
+            let here = the_executable_comes_first_with_its_build_id as *const () as usize as u64;
             assert!(
                 maps.iter()
                     .any(|m| m.path == maps[0].path && (m.start..m.limit).contains(&here)),
