@@ -246,6 +246,15 @@ pub struct Stats {
     /// The stacks of the snapshots' allocation sites ([`SiteStats::stack`]), innermost frame
     /// first, each kept once however many sites and snapshots share it.
     pub stacks: Vec<Vec<Frame>>,
+    /// For each of [`stacks`](Self::stacks), the code address of each of its locations (each
+    /// run of inlined frames and the frame they are inlined into), for pprof profiles; empty
+    /// where unknown (dumps of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stack_addresses: Vec<Vec<u64>>,
+    /// The process's code mappings when the stats were gathered (Linux; empty elsewhere and in
+    /// dumps of older versions): pprof profiles of a dump carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mappings: Vec<crate::report::mapping::Mapping>,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
@@ -482,6 +491,8 @@ impl Stats {
             evicted_instances: st.compaction.instances_evicted,
             compaction: st.compaction,
             stacks: Vec::new(),
+            stack_addresses: Vec::new(),
+            mappings: Vec::new(),
             order: Vec::new(),
             reversed: false,
         };
@@ -529,6 +540,11 @@ impl Stats {
                 let stack = *stack_index.entry(site.stack.clone()).or_insert_with(|| {
                     let frames = site.frames();
                     *by_frames.entry(frames.clone()).or_insert_with(|| {
+                        self.stack_addresses
+                            .push(crate::report::pprof::location_addresses(
+                                &site.stack,
+                                &frames,
+                            ));
                         self.stacks.push(frames);
                         self.stacks.len() - 1
                     })
@@ -546,6 +562,9 @@ impl Stats {
                     live_samples: site.live_samples,
                 });
             }
+        }
+        if !self.stacks.is_empty() {
+            self.mappings = crate::report::mapping::current();
         }
     }
 

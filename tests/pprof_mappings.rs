@@ -29,12 +29,28 @@ fn allocate_mapped_blocks() -> Vec<Vec<u8>> {
 
 /// A profile of a snapshot with `CLASS`'s sites, and the blocks (to keep them live).
 fn profile() -> (proto::Profile, Vec<Vec<u8>>) {
+    let (p, _, kept) = profiles();
+    (p, kept)
+}
+
+/// The profiles of a snapshot with `CLASS`'s sites, from the snapshot and from its stats
+/// dumped and loaded, and the blocks (to keep them live).
+fn profiles() -> (proto::Profile, proto::Profile, Vec<Vec<u8>>) {
     let tracker = ClassTracker::new();
     classtrack::trace_every_allocation_named(CLASS, true);
     let kept = allocate_mapped_blocks();
     classtrack::trace_every_allocation_named(CLASS, false);
     let snap = tracker.create_snapshot("mapped");
-    (snap.pprof_profile(), kept)
+    let path = std::env::temp_dir().join(format!(
+        "classtrack-mappings-dump-{}-{:?}.json",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    tracker.stats().dump(&path).unwrap();
+    let stats = classtrack::Stats::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let last = stats.snapshots.last().unwrap();
+    (snap.pprof_profile(), stats.pprof_profile(last), kept)
 }
 
 fn s(p: &proto::Profile, i: i64) -> &str {
@@ -168,7 +184,15 @@ fn go_tool_pprof_names_the_functions_of_addresses_with_the_binary() {
         "{stdout}\n{stderr}"
     );
 
-    // Addresses alone: `go tool pprof` names them from the binary.
+    // Addresses alone: `go tool pprof` names them from the binary; a dump's profile too.
+    let (_, dumped, more) = profiles();
+    let bare = write("dumped-bare.pb.gz", &addresses_only(dumped));
+    let (stdout, stderr) = go_pprof(&dir, &["-symbolize=local", "-traces", &exe, &bare]);
+    assert!(
+        stdout.contains("allocate_mapped_blocks"),
+        "{stdout}\n{stderr}"
+    );
+    drop(more);
     let bare = write("bare.pb.gz", &addresses_only(p));
     let (stdout, stderr) = go_pprof(&dir, &["-symbolize=local", "-traces", &exe, &bare]);
     assert!(
@@ -180,6 +204,67 @@ fn go_tool_pprof_names_the_functions_of_addresses_with_the_binary() {
         "{stdout}\n{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    drop(kept);
+}
+
+/// The addresses of the locations that name `function`.
+fn addresses_of(p: &proto::Profile, function: &str) -> Vec<u64> {
+    let mut a: Vec<u64> = p
+        .location
+        .iter()
+        .filter(|l| names(p, l).iter().any(|n| n.ends_with(function)))
+        .map(|l| l.address)
+        .collect();
+    a.sort_unstable();
+    a
+}
+
+#[test]
+fn a_dumps_profile_has_the_mappings_and_addresses_of_the_process_it_came_from() {
+    let (live, dumped, kept) = profiles();
+    assert_eq!(live.mapping.len(), dumped.mapping.len());
+    for (a, b) in live.mapping.iter().zip(&dumped.mapping) {
+        assert_eq!(s(&live, a.filename), s(&dumped, b.filename));
+        assert_eq!(s(&live, a.build_id), s(&dumped, b.build_id));
+        assert_eq!(
+            (a.memory_start, a.memory_limit, a.file_offset),
+            (b.memory_start, b.memory_limit, b.file_offset)
+        );
+    }
+    let at = addresses_of(&dumped, "allocate_mapped_blocks");
+    assert!(!at.is_empty() && at.iter().all(|&a| a != 0), "{at:?}");
+    assert_eq!(at, addresses_of(&live, "allocate_mapped_blocks"));
+    drop(kept);
+}
+
+#[test]
+fn a_dump_without_mappings_loads_and_its_profile_has_none() {
+    let (_, _, kept) = profiles();
+    let tracker = ClassTracker::new();
+    tracker.create_snapshot("one");
+    let path = std::env::temp_dir().join(format!(
+        "classtrack-mappings-old-{}.json",
+        std::process::id()
+    ));
+    tracker.stats().dump(&path).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // As a dump written before mappings were kept.
+    let object = json.as_object_mut().unwrap();
+    assert!(
+        object.remove("mappings").is_some(),
+        "a dump keeps the mappings"
+    );
+    object.remove("stack_addresses");
+    let bytes = serde_json::to_vec(&json).unwrap();
+    let stats = classtrack::Stats::from_json(&bytes, "an older dump").unwrap();
+    let p = stats.pprof_profile(stats.snapshots.last().unwrap());
+    assert!(p.mapping.is_empty());
+    assert!(p
+        .location
+        .iter()
+        .all(|l| l.mapping_id == 0 && l.address == 0));
     drop(kept);
 }
 

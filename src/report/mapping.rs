@@ -5,8 +5,9 @@
 //! Linux only (from `/proc/self/maps` and each file's ELF notes); elsewhere there are none, and
 //! profiles carry their symbolized frames alone.
 
-/// One executable region of a file mapped into the process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One executable region of a file mapped into the process (kept in dumps: see
+/// [`Stats`](crate::Stats)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Mapping {
     /// The first address of the region.
     pub start: u64,
@@ -17,6 +18,7 @@ pub(crate) struct Mapping {
     /// The file's path.
     pub path: String,
     /// The file's GNU build id in lower-case hex, when it has one.
+    #[serde(default)]
     pub build_id: Option<String>,
 }
 

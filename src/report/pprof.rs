@@ -11,8 +11,9 @@
 //! frame debug info could not name when the profile was taken (a stripped binary) is written as
 //! an address alone, in a mapping marked as not symbolized, for `go tool pprof` (given the
 //! unstripped binary, or finding it by build id) or a continuous profiler to symbolize later.
-//! A profile of a dump ([`Stats::write_pprof`]) has no mapping: dumps keep symbolized frames
-//! only.
+//! A profile of stats ([`Stats::write_pprof`], `classtrack pprof DUMP`) carries the mappings
+//! of the process when its stats were gathered, and its sites' addresses, which dumps keep
+//! (dumps of versions before them have neither, and their profiles no mapping).
 
 use std::io::Write;
 
@@ -179,8 +180,9 @@ impl Strings {
 struct ProfileSite<'a> {
     class: &'a str,
     frames: &'a [Frame],
-    /// The raw return addresses `frames` came from, innermost first (empty: unknown).
-    stack: &'a [usize],
+    /// The code address of each location of `frames` (see `location_addresses`; empty:
+    /// unknown).
+    addresses: Vec<u64>,
     allocations: f64,
     allocated_bytes: f64,
     live_blocks: f64,
@@ -190,7 +192,7 @@ struct ProfileSite<'a> {
 /// The address of each location of `frames` (each run of inlined frames ending with one that
 /// is not), found by matching `frames` against the symbolized `stack` they were trimmed from:
 /// the call instruction's (the return address less one). Empty when they do not match.
-fn location_addresses(stack: &[usize], frames: &[Frame]) -> Vec<u64> {
+pub(crate) fn location_addresses(stack: &[usize], frames: &[Frame]) -> Vec<u64> {
     if stack.is_empty() {
         return Vec::new();
     }
@@ -282,7 +284,7 @@ fn build<'a>(
     ];
     let mut samples = Vec::new();
     for site in sites {
-        let addresses = location_addresses(site.stack, site.frames);
+        let addresses = &site.addresses;
         // Group the symbolized frames back into locations: each location holds a run of
         // inlined frames ending with a non-inlined one.
         let mut location_id = Vec::new();
@@ -443,7 +445,7 @@ impl Snapshot {
                 .map(|(s, (class, frames))| ProfileSite {
                     class,
                     frames,
-                    stack: &s.stack,
+                    addresses: location_addresses(&s.stack, frames),
                     allocations: s.allocations,
                     allocated_bytes: s.allocated_bytes,
                     live_blocks: s.live_blocks,
@@ -482,7 +484,11 @@ impl Stats {
             snapshot.sites.iter().map(|s| ProfileSite {
                 class: &s.class,
                 frames: self.frames(s),
-                stack: &[],
+                addresses: self
+                    .stack_addresses
+                    .get(s.stack)
+                    .cloned()
+                    .unwrap_or_default(),
                 allocations: s.allocations,
                 allocated_bytes: s.allocated_bytes,
                 live_blocks: s.live_blocks,
@@ -490,7 +496,7 @@ impl Stats {
             }),
             snapshot.sampling.mean_bytes,
             0,
-            &[],
+            &self.mappings,
             DefaultType::InUse,
         )
     }
