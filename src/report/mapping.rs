@@ -63,14 +63,27 @@ mod imp {
         let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
             return Vec::new();
         };
-        let exe = std::fs::read_link("/proc/self/exe")
-            .ok()
-            .map(|p| p.display().to_string());
+        let exe = std::fs::read_link("/proc/self/exe").ok().map(|p| {
+            let p = p.display().to_string();
+            match p.strip_suffix(DELETED) {
+                Some(p) => p.to_owned(),
+                None => p,
+            }
+        });
         let mut out: Vec<Mapping> = maps
             .lines()
             .filter_map(parse_line)
-            .map(|(start, limit, offset, path)| {
-                let info = elf_info(path);
+            .map(|(start, limit, offset, path, deleted)| {
+                // The executable is read through /proc/self/exe, which is the running file
+                // even when a new build has replaced it on disk (the map says "(deleted)");
+                // another file that was replaced is not read: the path names a different one.
+                let info = if exe.as_deref() == Some(path) {
+                    elf_info("/proc/self/exe")
+                } else if deleted {
+                    ElfInfo::default()
+                } else {
+                    elf_info(path)
+                };
                 let (start, offset) = code_start(start, limit, offset, &info.code);
                 Mapping {
                     start,
@@ -86,8 +99,12 @@ mod imp {
         out
     }
 
-    /// `start-limit perms offset dev inode path` of an executable region backed by a file.
-    fn parse_line(line: &str) -> Option<(u64, u64, u64, &str)> {
+    /// What the kernel appends to the path of a file removed or replaced since it was mapped.
+    const DELETED: &str = " (deleted)";
+
+    /// `start-limit perms offset dev inode path` of an executable region backed by a file:
+    /// start, limit, offset, the path, and whether the file was removed since.
+    fn parse_line(line: &str) -> Option<(u64, u64, u64, &str, bool)> {
         let mut fields = line.splitn(6, ' ');
         let range = fields.next()?;
         let perms = fields.next()?;
@@ -95,15 +112,20 @@ mod imp {
         let _dev = fields.next()?;
         let _inode = fields.next()?;
         let path = fields.next()?.trim_start();
-        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
+        if !perms.contains('x') || !path.starts_with('/') {
             return None;
         }
+        let (path, deleted) = match path.strip_suffix(DELETED) {
+            Some(path) => (path, true),
+            None => (path, false),
+        };
         let (start, limit) = range.split_once('-')?;
         Some((
             u64::from_str_radix(start, 16).ok()?,
             u64::from_str_radix(limit, 16).ok()?,
             u64::from_str_radix(offset, 16).ok()?,
             path,
+            deleted,
         ))
     }
 
@@ -204,7 +226,18 @@ mod imp {
             let line = "55d0c0a00000-55d0c0b00000 r-xp 00001000 08:01 1234    /usr/bin/app";
             assert_eq!(
                 parse_line(line),
-                Some((0x55d0c0a00000, 0x55d0c0b00000, 0x1000, "/usr/bin/app"))
+                Some((
+                    0x55d0c0a00000,
+                    0x55d0c0b00000,
+                    0x1000,
+                    "/usr/bin/app",
+                    false
+                ))
+            );
+            let line = "7f00-7f10 r-xp 00002000 08:01 77 /srv/app (deleted)";
+            assert_eq!(
+                parse_line(line),
+                Some((0x7f00, 0x7f10, 0x2000, "/srv/app", true))
             );
             assert_eq!(
                 parse_line("7f00-7f10 r--p 00000000 08:01 1 /lib/x.so"),
