@@ -1,6 +1,7 @@
 //! `classtrack`: reads a stats file written by `classtrack::Stats::dump` (or fetches one from a
-//! live service's endpoint, `http://HOST:PORT`) and prints or writes its reports. Every report is the library's; this file reads the arguments, picks the
-//! snapshots and sends the output where it was asked to go.
+//! live service's endpoint, `http://HOST:PORT`) and prints or writes its reports. Every report
+//! is the library's; this file reads the arguments, picks the snapshots and sends the output
+//! where it was asked to go.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -214,7 +215,7 @@ impl Sort {
 #[derive(Args)]
 struct DiffArgs {
     /// One stats file (compare two of its snapshots), or two (compare the old file's
-    /// snapshot with the new file's).
+    /// snapshot with the new file's); either may be a live endpoint's http:// URL.
     #[arg(value_name = "DUMP", num_args = 1..=2, required = true)]
     dumps: Vec<PathBuf>,
     /// The earlier snapshot: an index (0 the oldest, -1 the latest) or a label; in the old
