@@ -636,7 +636,7 @@ pub(crate) fn is_machinery(function: &str) -> bool {
 static SYMBOLS: LazyLock<Mutex<HashMap<usize, Arc<[Frame]>>>> = LazyLock::new(Default::default);
 
 /// The frames at return address `ip` (several when calls were inlined), cached.
-fn symbolize(ip: usize) -> Arc<[Frame]> {
+pub(crate) fn symbolize(ip: usize) -> Arc<[Frame]> {
     if let Some(f) = lock(&SYMBOLS).get(&ip) {
         return f.clone();
     }

@@ -222,6 +222,8 @@ pub struct Snapshot {
     /// Whether a [`TrackingAlloc`](crate::TrackingAlloc) counted any allocation by then:
     /// `false` means it is not the `#[global_allocator]`, and every figure is zero.
     pub allocator_installed: bool,
+    /// A hint about the set-up, shown under the table: a tracing layer that sees no span.
+    pub(crate) hint: Option<&'static str>,
     index: HashMap<Arc<str>, usize>,
 }
 
@@ -295,6 +297,10 @@ impl Snapshot {
                 }
             },
             allocator_installed: allocator.allocations > 0 || crate::allocator_installed(),
+            #[cfg(feature = "tracing")]
+            hint: crate::integrations::tracing::quiet_hint(allocator.allocated_bytes),
+            #[cfg(not(feature = "tracing"))]
+            hint: None,
             index,
         }
     }

@@ -266,6 +266,15 @@ pub struct Stats {
     /// The stacks of the snapshots' allocation sites ([`SiteStats::stack`]), innermost frame
     /// first, each kept once however many sites and snapshots share it.
     pub stacks: Vec<Vec<Frame>>,
+    /// For each of [`stacks`](Self::stacks), the code address of each of its locations (each
+    /// run of inlined frames and the frame they are inlined into), for pprof profiles; empty
+    /// where unknown (dumps of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stack_addresses: Vec<Vec<u64>>,
+    /// The process's code mappings when the stats were gathered (Linux; empty elsewhere and in
+    /// dumps of older versions): pprof profiles of a dump carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mappings: Vec<crate::report::mapping::Mapping>,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
@@ -505,6 +514,8 @@ impl Stats {
             evicted_instances: st.compaction.instances_evicted,
             compaction: st.compaction,
             stacks: Vec::new(),
+            stack_addresses: Vec::new(),
+            mappings: Vec::new(),
             order: Vec::new(),
             reversed: false,
         };
@@ -552,6 +563,11 @@ impl Stats {
                 let stack = *stack_index.entry(site.stack.clone()).or_insert_with(|| {
                     let frames = site.frames();
                     *by_frames.entry(frames.clone()).or_insert_with(|| {
+                        self.stack_addresses
+                            .push(crate::report::pprof::location_addresses(
+                                &site.stack,
+                                &frames,
+                            ));
                         self.stacks.push(frames);
                         self.stacks.len() - 1
                     })
@@ -569,6 +585,9 @@ impl Stats {
                     live_samples: site.live_samples,
                 });
             }
+        }
+        if !self.stacks.is_empty() {
+            self.mappings = crate::report::mapping::current();
         }
     }
 
@@ -935,6 +954,26 @@ impl Stats {
         let _g = OverheadGuard::new();
         let path = path.as_ref();
         let bytes = json::read_regular_file(path)?;
+        Stats::from_json(&bytes, path)
+    }
+
+    /// Reads stats from the bytes [`dump`](Self::dump) writes, such as a response of the
+    /// endpoint's `/stats.json`; `source` names them in errors (a path or a URL). Errors as
+    /// [`load`](Self::load)'s, but for those of reading a file.
+    ///
+    /// ```
+    /// let stats = classtrack::ClassTracker::new().stats();
+    /// let path = std::env::temp_dir().join(format!("classtrack-json-doc-{}.json", std::process::id()));
+    /// stats.dump(&path)?;
+    /// let bytes = std::fs::read(&path)?;
+    /// assert_eq!(classtrack::Stats::from_json(&bytes, "a copy")?, stats);
+    /// assert!(classtrack::Stats::from_json(b"{", "a copy").is_err());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_json(bytes: &[u8], source: impl AsRef<Path>) -> Result<Stats> {
+        let _g = OverheadGuard::new();
+        let path = source.as_ref();
         let version_error = |found: u64| match u32::try_from(found) {
             Ok(newer) if newer != 0 => Error::UnsupportedVersion {
                 path: path.to_owned(),
@@ -950,14 +989,14 @@ impl Stats {
             path: path.to_owned(),
             reason,
         };
-        match serde_json::from_slice::<Stats>(&bytes) {
+        match serde_json::from_slice::<Stats>(bytes) {
             Ok(stats) if stats.version == STATS_VERSION => Ok(stats),
             Ok(stats) => Err(version_error(u64::from(stats.version))),
             // Tell an older version (migrated) and a version this classtrack cannot read
             // from damage: another format does not parse as this one, and its version is
             // what decides.
-            Err(e) => match json::peek_version(&bytes) {
-                json::Version::Number(1) => serde_json::from_slice::<StatsV1>(&bytes)
+            Err(e) => match json::peek_version(bytes) {
+                json::Version::Number(1) => serde_json::from_slice::<StatsV1>(bytes)
                     .map(StatsV1::migrate)
                     .map_err(|e| corrupt(format!("a version 1 file that does not parse: {e}"))),
                 json::Version::Number(v) if v == 0 || v > u64::from(STATS_VERSION) => {

@@ -86,6 +86,8 @@ impl StatsV1 {
             evicted_instances: self.evicted_instances,
             compaction: self.compaction,
             stacks: Vec::new(),
+            stack_addresses: Vec::new(),
+            mappings: Vec::new(),
             order: self.order,
             reversed: self.reversed,
         }

@@ -236,7 +236,14 @@ fn routes_answer_and_metrics_are_the_metrics_series() {
     let (status, body) = get(addr, "/", None);
     assert_eq!(status, 200);
     let index = String::from_utf8(body).unwrap();
-    for route in ["/metrics", "/debug/pprof/heap", "/snapshot.json"] {
+    for route in [
+        "/metrics",
+        "/debug/pprof/heap",
+        "/debug/pprof/allocs",
+        "/snapshot.json",
+        "/stats.json",
+        "/report.html",
+    ] {
         assert!(index.contains(&format!("href=\"{route}\"")), "{index}");
     }
 
@@ -273,7 +280,9 @@ fn routes_answer_and_metrics_are_the_metrics_series() {
     let (status, body) = get(addr, "/snapshot.json", None);
     assert_eq!(status, 200);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(json["description"], "for the json");
+    // Taken now, not the tracker's latest ("for the json").
+    assert_eq!(json["description"], "GET /snapshot.json");
+    assert!(json["tracked_time"].as_f64().is_some(), "{json}");
     let class = json["classes"]
         .as_array()
         .unwrap()
@@ -305,7 +314,10 @@ fn a_bearer_token_is_checked_on_every_route() {
         "/",
         "/metrics",
         "/debug/pprof/heap",
+        "/debug/pprof/allocs",
         "/snapshot.json",
+        "/stats.json",
+        "/report.html",
         "/nowhere",
     ] {
         assert_eq!(get(addr, route, None).0, 401, "{route} without a token");
@@ -524,4 +536,229 @@ fn serves_from_inside_an_async_runtime() {
         drop(server);
         tokio::task::yield_now().await;
     });
+}
+
+/// GETs `path` with `host` as the `Host` header, over a plain socket (a client sets its own).
+fn get_with_host(addr: SocketAddr, path: &str, host: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    exchange(addr, request.as_bytes(), Duration::from_secs(20)).0
+}
+
+#[test]
+fn the_live_page_shows_classes_growth_and_suspects_with_this_servers_address() {
+    let tracker = ClassTracker::new();
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..5 {
+        log.push(classtrack::scope_named("page <growing> & co", || {
+            vec![3u8; 50_000]
+        }));
+        tracker.create_snapshot("tick");
+    }
+    log.push(classtrack::scope_named("page <growing> & co", || {
+        vec![3u8; 50_000]
+    }));
+    let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+
+    let (status, body) = get(addr, "/", None);
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
+    // The class's name escaped, its live bytes now (6 blocks) and its change since the
+    // latest snapshot (one block).
+    let row = page
+        .lines()
+        .find(|l| l.contains("<td>page &lt;growing&gt; &amp; co</td>"))
+        .unwrap_or_else(|| panic!("the class's row in:\n{page}"));
+    assert!(row.contains("<td>293.0 KiB</td>"), "{row}");
+    assert!(row.contains("<td>+48.8 KiB</td>"), "{row}");
+    assert!(
+        page.contains("<h2>Growth since the latest snapshot</h2>"),
+        "{page}"
+    );
+    let suspects = &page[page
+        .find("<h2>Leak suspects</h2>")
+        .expect("a suspects section")..];
+    assert!(
+        suspects.contains("<td>page &lt;growing&gt; &amp; co</td><td>5/5</td>"),
+        "{suspects}"
+    );
+    // classtrack's own bytes are not a class of the program's.
+    assert!(
+        !page.contains("<td>&lt;classtrack overhead&gt;</td>"),
+        "{page}"
+    );
+    // Hints with the address the client used, without a token.
+    assert!(
+        page.contains(&format!("classtrack summary http://{addr}</code>")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("http://{addr}/debug/pprof/heap")),
+        "{page}"
+    );
+    assert!(!page.contains("HOST"), "{page}");
+
+    let page = get_with_host(addr, "/", "metrics.example:6060");
+    assert!(
+        page.contains("classtrack summary http://metrics.example:6060</code>"),
+        "{page}"
+    );
+    // A Host header that is not a plain address is not echoed.
+    let page = get_with_host(addr, "/", "x<script>");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains(&format!("classtrack summary http://{addr}</code>")),
+        "{page}"
+    );
+    drop(log);
+}
+
+#[test]
+fn the_live_page_of_a_tracker_without_snapshots_says_what_it_needs() {
+    let tracker = ClassTracker::new();
+    let server = ServerBuilder::new(&tracker)
+        .bearer_token("t0k")
+        .start()
+        .unwrap();
+    let (status, body) = get(server.local_addr(), "/", Some("t0k"));
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.contains("has taken no snapshot yet"), "{page}");
+    assert!(page.contains("Too few snapshots"), "{page}");
+    // With a token, the hints carry it.
+    assert!(
+        page.contains("CLASSTRACK_TOKEN=$TOKEN classtrack summary"),
+        "{page}"
+    );
+    assert!(page.contains("Authorization: Bearer $TOKEN"), "{page}");
+}
+
+#[test]
+fn stats_json_is_a_dump_that_stats_load_reads() {
+    let tracker = ClassTracker::new();
+    let kept = classtrack::scope_named("serve-stats-class", || vec![5u8; 12_345]);
+    tracker.create_snapshot("one");
+    tracker.create_snapshot("two");
+    let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+    let (status, body) = get(server.local_addr(), "/stats.json", None);
+    assert_eq!(status, 200);
+    let from_bytes = classtrack::Stats::from_json(&body, "the response").unwrap();
+    let descriptions: Vec<&str> = from_bytes
+        .snapshots
+        .iter()
+        .map(|s| s.description.as_str())
+        .collect();
+    assert_eq!(descriptions, ["one", "two"]);
+    let class = from_bytes.snapshots[1]
+        .classes
+        .iter()
+        .find(|c| &*c.name == "serve-stats-class")
+        .expect("the class in the dump");
+    assert_eq!(class.live_bytes, 12_345);
+    // The same bytes in a file: `Stats::load` reads them, equal.
+    let tmp = TempDir::new("stats-json");
+    let path = tmp.path().join("stats.json");
+    std::fs::write(&path, &body).unwrap();
+    assert_eq!(classtrack::Stats::load(&path).unwrap(), from_bytes);
+    drop(kept);
+}
+
+#[test]
+fn the_report_route_is_the_html_report() {
+    let tracker = ClassTracker::new();
+    let kept = classtrack::scope_named("serve-report-class", || vec![5u8; 4_000]);
+    tracker.create_snapshot("for the report");
+    let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+    let (status, body) = get(server.local_addr(), "/report.html", None);
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{}", &page[..100]);
+    assert!(page.contains("serve-report-class"));
+    drop(kept);
+}
+
+#[test]
+fn allocs_and_heap_are_one_profile_shown_by_allocated_or_live_bytes() {
+    use classtrack::report::pprof::proto;
+    use prost::Message;
+    let tracker = ClassTracker::new();
+    let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+    let decode = |route: &str| {
+        let (status, gz) = get(server.local_addr(), route, None);
+        assert_eq!(status, 200, "{route}");
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        proto::Profile::decode(&raw[..]).unwrap()
+    };
+    for (route, shown) in [
+        ("/debug/pprof/heap", "inuse_space"),
+        ("/debug/pprof/allocs", "alloc_space"),
+    ] {
+        let p = decode(route);
+        let s = |i: i64| p.string_table[i as usize].as_str();
+        assert_eq!(s(p.default_sample_type), shown, "{route}");
+        let types: Vec<&str> = p.sample_type.iter().map(|t| s(t.r#type)).collect();
+        assert_eq!(
+            types,
+            [
+                "alloc_objects",
+                "alloc_space",
+                "inuse_objects",
+                "inuse_space"
+            ]
+        );
+        #[cfg(target_os = "linux")]
+        {
+            let exe = std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap();
+            assert_eq!(Path::new(s(p.mapping[0].filename)), exe, "{route}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs go: apt-get install golang-go && cargo test --features server --test server -- --include-ignored"]
+fn go_tool_pprof_reads_the_profiles_with_the_binary() {
+    let tracker = ClassTracker::new();
+    classtrack::trace_every_allocation_named("serve-binary-class", true);
+    let kept: Vec<Vec<u8>> = classtrack::scope_named("serve-binary-class", || {
+        (0..16).map(|i| vec![i as u8; 4096]).collect()
+    });
+    classtrack::trace_every_allocation_named("serve-binary-class", false);
+    let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for (route, shown) in [("heap", "inuse_space"), ("allocs", "alloc_space")] {
+        let tmp = TempDir::new("pprof-binary");
+        let child = Command::new("go")
+            .args(["tool", "pprof", "-top", "-timeout", "20"])
+            .arg(&exe)
+            .arg(format!(
+                "http://{}/debug/pprof/{route}",
+                server.local_addr()
+            ))
+            .env("PPROF_TMPDIR", tmp.path())
+            .env("HOME", tmp.path())
+            .env("GOTOOLCHAIN", "local")
+            .current_dir(tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_bounded(child, Duration::from_secs(120));
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stderr}");
+        let file = exe.file_name().unwrap().to_str().unwrap();
+        assert!(stdout.contains(&format!("File: {file}")), "{stdout}");
+        assert!(stdout.contains(&format!("Type: {shown}")), "{stdout}");
+        assert!(stdout.contains("Build ID: "), "{stdout}");
+        assert!(
+            !stderr.contains("Main binary filename not available"),
+            "{stderr}"
+        );
+    }
+    drop(kept);
 }

@@ -160,3 +160,58 @@ fn a_class_recorded_later_applies_from_the_next_entry() {
     });
     assert_eq!(classtrack::current_class(), ClassId::UNTRACKED);
 }
+
+mod app {
+    pub mod server {
+        /// An `#[instrument]`ed function of a module, named like one in another module.
+        #[tracing::instrument]
+        pub fn run() -> Vec<u8> {
+            std::hint::black_box(vec![1u8; 1234])
+        }
+    }
+    pub mod client {
+        #[tracing::instrument]
+        pub fn run() -> Vec<u8> {
+            std::hint::black_box(vec![2u8; 4321])
+        }
+    }
+}
+
+#[test]
+fn by_target_names_classes_by_module_and_span() {
+    let tracker = ClassTracker::new();
+    let subscriber = tracing_subscriber::registry().with(ClassLayer::by_target());
+    let (server, client) =
+        tracing::subscriber::with_default(subscriber, || (app::server::run(), app::client::run()));
+    let snap = tracker.create_snapshot("by target");
+    let live = |name: &str| snap.class_named(name).map(|c| c.live_bytes);
+    assert_eq!(live("tracing_layer::app::server::run"), Some(1234));
+    assert_eq!(live("tracing_layer::app::client::run"), Some(4321));
+    // Not merged under the bare function name.
+    assert_eq!(live("run"), None);
+    drop((server, client));
+}
+
+#[test]
+fn a_per_layer_filter_keeps_spans_for_the_layer_while_logs_are_filtered() {
+    use tracing_subscriber::filter::{self, LevelFilter};
+    // What a global filter with RUST_LOG unset does: spans below ERROR reach no layer.
+    let global = tracing_subscriber::registry()
+        .with(LevelFilter::ERROR)
+        .with(ClassLayer::by_target());
+    let class = tracing::subscriber::with_default(global, || {
+        let _e = tracing::info_span!("filtered_out").entered();
+        classtrack::current_class()
+    });
+    assert_eq!(class, ClassId::UNTRACKED);
+    // The recipe: the logs' filter on their layer alone, every span for the class layer.
+    let logs = tracing_subscriber::layer::Identity::new().with_filter(LevelFilter::ERROR);
+    let per_layer = tracing_subscriber::registry()
+        .with(logs)
+        .with(ClassLayer::by_target().with_filter(filter::filter_fn(|m| m.is_span())));
+    let class = tracing::subscriber::with_default(per_layer, || {
+        let _e = tracing::debug_span!("kept").entered();
+        classtrack::current_class()
+    });
+    assert_eq!(class, classtrack::class_id_named("tracing_layer::kept"));
+}

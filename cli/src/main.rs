@@ -1,6 +1,7 @@
-//! `classtrack`: reads a stats file written by `classtrack::Stats::dump` and prints or writes
-//! its reports. Every report is the library's; this file reads the arguments, picks the
-//! snapshots and sends the output where it was asked to go.
+//! `classtrack`: reads a stats file written by `classtrack::Stats::dump` (or fetches one from a
+//! live service's endpoint, `http://HOST:PORT`) and prints or writes its reports. Every report
+//! is the library's; this file reads the arguments, picks the snapshots and sends the output
+//! where it was asked to go.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -25,8 +26,12 @@ Examples:
   classtrack flamegraph stats.json --class myapp::Cache -o heap.svg
   classtrack check stats.json --max myapp::Cache=64MiB --max-total 1GiB
   classtrack diff before.json after.json --fail-on-growth 10
+  classtrack summary http://127.0.0.1:6060
+  CLASSTRACK_TOKEN=s3cret classtrack leaks http://10.0.0.7:6060
 
-DUMP is a file written by classtrack::Stats::dump (format version 1 or 2).
+DUMP is a file written by classtrack::Stats::dump (format version 1 or 2), or the http:// URL
+of a running program's classtrack endpoint (classtrack::serve): its /stats.json is fetched,
+with the bearer token of --token or of the environment variable CLASSTRACK_TOKEN.
 SNAP picks a snapshot: a whole number is an index (0 the oldest, -1 the latest, -2 the one
 before), any other text a label (the description given to create_snapshot; the latest
 snapshot with that label).
@@ -42,6 +47,11 @@ arguments.";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The bearer token of a DUMP given as an http:// URL (the server's `bearer_token`);
+    /// by default the environment variable CLASSTRACK_TOKEN, which other users cannot read
+    /// from the process list as they can an option.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
 }
 
 const SUMMARY_EXAMPLES: &str = "\
@@ -174,7 +184,7 @@ struct CheckArgs {
 
 #[derive(Args)]
 struct SummaryArgs {
-    /// The stats file.
+    /// The stats file, or a live endpoint's http:// URL.
     #[arg(value_name = "DUMP")]
     dump: PathBuf,
     /// How many of the largest classes to show per snapshot.
@@ -184,7 +194,7 @@ struct SummaryArgs {
 
 #[derive(Args)]
 struct StatsArgs {
-    /// The stats file.
+    /// The stats file, or a live endpoint's http:// URL.
     #[arg(value_name = "DUMP")]
     dump: PathBuf,
     /// Sort by these keys, the first first (repeat the flag or separate keys with commas);
@@ -243,7 +253,7 @@ impl Sort {
 #[derive(Args)]
 struct DiffArgs {
     /// One stats file (compare two of its snapshots), or two (compare the old file's
-    /// snapshot with the new file's).
+    /// snapshot with the new file's); either may be a live endpoint's http:// URL.
     #[arg(value_name = "DUMP", num_args = 1..=2, required = true)]
     dumps: Vec<PathBuf>,
     /// The earlier snapshot: an index (0 the oldest, -1 the latest) or a label; in the old
@@ -277,7 +287,7 @@ fn percent(s: &str) -> std::result::Result<f64, String> {
 
 #[derive(Args)]
 struct LeaksArgs {
-    /// The stats file.
+    /// The stats file, or a live endpoint's http:// URL.
     #[arg(value_name = "DUMP")]
     dump: PathBuf,
     /// How many of the last intervals between snapshots to look at (a class must grow in
@@ -291,7 +301,7 @@ struct LeaksArgs {
 
 #[derive(Args)]
 struct PprofArgs {
-    /// The stats file.
+    /// The stats file, or a live endpoint's http:// URL.
     #[arg(value_name = "DUMP")]
     dump: PathBuf,
     /// The snapshot: an index (0 the oldest, -1 the latest) or a label [default: -1]. Only
@@ -305,7 +315,7 @@ struct PprofArgs {
 
 #[derive(Args)]
 struct HtmlArgs {
-    /// The stats file.
+    /// The stats file, or a live endpoint's http:// URL.
     #[arg(value_name = "DUMP")]
     dump: PathBuf,
     /// Where to write the page (`-` for standard output).
@@ -315,7 +325,7 @@ struct HtmlArgs {
 
 #[derive(Args)]
 struct FlamegraphArgs {
-    /// The stats file.
+    /// The stats file, or a live endpoint's http:// URL.
     #[arg(value_name = "DUMP")]
     dump: PathBuf,
     /// The snapshot: an index (0 the oldest, -1 the latest) or a label [default: -1]. Only
@@ -394,7 +404,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = run(cli.command, &mut out).and_then(|()| out.flush().map_err(Failure::from));
+    let token = cli
+        .token
+        .or_else(|| std::env::var("CLASSTRACK_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    let result = run(cli.command, token.as_deref(), &mut out)
+        .and_then(|()| out.flush().map_err(Failure::from));
     match result {
         Ok(()) | Err(Failure::ClosedOutput) => ExitCode::SUCCESS,
         Err(Failure::Breached) => {
@@ -415,14 +430,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, out: &mut dyn Write) -> Result<()> {
+fn run(command: Command, token: Option<&str>, out: &mut dyn Write) -> Result<()> {
+    let load = |dump: &Path| load(dump, token);
     match command {
         Command::Summary(a) => {
-            let stats = Stats::load(&a.dump)?;
+            let stats = load(&a.dump)?;
             stats.print_heap_summary(out, a.classes)?;
         }
         Command::Stats(a) => {
-            let mut stats = Stats::load(&a.dump)?;
+            let mut stats = load(&a.dump)?;
             let keys: Vec<SortKey> = a.sort.iter().map(|s| s.key()).collect();
             stats.sort_stats(&keys);
             if a.reverse {
@@ -445,7 +461,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
                 }
             }
         }
-        Command::Diff(a) => diff(a, out)?,
+        Command::Diff(a) => diff(a, &load, out)?,
         Command::Leaks(a) => {
             if a.intervals == 0 {
                 return Err(fail(
@@ -453,16 +469,16 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
                      than half of the last N intervals between snapshots)",
                 ));
             }
-            let stats = Stats::load(&a.dump)?;
+            let stats = load(&a.dump)?;
             stats.print_leak_suspects(out, a.intervals, a.sites)?;
         }
         Command::Html(a) => {
-            let stats = Stats::load(&a.dump)?;
+            let stats = load(&a.dump)?;
             let page = stats.html()?;
             write_output(&a.output, page.as_bytes(), false, out)?;
         }
         Command::Pprof(a) => {
-            let stats = Stats::load(&a.dump)?;
+            let stats = load(&a.dump)?;
             let (index, snap) = pick(&stats, &a.dump, a.snapshot.as_ref())?;
             note_without_sites(index, snap);
             let mut bytes = Vec::new();
@@ -470,7 +486,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
             write_output(&a.output, &bytes, true, out)?;
         }
         Command::Flamegraph(a) => {
-            let stats = Stats::load(&a.dump)?;
+            let stats = load(&a.dump)?;
             let (index, snap) = pick(&stats, &a.dump, a.snapshot.as_ref())?;
             if let Some(class) = &a.class {
                 if !snap.sites.iter().any(|s| &s.class == class) {
@@ -504,7 +520,7 @@ fn run(command: Command, out: &mut dyn Write) -> Result<()> {
                         .to_owned(),
                 ));
             }
-            let stats = Stats::load(&a.dump)?;
+            let stats = load(&a.dump)?;
             let (index, snap) = pick(&stats, &a.dump, a.snapshot.as_ref())?;
             let verdict =
                 gate::check(&stats, index, snap, &a.max, a.max_total).map_err(Failure::Usage)?;
@@ -532,18 +548,14 @@ fn report_verdict(v: &gate::Verdict, out: &mut dyn Write) -> Result<()> {
     Err(Failure::Breached)
 }
 
-fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
+fn diff(a: DiffArgs, load: &dyn Fn(&Path) -> Result<Stats>, out: &mut dyn Write) -> Result<()> {
     let Some(old_path) = a.dumps.first() else {
         return Err(fail("give one or two dumps"));
     };
     let new_path = a.dumps.get(1).unwrap_or(old_path);
     let two = a.dumps.len() == 2;
-    let old = Stats::load(old_path)?;
-    let new = if two {
-        Some(Stats::load(new_path)?)
-    } else {
-        None
-    };
+    let old = load(old_path)?;
+    let new = if two { Some(load(new_path)?) } else { None };
     let new_stats = new.as_ref().unwrap_or(&old);
     let from = a
         .from
@@ -601,6 +613,81 @@ fn diff(a: DiffArgs, out: &mut dyn Write) -> Result<()> {
 
 /// The snapshot `snap` names in `stats` (read from `path`), with its index; the latest when
 /// `snap` is `None`.
+/// The largest `/stats.json` read, in bytes.
+const MAX_FETCH: u64 = 1 << 30;
+
+/// The stats of `dump`: a file, or a live endpoint's `/stats.json` when it is an http:// URL.
+fn load(dump: &Path, token: Option<&str>) -> Result<Stats> {
+    let Some(url) = dump.to_str().filter(|d| is_url(d)) else {
+        return Ok(Stats::load(dump)?);
+    };
+    if url.starts_with("https://") {
+        return Err(fail(format!(
+            "{url}: https is not supported; the endpoint speaks http (reach a remote one \
+             through an SSH tunnel: ssh -L 6060:127.0.0.1:6060 HOST, then \
+             http://127.0.0.1:6060)"
+        )));
+    }
+    let url = stats_url(url);
+    let mut request = ureq::get(&url).timeout(std::time::Duration::from_secs(60));
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let response = match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(401, _)) => {
+            return Err(fail(format!(
+                "{url} answered 401 unauthorized: {}",
+                if token.is_some() {
+                    "the token given is not the server's"
+                } else {
+                    "give the server's bearer token with --token or CLASSTRACK_TOKEN"
+                }
+            )))
+        }
+        Err(ureq::Error::Status(404, _)) => {
+            return Err(fail(format!(
+                "{url} answered 404 not found: is this a classtrack endpoint \
+                 (classtrack::serve), of a classtrack that serves /stats.json?"
+            )))
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            return Err(fail(format!("{url} answered {code} {}", r.status_text())))
+        }
+        Err(ureq::Error::Transport(e)) => {
+            return Err(fail(format!(
+                "{e} (is the program running, serving there?)"
+            )))
+        }
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(
+        &mut io::Read::take(response.into_reader(), MAX_FETCH + 1),
+        &mut bytes,
+    )
+    .map_err(|e| fail(format!("cannot read {url}: {e}")))?;
+    if bytes.len() as u64 > MAX_FETCH {
+        return Err(fail(format!("{url}: the answer is larger than 1 GiB")));
+    }
+    Ok(Stats::from_json(&bytes, &url)?)
+}
+
+/// Whether a DUMP argument is a URL rather than a file (a file of that name would be written
+/// `./http://…`).
+fn is_url(dump: &str) -> bool {
+    dump.starts_with("http://") || dump.starts_with("https://")
+}
+
+/// The `/stats.json` URL of an endpoint given by its address (`http://HOST:PORT`, with or
+/// without a path of its own before the route).
+fn stats_url(url: &str) -> String {
+    if url.ends_with("/stats.json") {
+        url.to_owned()
+    } else {
+        format!("{}/stats.json", url.trim_end_matches('/'))
+    }
+}
+
 fn pick<'a>(
     stats: &'a Stats,
     path: &Path,

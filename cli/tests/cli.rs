@@ -752,3 +752,108 @@ fn diff_fails_on_growth_beyond_a_percentage() {
     let line = fails(&["diff", path(&f.dump), "--fail-on-growth", "ten"], 2);
     assert!(line.contains("not a percentage"), "{line}");
 }
+
+/// Runs the command with `token` in `CLASSTRACK_TOKEN` (none: the variable unset).
+fn classtrack_env(args: &[&str], token: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_classtrack"));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    match token {
+        Some(t) => cmd.env("CLASSTRACK_TOKEN", t),
+        None => cmd.env_remove("CLASSTRACK_TOKEN"),
+    };
+    cmd.output().expect("the classtrack binary runs")
+}
+
+/// The one line a failed command wrote, checked to be one line with status 1.
+fn one_line_failure(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("classtrack: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn the_command_reads_a_live_endpoint_by_its_url() {
+    const CLASS: &str = "cli live class";
+    let tracker = ClassTracker::new();
+    let kept = classtrack::scope_named(CLASS, || vec![9u8; 20_000]);
+    tracker.create_snapshot("live one");
+    let more = classtrack::scope_named(CLASS, || vec![9u8; 30_000]);
+    tracker.create_snapshot("live two");
+    let server = classtrack::ServerBuilder::new(&tracker)
+        .bearer_token("cli-t0ken")
+        .start()
+        .unwrap();
+    let url = format!("http://{}", server.local_addr());
+
+    // The token from the environment.
+    let out = classtrack_env(&["summary", &url], Some("cli-t0ken"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"live one\""), "{stdout}");
+    assert!(stdout.contains("\"live two\""), "{stdout}");
+    let row = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(CLASS))
+        .unwrap_or_else(|| panic!("{CLASS} in:\n{stdout}"));
+    assert!(row.contains("48.8 KiB"), "{row}");
+
+    // From the option, with a trailing slash, and with the route itself.
+    for target in [format!("{url}/"), format!("{url}/stats.json")] {
+        let out = classtrack_env(&["--token", "cli-t0ken", "diff", &target], None);
+        assert!(
+            out.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(CLASS));
+    }
+    let out = classtrack_env(&["pprof", &url, "-o", "-"], Some("cli-t0ken"));
+    assert!(out.status.success());
+    assert_eq!(&out.stdout[..2], [0x1f, 0x8b], "a gzipped profile");
+
+    // No token, a wrong one.
+    let line = one_line_failure(&classtrack_env(&["summary", &url], None));
+    assert!(line.contains("401"), "{line}");
+    assert!(line.contains("--token or CLASSTRACK_TOKEN"), "{line}");
+    let line = one_line_failure(&classtrack_env(&["leaks", &url], Some("nope")));
+    assert!(line.contains("not the server's"), "{line}");
+    drop((kept, more));
+}
+
+#[test]
+fn urls_the_command_cannot_read_fail_with_one_line() {
+    let line = one_line_failure(&classtrack_env(
+        &["summary", "https://127.0.0.1:6060"],
+        None,
+    ));
+    assert!(line.contains("https is not supported"), "{line}");
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let line = one_line_failure(&classtrack_env(
+        &["summary", &format!("http://127.0.0.1:{port}")],
+        None,
+    ));
+    assert!(line.contains("is the program running"), "{line}");
+    // A server that is not classtrack's endpoint route: 404.
+    let tracker = ClassTracker::new();
+    let server = classtrack::serve(&tracker, "127.0.0.1:0").unwrap();
+    let line = one_line_failure(&classtrack_env(
+        &[
+            "summary",
+            &format!("http://{}/elsewhere/x.json", server.local_addr()),
+        ],
+        None,
+    ));
+    assert!(line.contains("404"), "{line}");
+}

@@ -3,13 +3,21 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `/` | a page listing the routes |
+//! | `/` | a live page: the process's heap now, its largest classes, their growth since the tracker's latest snapshot, leak suspects, hints with this server's address, links to the rest |
+//! | `/report.html` | the HTML report of everything the tracker has gathered ([`Stats::html`](crate::Stats::html)), the last snapshot included |
+//! | `/stats.json` | the tracker's stats as [`Stats::dump`](crate::Stats::dump) writes them: [`Stats::from_json`](crate::Stats::from_json) reads them, and the `classtrack` command takes the server's URL for a dump (`classtrack summary http://127.0.0.1:6060`) |
 //! | `/metrics` | a fresh snapshot in the Prometheus text format: the series of [`crate::metrics`] |
-//! | `/debug/pprof/heap` | a fresh snapshot's allocation sites as a gzipped pprof profile (what `go tool pprof`, Parca and Pyroscope agents fetch) |
-//! | `/snapshot.json` | the tracker's latest snapshot (a fresh one if it has none) as JSON |
+//! | `/debug/pprof/heap` | a fresh snapshot's allocation sites as a gzipped pprof profile, live bytes (`inuse_space`) shown by default (what `go tool pprof`, Parca and Pyroscope agents fetch) |
+//! | `/debug/pprof/allocs` | the same profile with bytes allocated (`alloc_space`) shown by default, as Go services serve it |
+//! | `/snapshot.json` | a fresh snapshot as JSON; its `tracked` instances are those of the tracker's latest snapshot, taken at `tracked_time` |
 //!
-//! Snapshots taken for `/metrics` and `/debug/pprof/heap` are not kept by the tracker, nor sent
-//! to its subscribers.
+//! Every figure but `/snapshot.json`'s `tracked` and `/stats.json`'s history is read when the
+//! request comes: fresh, not an interval old. Snapshots taken for the routes are not kept by
+//! the tracker, nor sent to its subscribers.
+//!
+//! The profiles carry the process's mappings (on Linux), so `go tool pprof BINARY
+//! http://HOST/debug/pprof/heap` symbolizes with the binary too, and a profiler symbolizing by
+//! GNU build id finds it (see [`crate::report::pprof`]).
 //!
 //! **Safe to leave on.** The server binds a loopback address unless told otherwise
 //! ([`ServerBuilder::allow_remote`]); with a [bearer token](ServerBuilder::bearer_token)
@@ -28,7 +36,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use classtrack_shim::OverheadGuard;
+use classtrack_shim::{ClassId, OverheadGuard};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -39,9 +47,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
+use crate::diff::{LeakSuspect, Moment, SiteSummary};
 use crate::error::{Error, Result};
 use crate::metrics::MetricsOptions;
+use crate::report::format_bytes;
+use crate::report::pprof::DefaultType;
 use crate::snapshot::Snapshot;
+use crate::stats::Stats;
 use crate::tracker::{ClassTracker, Inner};
 
 /// The largest request head (request line and headers) read, in bytes.
@@ -249,6 +261,7 @@ impl ServerBuilder {
         let (stop, stopped) = watch::channel(());
         let config = Arc::new(Config {
             inner: self.inner,
+            local_addr,
             token: self.token,
             metrics: self.metrics,
             header_timeout: self.header_timeout,
@@ -309,6 +322,7 @@ impl Drop for ServerHandle {
 
 struct Config {
     inner: Arc<Inner>,
+    local_addr: SocketAddr,
     token: Option<String>,
     metrics: MetricsOptions,
     header_timeout: Duration,
@@ -422,7 +436,35 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
     }
     let inner = &*config.inner;
     match req.uri().path() {
-        "/" => ok("text/html; charset=utf-8", INDEX.as_bytes().to_vec()),
+        "/" => {
+            let host = host(req).unwrap_or_else(|| config.local_addr.to_string());
+            let snap = Snapshot::take(inner.history.now(), "GET /");
+            let page = live_page(inner, &snap, &host, config.token.is_some());
+            ok("text/html; charset=utf-8", page.into_bytes())
+        }
+        "/report.html" => match stats_now(inner).html() {
+            Ok(page) => ok("text/html; charset=utf-8", page.into_bytes()),
+            Err(_) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500: the report could not be written\n",
+            ),
+        },
+        "/stats.json" => {
+            let stats = stats_now(inner);
+            // As `Stats::dump` writes them: what it would refuse (a NaN), this refuses too.
+            let body = crate::report::json::check_writable(&stats)
+                .and_then(|()| serde_json::to_vec(&stats).map_err(|e| e.to_string()));
+            match body {
+                Ok(mut body) => {
+                    body.push(b'\n');
+                    ok("application/json", body)
+                }
+                Err(_) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500: the stats could not be written as JSON\n",
+                ),
+            }
+        }
         "/metrics" => {
             let snap = Snapshot::take(inner.history.now(), "GET /metrics");
             ok(
@@ -430,15 +472,23 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
                 render_metrics(&snap, &config.metrics).into_bytes(),
             )
         }
-        "/debug/pprof/heap" => {
-            let snap = Snapshot::take(inner.history.now(), "GET /debug/pprof/heap");
+        path @ ("/debug/pprof/heap" | "/debug/pprof/allocs") => {
+            let (default_type, disposition) = if path == "/debug/pprof/heap" {
+                (DefaultType::InUse, "attachment; filename=\"heap.pb.gz\"")
+            } else {
+                (
+                    DefaultType::Allocated,
+                    "attachment; filename=\"allocs.pb.gz\"",
+                )
+            };
+            let snap = Snapshot::take(inner.history.now(), path);
             let mut body = Vec::new();
-            match snap.write_pprof(&mut body) {
+            match snap.write_pprof_showing(default_type, &mut body) {
                 Ok(()) => {
                     let mut r = ok("application/octet-stream", body);
                     r.headers_mut().insert(
                         header::CONTENT_DISPOSITION,
-                        HeaderValue::from_static("attachment; filename=\"heap.pb.gz\""),
+                        HeaderValue::from_static(disposition),
                     );
                     r
                 }
@@ -449,11 +499,17 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
             }
         }
         "/snapshot.json" => {
+            let mut snap = Snapshot::take(inner.history.now(), "GET /snapshot.json");
+            // Instances are measured by the tracker's own snapshots only (measuring runs the
+            // objects' code): those of the latest.
             let latest = inner.history.lock().recent.back().cloned();
-            let snap = latest.unwrap_or_else(|| {
-                Arc::new(Snapshot::take(inner.history.now(), "GET /snapshot.json"))
+            let tracked_time = latest.as_ref().map(|l| {
+                snap.tracked.clone_from(&l.tracked);
+                l.time
             });
-            match serde_json::to_vec_pretty(&SnapshotView::of(&snap)) {
+            let mut view = SnapshotView::of(&snap);
+            view.tracked_time = tracked_time;
+            match serde_json::to_vec_pretty(&view) {
                 Ok(body) => ok("application/json", body),
                 Err(_) => plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -463,7 +519,8 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
         }
         _ => plain(
             StatusCode::NOT_FOUND,
-            "404 not found: see / for the routes (/metrics, /debug/pprof/heap, /snapshot.json)\n",
+            "404 not found: see / for the routes (/stats.json, /report.html, /metrics, \
+             /debug/pprof/heap, /debug/pprof/allocs, /snapshot.json)\n",
         ),
     }
 }
@@ -477,17 +534,272 @@ fn render_metrics(snapshot: &Snapshot, options: &MetricsOptions) -> String {
     recorder.handle().render()
 }
 
-const INDEX: &str = "<!DOCTYPE html>
-<html><head><meta charset=\"utf-8\"><title>classtrack</title></head>
-<body>
-<h1>classtrack</h1>
-<ul>
-<li><a href=\"/metrics\">/metrics</a>: live bytes, blocks and allocations per class, in the Prometheus text format</li>
-<li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: allocation sites per class as a pprof profile (<code>go tool pprof -http=: http://HOST/debug/pprof/heap</code>)</li>
-<li><a href=\"/snapshot.json\">/snapshot.json</a>: the latest snapshot as JSON</li>
-</ul>
-</body></html>
-";
+/// What `/stats.json` and `/report.html` show: the tracker's stats as
+/// [`ClassTracker::stats`] gathers them.
+fn stats_now(inner: &Inner) -> Stats {
+    let (mut stats, unresolved) = Stats::gather(&inner.history.lock());
+    stats.resolve(unresolved);
+    stats
+}
+
+/// The request's `Host` header, if it is a plain host name or address with an optional port
+/// (anything else could inject text into the page's hints).
+fn host(req: &Request<Incoming>) -> Option<String> {
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    plain.then(|| host.to_owned())
+}
+
+/// `text` with HTML's special characters escaped.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A signed byte count: `+1.5 KiB`, `-12 B`.
+fn signed_bytes(change: i64) -> String {
+    let sign = if change < 0 { "-" } else { "+" };
+    format!("{sign}{}", format_bytes(change.unsigned_abs()))
+}
+
+/// Classes shown in the page's tables.
+const PAGE_ROWS: usize = 15;
+
+/// Intervals between the tracker's recent snapshots that the page's leak search looks at.
+const PAGE_INTERVALS: usize = 8;
+
+/// The live page of `/`: `snap` (taken now) against the tracker's recent snapshots. Every
+/// interpolated value is escaped (`esc`), numbers included where they come with units.
+fn live_page(inner: &Inner, snap: &Snapshot, host: &str, token: bool) -> String {
+    use std::fmt::Write as _;
+    let recent: Vec<Arc<Snapshot>> = inner.history.lock().recent.iter().cloned().collect();
+    let mut p = String::new();
+    let h = esc(host);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        p,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>classtrack</title>\
+         <style>body{{font-family:sans-serif;max-width:70em;margin:1em auto}}\
+         table{{border-collapse:collapse}}td,th{{padding:.15em .7em;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}code{{background:#f3f3f3}}\
+         .hint{{background:#fff3cd;padding:.5em}}</style></head>\n<body>\n<h1>classtrack</h1>\n"
+    );
+    let _ = writeln!(
+        p,
+        "<p>Now ({:.1} s after the tracker started): user heap <b>{}</b> in {} blocks; \
+         classtrack's own {}{}.</p>",
+        snap.time,
+        esc(&format_bytes(snap.user_live_bytes())),
+        snap.allocator.live_blocks,
+        esc(&format_bytes(snap.overhead.total_bytes())),
+        snap.process.as_ref().map_or(String::new(), |m| format!(
+            "; process resident {}",
+            esc(&format_bytes(m.resident_bytes))
+        )),
+    );
+    if !snap.allocator_installed {
+        let _ = writeln!(
+            p,
+            "<p class=\"hint\">{}</p>",
+            esc(crate::snapshot::NOT_INSTALLED)
+        );
+    }
+    if let Some(hint) = snap.hint {
+        let _ = writeln!(p, "<p class=\"hint\">{}</p>", esc(hint));
+    }
+
+    // The largest classes, with their change since the tracker's latest snapshot.
+    let previous = recent.last();
+    // classtrack's own bytes are in the line above, not among the program's classes.
+    let mut classes: Vec<_> = snap
+        .classes
+        .iter()
+        .filter(|c| c.live_bytes > 0 && c.id != ClassId::OVERHEAD)
+        .collect();
+    classes.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+    let _ = writeln!(p, "<h2>Largest classes</h2>");
+    match previous {
+        Some(prev) => {
+            let _ = writeln!(
+                p,
+                "<p>Change since the tracker's latest snapshot, {}, {:.1} s ago.</p>",
+                esc(&format!("{:?}", prev.description)),
+                snap.time - prev.time
+            );
+        }
+        None => {
+            let _ = writeln!(
+                p,
+                "<p>The tracker has taken no snapshot yet: growth and leak suspects need \
+                 some (<code>tracker.start_periodic_snapshots(interval)</code>).</p>"
+            );
+        }
+    }
+    let _ = writeln!(
+        p,
+        "<table><tr><th>class</th><th>live bytes</th><th>live blocks</th><th>change</th>\
+         <th>allocated</th></tr>"
+    );
+    for c in classes.iter().take(PAGE_ROWS) {
+        let change = match previous.map(|prev| prev.class_named(&c.name)) {
+            None => String::new(),
+            Some(None) => "new".to_owned(),
+            Some(Some(before)) => signed_bytes(c.live_bytes as i64 - before.live_bytes as i64),
+        };
+        let _ = writeln!(
+            p,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.name),
+            esc(&format_bytes(c.live_bytes)),
+            c.live_blocks,
+            esc(&change),
+            esc(&format_bytes(c.allocated_bytes)),
+        );
+    }
+    let _ = writeln!(p, "</table>");
+    if classes.len() > PAGE_ROWS {
+        let _ = writeln!(
+            p,
+            "<p>{} more: see <a href=\"/metrics\">/metrics</a> or the \
+             <a href=\"/report.html\">report</a>.</p>",
+            classes.len() - PAGE_ROWS
+        );
+    }
+
+    // Growth since the latest snapshot.
+    if let Some(prev) = previous {
+        let diff = snap.diff(prev);
+        let grew: Vec<_> = diff
+            .classes
+            .iter()
+            .filter(|c| c.live_bytes_change > 0 && c.id != ClassId::OVERHEAD)
+            .take(PAGE_ROWS)
+            .collect();
+        let _ = writeln!(p, "<h2>Growth since the latest snapshot</h2>");
+        if grew.is_empty() {
+            let _ = writeln!(p, "<p>No class grew.</p>");
+        } else {
+            let _ = writeln!(
+                p,
+                "<table><tr><th>class</th><th>change</th><th>live bytes</th></tr>"
+            );
+            for c in grew {
+                let _ = writeln!(
+                    p,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&c.name),
+                    esc(&signed_bytes(c.live_bytes_change)),
+                    esc(&format_bytes(c.live_bytes)),
+                );
+            }
+            let _ = writeln!(p, "</table>");
+        }
+    }
+
+    // Leak suspects over the tracker's recent snapshots and this one.
+    let from = recent.len().saturating_sub(PAGE_INTERVALS);
+    let mut moments: Vec<Moment<'_>> = recent[from..].iter().map(|s| (&**s).into()).collect();
+    moments.push(snap.into());
+    let suspects = LeakSuspect::find(&moments, |name| {
+        snap.top_sites(name, 1)
+            .into_iter()
+            .map(SiteSummary::of_site)
+            .collect()
+    });
+    let _ = writeln!(p, "<h2>Leak suspects</h2>");
+    if moments.len() < 3 {
+        let _ = writeln!(
+            p,
+            "<p>Too few snapshots to tell (the tracker has {}).</p>",
+            recent.len()
+        );
+    } else if suspects.is_empty() {
+        let _ = writeln!(
+            p,
+            "<p>None: no class grew in most of the last {} intervals.</p>",
+            moments.len() - 1
+        );
+    } else {
+        let _ = writeln!(
+            p,
+            "<table><tr><th>class</th><th>grew in</th><th>growth</th><th>per second</th>\
+             <th>live bytes</th><th>top site</th></tr>"
+        );
+        for s in suspects.iter().take(PAGE_ROWS) {
+            // The first frame outside the standard library: the program's own.
+            let site = s.top_sites.first().and_then(|t| {
+                t.frames
+                    .iter()
+                    .find(|f| !crate::sampling::is_std(f))
+                    .or(t.frames.first())
+            });
+            let site = site.map_or(String::new(), |f| match (&f.file, f.line) {
+                (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
+                _ => f.function.clone(),
+            });
+            let _ = writeln!(
+                p,
+                "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td>{}/s</td><td>{}</td>\
+                 <td style=\"text-align:left\">{}</td></tr>",
+                esc(&s.name),
+                s.grew_in,
+                s.intervals,
+                esc(&signed_bytes(s.growth_bytes)),
+                esc(&format_bytes(s.bytes_per_second.max(0.0) as u64)),
+                esc(&format_bytes(s.live_bytes)),
+                esc(&site),
+            );
+        }
+        let _ = writeln!(p, "</table>");
+    }
+
+    // The rest, with commands that reach this server.
+    let auth = if token {
+        " -H \"Authorization: Bearer $TOKEN\""
+    } else {
+        ""
+    };
+    let cli_token = if token {
+        "CLASSTRACK_TOKEN=$TOKEN "
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        p,
+        "<h2>More</h2>\n<ul>\n\
+         <li><a href=\"/report.html\">/report.html</a>: the full HTML report (charts, sites, \
+         instances) of what the tracker has gathered</li>\n\
+         <li><a href=\"/stats.json\">/stats.json</a>: the stats as a dump: \
+         <code>{cli_token}classtrack summary http://{h}</code> (or <code>stats</code>, \
+         <code>leaks</code>, <code>html</code>, <code>pprof</code>, <code>flamegraph</code>, \
+         <code>diff</code>)</li>\n\
+         <li><a href=\"/metrics\">/metrics</a>: live bytes, blocks and allocations per class, \
+         in the Prometheus text format: <code>curl{auth} http://{h}/metrics</code></li>\n\
+         <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a> and \
+         <a href=\"/debug/pprof/allocs\">/debug/pprof/allocs</a>: allocation sites per class \
+         as pprof profiles: <code>go tool pprof -http=: BINARY http://{h}/debug/pprof/heap</code>\
+         </li>\n\
+         <li><a href=\"/snapshot.json\">/snapshot.json</a>: a snapshot taken now, as JSON</li>\n\
+         </ul>\n</body></html>",
+        auth = esc(auth),
+        cli_token = esc(cli_token),
+    );
+    p
+}
 
 /// What `/snapshot.json` shows of a snapshot.
 #[derive(Serialize)]
@@ -504,6 +816,10 @@ struct SnapshotView<'a> {
     /// Largest live bytes first.
     classes: Vec<TotalsView<'a>>,
     tracked: Vec<TrackedView<'a>>,
+    /// When the tracker's snapshot that `tracked` comes from was taken (seconds since the
+    /// tracker was created); absent when it has taken none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracked_time: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -608,6 +924,7 @@ impl<'a> SnapshotView<'a> {
                     max_bytes: t.max_bytes,
                 })
                 .collect(),
+            tracked_time: None,
         }
     }
 }

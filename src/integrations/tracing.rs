@@ -18,8 +18,50 @@
 //!
 //! Spans exited out of order (which tracing allows) are handled like scope guards dropped out
 //! of order: the thread's class is always that of the innermost span still entered.
+//!
+//! # Classes by module: [`ClassLayer::by_target`]
+//!
+//! `#[instrument]` names spans after their function alone (`run`, `apply`), so functions of the
+//! same name in different modules would share a class; [`ClassLayer::by_target`] names each
+//! class `target::name` instead, the target being the module path by default
+//! (`mini_redis::server::run`).
+//!
+//! # Spans reach the layer whatever the log filter
+//!
+//! A filter installed as a layer of its own (`registry().with(EnvFilter::from_default_env())`,
+//! the usual logging set-up) is global: with `RUST_LOG` unset it lets only `ERROR` through, and
+//! the spans it disables reach no layer, so every allocation goes to `<untracked>`. Give the
+//! logs' filter to their layer alone, and the class layer a filter that lets every span
+//! through (tracing-subscriber's per-layer filters, [`Layer::with_filter`]). Below,
+//! `fmt_layer` stands for `tracing_subscriber::fmt::layer()` and `env_filter` for
+//! `EnvFilter::from_default_env()` (tracing-subscriber's features `fmt` and `env-filter`):
+//!
+//! ```
+//! use tracing_subscriber::{filter, prelude::*};
+//! use classtrack::integrations::tracing::ClassLayer;
+//!
+//! # let fmt_layer = tracing_subscriber::layer::Identity::new();
+//! # let env_filter = filter::LevelFilter::ERROR;
+//! let subscriber = tracing_subscriber::registry()
+//!     // The logs keep their filter (RUST_LOG)…
+//!     .with(fmt_layer.with_filter(env_filter))
+//!     // …and every span, of any level, is a class scope.
+//!     .with(ClassLayer::by_target().with_filter(filter::filter_fn(|meta| meta.is_span())));
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let span = tracing::debug_span!("apply"); // below the logs' level
+//!     let _entered = span.enter();
+//!     let class = classtrack::class_id_named(&format!("{}::apply", module_path!()));
+//!     assert_eq!(classtrack::current_class(), class);
+//! });
+//! ```
+//!
+//! When a layer is installed and no span has reached any for a while (a second) as the program
+//! allocated (a MiB), snapshots' tables and the endpoint's page say so, in one line.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use classtrack_shim::{ClassId, OverheadGuard};
 use tracing_core::field::{Field, Visit};
@@ -39,6 +81,38 @@ enum Naming {
     Field(&'static str),
     /// The field's value if the span has it, otherwise the span's name.
     FieldOrSpanName(&'static str),
+    /// Every span: its class is named `target::name`.
+    Target,
+}
+
+/// When the first layer was added to a subscriber, and the bytes allocated by then (over all
+/// classes).
+static INSTALLED: OnceLock<(Instant, u64)> = OnceLock::new();
+
+/// Whether a span has reached a layer.
+static SPAN_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// How long a layer may see no span before the hint shows.
+const QUIET_FOR: Duration = Duration::from_secs(1);
+
+/// How much the program must have allocated since then.
+const QUIET_ALLOCATED: u64 = 1 << 20;
+
+/// The hint snapshots' tables and the endpoint's page show.
+const QUIET_HINT: &str = "hint: a ClassLayer is installed but no span has reached it, so \
+    allocations outside other scopes go to <untracked>; a global filter (such as an EnvFilter \
+    added with `.with(filter)`, RUST_LOG unset) disables spans for every layer: give the logs' \
+    filter to their layer alone (see classtrack::integrations::tracing)";
+
+/// The hint, if a layer has been installed for a while, the program has allocated meanwhile
+/// (`allocated_bytes` now, over all classes), and no span has reached a layer.
+pub(crate) fn quiet_hint(allocated_bytes: u64) -> Option<&'static str> {
+    let &(at, base) = INSTALLED.get()?;
+    // Relaxed: a hint; a span seen a moment late changes nothing that matters.
+    let quiet = !SPAN_SEEN.load(Ordering::Relaxed)
+        && at.elapsed() >= QUIET_FOR
+        && allocated_bytes.saturating_sub(base) >= QUIET_ALLOCATED;
+    quiet.then_some(QUIET_HINT)
 }
 
 /// A [`Layer`] that makes spans class scopes.
@@ -84,6 +158,24 @@ impl ClassLayer {
         }
     }
 
+    /// A layer that charges every span's allocations to a class named `target::name`: with
+    /// `#[instrument]`, the module path and the function (`mini_redis::server::run`).
+    ///
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let layer = classtrack::integrations::tracing::ClassLayer::by_target();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     let _entered = tracing::info_span!(target: "app::server", "run").entered();
+    ///     assert_eq!(classtrack::current_class(), classtrack::class_id_named("app::server::run"));
+    /// });
+    /// ```
+    pub fn by_target() -> ClassLayer {
+        ClassLayer {
+            naming: Naming::Target,
+        }
+    }
+
     /// A layer that makes only spans with the field `field` class scopes, their class named
     /// by its value.
     pub fn by_field(field: &'static str) -> ClassLayer {
@@ -94,7 +186,7 @@ impl ClassLayer {
 
     fn field(&self) -> Option<&'static str> {
         match self.naming {
-            Naming::SpanName => None,
+            Naming::SpanName | Naming::Target => None,
             Naming::Field(f) | Naming::FieldOrSpanName(f) => Some(f),
         }
     }
@@ -133,7 +225,23 @@ impl<S> Layer<S> for ClassLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        let _g = OverheadGuard::new();
+        INSTALLED.get_or_init(|| {
+            let allocated = classtrack_shim::read_totals(crate::registry::class_count())
+                .iter()
+                .map(|c| c.allocated_bytes)
+                .sum();
+            (Instant::now(), allocated)
+        });
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // Relaxed: a hint (see `quiet_hint`). Loaded first: a store on every span would
+        // bounce the line between threads.
+        if !SPAN_SEEN.load(Ordering::Relaxed) {
+            SPAN_SEEN.store(true, Ordering::Relaxed);
+        }
         let _g = OverheadGuard::new();
         let name = match self.field() {
             Some(field) => {
@@ -149,6 +257,10 @@ where
         let class = match (name, self.naming) {
             (Some(name), _) => class_id_named(&name),
             (None, Naming::Field(_)) => return,
+            (None, Naming::Target) => {
+                let meta = attrs.metadata();
+                class_id_named(&format!("{}::{}", meta.target(), meta.name()))
+            }
             (None, _) => class_id_named(attrs.metadata().name()),
         };
         if let Some(span) = ctx.span(id) {

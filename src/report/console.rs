@@ -35,6 +35,9 @@ pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()
     if !snap.allocator_installed {
         writeln!(out, "{NOT_INSTALLED}")?;
     }
+    if let Some(hint) = snap.hint {
+        writeln!(out, "{hint}")?;
+    }
     let line = |out: &mut dyn Write, cells: [&str; 8]| {
         writeln!(
             out,

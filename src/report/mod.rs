@@ -4,6 +4,7 @@ pub(crate) mod console;
 mod flame;
 mod html;
 pub(crate) mod json;
+pub(crate) mod mapping;
 pub mod pprof;
 
 pub use flame::Measure;

@@ -3,6 +3,17 @@
 //! Sample types are `alloc_objects`/`count`, `alloc_space`/`bytes`, `inuse_objects`/`count`
 //! and `inuse_space`/`bytes` (as Go's heap profiles), each sample labelled with its `class`.
 //! `go tool pprof -top file.pb.gz` reads it; `go tool pprof -http=: file.pb.gz` shows it.
+//!
+//! A snapshot's profile (what [`Snapshot::write_pprof`] and the endpoint's `/debug/pprof/heap`
+//! write) carries the process's mappings on Linux: the path, address range, file offset and
+//! GNU build id of the executable and of each shared object, the executable first, and each
+//! location its address and mapping. So `go tool pprof BINARY PROFILE` knows the binary, and a
+//! frame debug info could not name when the profile was taken (a stripped binary) is written as
+//! an address alone, in a mapping marked as not symbolized, for `go tool pprof` (given the
+//! unstripped binary, or finding it by build id) or a continuous profiler to symbolize later.
+//! A profile of stats ([`Stats::write_pprof`], `classtrack pprof DUMP`) carries the mappings
+//! of the process when its stats were gathered, and its sites' addresses, which dumps keep
+//! (dumps of versions before them have neither, and their profiles no mapping).
 
 use std::io::Write;
 
@@ -11,6 +22,7 @@ use flate2::Compression;
 use hashbrown::HashMap;
 use prost::Message;
 
+use crate::report::mapping::{self, Mapping};
 use crate::sampling::Frame;
 use crate::snapshot::Snapshot;
 use crate::stats::{SnapshotStats, Stats};
@@ -168,19 +180,80 @@ impl Strings {
 struct ProfileSite<'a> {
     class: &'a str,
     frames: &'a [Frame],
+    /// The code address of each location of `frames` (see `location_addresses`; empty:
+    /// unknown).
+    addresses: Vec<u64>,
     allocations: f64,
     allocated_bytes: f64,
     live_blocks: f64,
     live_bytes: f64,
 }
 
+/// The address of each location of `frames` (each run of inlined frames ending with one that
+/// is not), found by matching `frames` against the symbolized `stack` they were trimmed from:
+/// the call instruction's (the return address less one). Empty when they do not match.
+pub(crate) fn location_addresses(stack: &[usize], frames: &[Frame]) -> Vec<u64> {
+    if stack.is_empty() {
+        return Vec::new();
+    }
+    let groups: Vec<_> = stack
+        .iter()
+        .map(|&ip| crate::sampling::symbolize(ip))
+        .collect();
+    let full: Vec<(&Frame, usize)> = groups
+        .iter()
+        .zip(stack)
+        .flat_map(|(g, &ip)| g.iter().map(move |f| (f, ip)))
+        .collect();
+    let n = frames.len();
+    let Some(cut) = (0..=full.len().saturating_sub(n))
+        .find(|&c| full.len() >= c + n && full[c..c + n].iter().map(|x| x.0).eq(frames))
+    else {
+        return Vec::new();
+    };
+    frames
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.inlined)
+        .map(|(i, _)| (full[cut + i].1 as u64).saturating_sub(1))
+        .collect()
+}
+
+/// Whether debug info named nothing at this frame: the symbolizer wrote its address instead.
+fn unsymbolized(f: &Frame) -> bool {
+    f.file.is_none() && f.function.starts_with("0x")
+}
+
+/// What the locations of one mapping have: every flag starts true and is cleared by the first
+/// location without it.
+#[derive(Clone, Copy)]
+struct Has {
+    any: bool,
+    functions: bool,
+    filenames: bool,
+    line_numbers: bool,
+}
+
+/// Which sample type a profile shows by default: Go's `/debug/pprof/heap` and
+/// `/debug/pprof/allocs` are the same profile but for this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DefaultType {
+    /// `inuse_space`: the heap profile.
+    InUse,
+    /// `alloc_space`: the allocations profile.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    Allocated,
+}
+
 /// The profile of `sites`: what [`Snapshot::pprof_profile`] and [`Stats::pprof_profile`]
 /// share. `period` is the sampling mean in bytes, `time_nanos` the wall-clock time (0:
-/// unknown).
+/// unknown), `mappings` the process's (empty: unknown).
 fn build<'a>(
     sites: impl IntoIterator<Item = ProfileSite<'a>>,
     period: u64,
     time_nanos: i64,
+    mappings: &[Mapping],
+    default_type: DefaultType,
 ) -> proto::Profile {
     let mut strings = Strings::new();
     let vt = |s: &mut Strings, t: &str, u: &str| proto::ValueType {
@@ -200,8 +273,18 @@ fn build<'a>(
     // Locations by their run of frames, so trimmed and untrimmed uses of an address stay
     // apart.
     let mut location_ids: HashMap<Vec<Frame>, u64> = HashMap::new();
+    let mut has = vec![
+        Has {
+            any: false,
+            functions: true,
+            filenames: true,
+            line_numbers: true,
+        };
+        mappings.len()
+    ];
     let mut samples = Vec::new();
     for site in sites {
+        let addresses = &site.addresses;
         // Group the symbolized frames back into locations: each location holds a run of
         // inlined frames ending with a non-inlined one.
         let mut location_id = Vec::new();
@@ -212,8 +295,30 @@ fn build<'a>(
                 continue;
             }
             let frames = std::mem::take(&mut group);
+            let address = addresses.get(location_id.len()).copied().unwrap_or(0);
             let next = locations.len() as u64 + 1;
             let id = *location_ids.entry(frames.clone()).or_insert_with(|| {
+                let mapping = mappings
+                    .iter()
+                    .position(|m| (m.start..m.limit).contains(&address));
+                let bare = frames.iter().all(unsymbolized);
+                if let Some(i) = mapping {
+                    let h = &mut has[i];
+                    h.any = true;
+                    h.functions &= !bare;
+                    h.filenames &= frames.iter().all(|f| f.file.is_some());
+                    h.line_numbers &= frames.iter().all(|f| f.line.is_some());
+                }
+                if bare && mapping.is_some() {
+                    // An address alone, for the binary to name later.
+                    locations.push(proto::Location {
+                        id: next,
+                        mapping_id: mapping.map_or(0, |i| i as u64 + 1),
+                        address,
+                        line: Vec::new(),
+                    });
+                    return next;
+                }
                 let line = frames
                     .iter()
                     .map(|f| {
@@ -241,8 +346,8 @@ fn build<'a>(
                     .collect();
                 locations.push(proto::Location {
                     id: next,
-                    mapping_id: 0,
-                    address: 0,
+                    mapping_id: mapping.map_or(0, |i| i as u64 + 1),
+                    address,
                     line,
                 });
                 next
@@ -266,13 +371,35 @@ fn build<'a>(
             }],
         });
     }
+    let mapping = mappings
+        .iter()
+        .zip(&has)
+        .enumerate()
+        .map(|(i, (m, h))| proto::Mapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.limit,
+            file_offset: m.offset,
+            filename: strings.get(&m.path),
+            build_id: m.build_id.as_deref().map_or(0, |id| strings.get(id)),
+            // A mapping no location points into is left for the tools to symbolize, as one
+            // with a bare address.
+            has_functions: h.any && h.functions,
+            has_filenames: h.any && h.functions && h.filenames,
+            has_line_numbers: h.any && h.functions && h.line_numbers,
+            has_inline_frames: h.any && h.functions,
+        })
+        .collect();
     let period_type = Some(vt(&mut strings, "space", "bytes"));
     // An index into the string table: the type shown by default.
-    let default_sample_type = strings.get("inuse_space");
+    let default_sample_type = strings.get(match default_type {
+        DefaultType::InUse => "inuse_space",
+        DefaultType::Allocated => "alloc_space",
+    });
     proto::Profile {
         sample_type,
         sample: samples,
-        mapping: Vec::new(),
+        mapping,
         location: locations,
         function: functions,
         string_table: strings.table,
@@ -293,8 +420,14 @@ fn write_gzipped(profile: &proto::Profile, out: &mut dyn Write) -> crate::Result
 }
 
 impl Snapshot {
-    /// The sampled sites as a pprof profile (not yet compressed).
+    /// The sampled sites as a pprof profile (not yet compressed), live bytes (`inuse_space`)
+    /// shown by default, with the process's mappings (see the [module](self)).
     pub fn pprof_profile(&self) -> proto::Profile {
+        self.profile_showing(DefaultType::InUse)
+    }
+
+    /// The sampled sites as a pprof profile showing `default_type` by default.
+    pub(crate) fn profile_showing(&self, default_type: DefaultType) -> proto::Profile {
         let _g = classtrack_shim::OverheadGuard::new();
         let symbolized: Vec<(String, Vec<Frame>)> = self
             .sites
@@ -312,6 +445,7 @@ impl Snapshot {
                 .map(|(s, (class, frames))| ProfileSite {
                     class,
                     frames,
+                    addresses: location_addresses(&s.stack, frames),
                     allocations: s.allocations,
                     allocated_bytes: s.allocated_bytes,
                     live_blocks: s.live_blocks,
@@ -319,13 +453,24 @@ impl Snapshot {
                 }),
             self.sampling.mean_bytes,
             time_nanos,
+            &mapping::current(),
+            default_type,
         )
     }
 
-    /// Writes the sampled sites as a gzipped pprof profile.
+    /// Writes the sampled sites as a gzipped pprof profile (as [`pprof_profile`](Self::pprof_profile)).
     pub fn write_pprof(&self, out: &mut dyn Write) -> crate::Result<()> {
+        self.write_pprof_showing(DefaultType::InUse, out)
+    }
+
+    /// Writes the sampled sites as a gzipped pprof profile showing `default_type` by default.
+    pub(crate) fn write_pprof_showing(
+        &self,
+        default_type: DefaultType,
+        out: &mut dyn Write,
+    ) -> crate::Result<()> {
         let _g = classtrack_shim::OverheadGuard::new();
-        write_gzipped(&self.pprof_profile(), out)
+        write_gzipped(&self.profile_showing(default_type), out)
     }
 }
 
@@ -339,6 +484,11 @@ impl Stats {
             snapshot.sites.iter().map(|s| ProfileSite {
                 class: &s.class,
                 frames: self.frames(s),
+                addresses: self
+                    .stack_addresses
+                    .get(s.stack)
+                    .cloned()
+                    .unwrap_or_default(),
                 allocations: s.allocations,
                 allocated_bytes: s.allocated_bytes,
                 live_blocks: s.live_blocks,
@@ -346,6 +496,8 @@ impl Stats {
             }),
             snapshot.sampling.mean_bytes,
             0,
+            &self.mappings,
+            DefaultType::InUse,
         )
     }
 
