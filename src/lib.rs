@@ -214,6 +214,8 @@
 //! # }
 //! ```
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+// docs.rs (`--cfg docsrs`, see Cargo.toml) marks the items that a feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod diff;
 mod error;
@@ -223,6 +225,10 @@ mod future;
 mod history;
 mod instance;
 #[cfg(any(feature = "metrics", feature = "server", feature = "tracing"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "metrics", feature = "server", feature = "tracing")))
+)]
 pub mod integrations;
 mod objects;
 mod periodic;
@@ -247,8 +253,10 @@ pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use integrations::metrics;
 #[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use integrations::server::{serve, ServerBuilder, ServerHandle};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
@@ -283,6 +291,7 @@ pub fn allocator_installed() -> bool {
     classtrack_shim::shim_stats().shards > 0
 }
 
+// The README's examples write reports: they need the default features.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "html", feature = "pprof"))]
 pub struct ReadmeDoctests;

@@ -292,6 +292,7 @@ fn write_gzipped(profile: &proto::Profile, out: &mut dyn Write) -> crate::Result
         .map_err(|e| crate::Error::Report(e.to_string()))
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 impl Snapshot {
     /// The sampled sites as a pprof profile (not yet compressed).
     pub fn pprof_profile(&self) -> proto::Profile {
@@ -329,6 +330,7 @@ impl Snapshot {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 impl Stats {
     /// The sites kept of `snapshot` (one of [`snapshots`](Self::snapshots)) as a pprof
     /// profile (not yet compressed), as [`Snapshot::pprof_profile`]. Stats keep no wall-clock
