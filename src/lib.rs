@@ -185,7 +185,16 @@
 //!
 //! # Feature flags
 //!
-//! All off by default; everything above is always available.
+//! Scopes, snapshots, instances, stats with their console tables and JSON dumps, sampled
+//! sites and the `classtrack` command's dump format are always available. The reports are on
+//! by default; the integrations are off.
+//!
+//! - **`html`** (default): the HTML report, [`Stats::write_html`], [`Stats::html`] and
+//!   [`ClassTracker::write_html`], with flamegraphs. Pulls in `maud`, `plotters` (its SVG
+//!   backend only) and `inferno`.
+//! - **`pprof`** (default): pprof profiles ([`Snapshot::write_pprof`], [`Stats::write_pprof`],
+//!   [`report::pprof`]), flamegraphs and folded stacks ([`Snapshot::write_flamegraph`],
+//!   [`Stats::write_flamegraph`]; also with `html`). Pulls in `prost`, `flate2` and `inferno`.
 //!
 //! - **`tracing`**: `integrations::tracing::ClassLayer`, a `tracing-subscriber` layer that
 //!   makes spans class scopes (by span name, or by a `class` field), so `#[instrument]`ed
@@ -197,10 +206,10 @@
 //!   allocation counters, process memory, overhead and sampler drops, named per Prometheus
 //!   conventions (`classtrack_live_bytes{class="…"}`, …), with a bounded number of classes.
 //!   Pulls in `metrics`.
-//! - **`server`** (implies `metrics`): `serve` starts an HTTP endpoint on a background
-//!   thread with `/metrics` (Prometheus text), `/debug/pprof/heap` (for `go tool pprof`,
-//!   Parca, Pyroscope) and `/snapshot.json`; loopback only unless told otherwise, optional
-//!   bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
+//! - **`server`** (implies `metrics`, and `pprof` and `html` for its pages): `serve` starts an
+//!   HTTP endpoint on a background thread with `/metrics` (Prometheus text),
+//!   `/debug/pprof/heap` (for `go tool pprof`, Parca, Pyroscope) and `/snapshot.json`;
+//!   loopback only unless told otherwise, optional bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
 //!   `http-body-util`, `tokio` (a one-thread runtime on the server thread) and
 //!   `metrics-exporter-prometheus` (its renderer only, no listener).
 //!
@@ -213,6 +222,19 @@
 //! println!("listening on {}", server.local_addr());
 //! # }
 //! ```
+//!
+//! To only count bytes per class (in production, say), leave the reports out:
+//!
+//! ```toml
+//! [dependencies]
+//! classtrack = { version = "0.1", default-features = false }
+//! ```
+//!
+//! classtrack then builds with its core's crates only: `classtrack-shim`, `backtrace`,
+//! `crossbeam-channel`, `parking_lot`, `hashbrown`, `memory-stats`, `serde`, `serde_json`,
+//! `pin-project-lite`, `futures-core` and `libc`, and what they need. A dump written by such a
+//! program ([`Stats::dump`]) is read by the `classtrack` command, which writes every report.
+//! The README's "Feature flags" gives the build time of a small program both ways.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 // docs.rs (`--cfg docsrs`, see Cargo.toml) marks the items that a feature gates.
 #![cfg_attr(docsrs, feature(doc_cfg))]
