@@ -240,6 +240,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod diff;
+mod dump;
 mod error;
 mod file;
 mod fork;

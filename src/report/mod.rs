@@ -9,7 +9,6 @@ pub(crate) mod console;
 mod flame;
 #[cfg(feature = "html")]
 mod html;
-pub(crate) mod json;
 #[cfg(feature = "pprof")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 pub mod pprof;
