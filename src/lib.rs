@@ -238,6 +238,11 @@
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
 // docs.rs (`--cfg docsrs`, see Cargo.toml) marks the items that a feature gates.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The manual above links the reports' methods, which a build without them does not have.
+#![cfg_attr(
+    not(all(feature = "html", feature = "pprof")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 mod diff;
 mod dump;
