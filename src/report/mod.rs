@@ -1,8 +1,7 @@
 //! Reports: human-readable output of snapshots.
 //!
-//! The console tables and the JSON dump are always built; the HTML report needs the `html`
-//! feature, pprof profiles the `pprof` feature, and flamegraphs either of them (both are on by
-//! default).
+//! The console tables are always built; the HTML report needs the `html` feature, pprof
+//! profiles the `pprof` feature, and flamegraphs either of them (both are on by default).
 
 pub(crate) mod console;
 #[cfg(any(feature = "html", feature = "pprof"))]
