@@ -185,7 +185,16 @@
 //!
 //! # Feature flags
 //!
-//! All off by default; everything above is always available.
+//! Scopes, snapshots, instances, stats with their console tables and JSON dumps, sampled
+//! sites and the `classtrack` command's dump format are always available. The reports are on
+//! by default; the integrations are off.
+//!
+//! - **`html`** (default): the HTML report, [`Stats::write_html`], [`Stats::html`] and
+//!   [`ClassTracker::write_html`], with flamegraphs. Pulls in `maud`, `plotters` (its SVG
+//!   backend only) and `inferno`.
+//! - **`pprof`** (default): pprof profiles ([`Snapshot::write_pprof`], [`Stats::write_pprof`],
+//!   [`report::pprof`]), flamegraphs and folded stacks ([`Snapshot::write_flamegraph`],
+//!   [`Stats::write_flamegraph`]; also with `html`). Pulls in `prost`, `flate2` and `inferno`.
 //!
 //! - **`tracing`**: `integrations::tracing::ClassLayer`, a `tracing-subscriber` layer that
 //!   makes spans class scopes (by span name, or by a `class` field), so `#[instrument]`ed
@@ -197,10 +206,10 @@
 //!   allocation counters, process memory, overhead and sampler drops, named per Prometheus
 //!   conventions (`classtrack_live_bytes{class="…"}`, …), with a bounded number of classes.
 //!   Pulls in `metrics`.
-//! - **`server`** (implies `metrics`): `serve` starts an HTTP endpoint on a background
-//!   thread with `/metrics` (Prometheus text), `/debug/pprof/heap` (for `go tool pprof`,
-//!   Parca, Pyroscope) and `/snapshot.json`; loopback only unless told otherwise, optional
-//!   bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
+//! - **`server`** (implies `metrics`, and `pprof` and `html` for its pages): `serve` starts an
+//!   HTTP endpoint on a background thread with `/metrics` (Prometheus text),
+//!   `/debug/pprof/heap` (for `go tool pprof`, Parca, Pyroscope) and `/snapshot.json`;
+//!   loopback only unless told otherwise, optional bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
 //!   `http-body-util`, `tokio` (a one-thread runtime on the server thread) and
 //!   `metrics-exporter-prometheus` (its renderer only, no listener).
 //!
@@ -213,9 +222,30 @@
 //! println!("listening on {}", server.local_addr());
 //! # }
 //! ```
+//!
+//! To only count bytes per class (in production, say), leave the reports out:
+//!
+//! ```toml
+//! [dependencies]
+//! classtrack = { version = "0.1", default-features = false }
+//! ```
+//!
+//! classtrack then builds with its core's crates only: `classtrack-shim`, `backtrace`,
+//! `crossbeam-channel`, `parking_lot`, `hashbrown`, `memory-stats`, `serde`, `serde_json`,
+//! `pin-project-lite`, `futures-core` and `libc`, and what they need. A dump written by such a
+//! program ([`Stats::dump`]) is read by the `classtrack` command, which writes every report.
+//! The README's "Feature flags" gives the build time of a small program both ways.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn)]
+// docs.rs (`--cfg docsrs`, see Cargo.toml) marks the items that a feature gates.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The manual above links the reports' methods, which a build without them does not have.
+#![cfg_attr(
+    not(all(feature = "html", feature = "pprof")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 mod diff;
+mod dump;
 mod error;
 mod file;
 mod fork;
@@ -223,7 +253,12 @@ mod future;
 mod history;
 mod instance;
 #[cfg(any(feature = "metrics", feature = "server", feature = "tracing"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "metrics", feature = "server", feature = "tracing")))
+)]
 pub mod integrations;
+mod mapping;
 mod objects;
 mod periodic;
 mod registry;
@@ -247,8 +282,10 @@ pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use integrations::metrics;
 #[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use integrations::server::{serve, ServerBuilder, ServerHandle};
 pub use objects::Referent;
 pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
@@ -283,6 +320,7 @@ pub fn allocator_installed() -> bool {
     classtrack_shim::shim_stats().shards > 0
 }
 
+// The README's examples write reports: they need the default features.
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "html", feature = "pprof"))]
 pub struct ReadmeDoctests;

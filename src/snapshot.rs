@@ -402,14 +402,6 @@ impl Snapshot {
         self.class_named(std::any::type_name::<T>())
     }
 
-    /// The name of class `id` for reports (`class N` if it had not allocated by then).
-    pub(crate) fn class_label(&self, id: ClassId) -> String {
-        self.classes
-            .iter()
-            .find(|c| c.id == id)
-            .map_or_else(|| format!("class {}", id.0), |c| c.name.to_string())
-    }
-
     /// The class of allocations made outside any scope.
     pub fn untracked(&self) -> &ClassTotals {
         &self.classes[ClassId::UNTRACKED.index()]

@@ -10,12 +10,11 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::{LeakSuspect, Moment, SiteSummary, SnapshotDiff};
+use crate::dump;
 use crate::error::{Error, Result};
 use crate::history::{Compaction, State};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
-use crate::report::format_bytes;
-use crate::report::json;
 use crate::sampling::{Frame, Site};
 use crate::snapshot::{
     AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,
@@ -274,7 +273,7 @@ pub struct Stats {
     /// The process's code mappings when the stats were gathered (Linux; empty elsewhere and in
     /// dumps of older versions): pprof profiles of a dump carry them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) mappings: Vec<crate::report::mapping::Mapping>,
+    pub(crate) mappings: Vec<crate::mapping::Mapping>,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
@@ -564,10 +563,7 @@ impl Stats {
                     let frames = site.frames();
                     *by_frames.entry(frames.clone()).or_insert_with(|| {
                         self.stack_addresses
-                            .push(crate::report::pprof::location_addresses(
-                                &site.stack,
-                                &frames,
-                            ));
+                            .push(crate::mapping::location_addresses(&site.stack, &frames));
                         self.stacks.push(frames);
                         self.stacks.len() - 1
                     })
@@ -587,7 +583,7 @@ impl Stats {
             }
         }
         if !self.stacks.is_empty() {
-            self.mappings = crate::report::mapping::current();
+            self.mappings = crate::mapping::current();
         }
     }
 
@@ -722,57 +718,7 @@ impl Stats {
     /// classtrack's own, which are shown apart (not of virtual memory).
     pub fn print_summary(&self, out: &mut dyn Write) -> io::Result<()> {
         let _g = OverheadGuard::new();
-        writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;
-        if !self.snapshots.is_empty() && self.snapshots.iter().all(|s| !s.allocator_installed) {
-            writeln!(out, "{}", crate::snapshot::NOT_INSTALLED)?;
-        }
-        for s in &self.snapshots {
-            let resident = s.process.map_or_else(String::new, |p| {
-                format!(", {} resident", format_bytes(p.resident_bytes))
-            });
-            let user_bytes = s.user_live_bytes();
-            writeln!(
-                out,
-                "{:?} at {:.3} s: {} live in the program's heap, {} classtrack's own{resident}",
-                s.description,
-                s.time,
-                format_bytes(user_bytes),
-                format_bytes(s.overhead.tracker_bytes)
-            )?;
-            if s.tracked.is_empty() {
-                writeln!(out, "  (no tracked class)")?;
-                continue;
-            }
-            let width = s
-                .tracked
-                .iter()
-                .map(|t| t.name.chars().count())
-                .max()
-                .unwrap_or(5)
-                .max(5);
-            writeln!(
-                out,
-                "  {:<width$}  {:>8}  {:>12}  {:>10}  {:>6}",
-                "class", "active", "total", "average", "share"
-            )?;
-            for t in &s.tracked {
-                let share = if user_bytes == 0 {
-                    "-".to_owned()
-                } else {
-                    format!("{:.1}%", t.total_bytes as f64 * 100.0 / user_bytes as f64)
-                };
-                writeln!(
-                    out,
-                    "  {:<width$}  {:>8}  {:>12}  {:>10}  {:>6}",
-                    t.name,
-                    t.active,
-                    format_bytes(t.total_bytes),
-                    format_bytes(t.average_bytes().round() as u64),
-                    share
-                )?;
-            }
-        }
-        writeln!(out, "{}", "-".repeat(79))
+        crate::report::console::write_summary(self, out)
     }
 
     /// Prints, for each snapshot, its time and label, the program's live heap (all but
@@ -852,48 +798,7 @@ impl Stats {
         limit: Option<usize>,
     ) -> io::Result<()> {
         let _g = OverheadGuard::new();
-        writeln!(out, "---- INSTANCES {}", "-".repeat(64))?;
-        if self.instances.is_empty() {
-            writeln!(
-                out,
-                "no tracked instance: per-instance figures are kept for tracked classes only.\n\
-                 Track a class with `tracker.track_class::<T>(TrackOptions::new())` and build \
-                 its instances with\n`tracker.construct(|| T::new())` (or `track_object`); \
-                 per-class totals need none of it\n(`classtrack summary DUMP`)."
-            )?;
-        }
-        let shown = self
-            .sorted_instances()
-            .into_iter()
-            .filter(|i| filter.is_none_or(|f| i.class.contains(f)))
-            .take(limit.unwrap_or(usize::MAX));
-        for i in shown {
-            let label = if i.name == i.class {
-                format!("{} #{}", i.class, i.id)
-            } else {
-                format!("{} #{} ({})", i.class, i.id, i.name)
-            };
-            writeln!(out, "{label} {}", i.repr)?;
-            match i.death {
-                Some(d) => writeln!(out, "  born {:.3} s, died {d:.3} s", i.birth)?,
-                None => writeln!(out, "  born {:.3} s, alive", i.birth)?,
-            }
-            for (t, size) in &i.sizes {
-                writeln!(out, "  {t:>10.3} s  {:>12}", format_bytes(*size))?;
-            }
-            writeln!(out, "  max {}", format_bytes(i.max_size))?;
-            if !i.referents.is_empty() {
-                writeln!(out, "  referents at the last snapshot:")?;
-                write_referents(out, &i.referents, 2)?;
-            }
-            if !i.trace.is_empty() {
-                writeln!(out, "  constructed at:")?;
-                for frame in &i.trace {
-                    writeln!(out, "    {frame}")?;
-                }
-            }
-        }
-        writeln!(out, "{}", "-".repeat(79))
+        crate::report::console::write_instances(self, filter, limit, out)
     }
 
     /// Writes the stats to `path` as versioned JSON, atomically: to a temporary file in the
@@ -911,7 +816,7 @@ impl Stats {
             path: path.to_owned(),
             source,
         };
-        json::check_writable(self).map_err(|reason| Error::Unwritable {
+        dump::check_writable(self).map_err(|reason| Error::Unwritable {
             path: path.to_owned(),
             reason,
         })?;
@@ -953,7 +858,7 @@ impl Stats {
     pub fn load(path: impl AsRef<Path>) -> Result<Stats> {
         let _g = OverheadGuard::new();
         let path = path.as_ref();
-        let bytes = json::read_regular_file(path)?;
+        let bytes = dump::read_regular_file(path)?;
         Stats::from_json(&bytes, path)
     }
 
@@ -995,34 +900,19 @@ impl Stats {
             // Tell an older version (migrated) and a version this classtrack cannot read
             // from damage: another format does not parse as this one, and its version is
             // what decides.
-            Err(e) => match json::peek_version(bytes) {
-                json::Version::Number(1) => serde_json::from_slice::<StatsV1>(bytes)
+            Err(e) => match dump::peek_version(bytes) {
+                dump::Version::Number(1) => serde_json::from_slice::<StatsV1>(bytes)
                     .map(StatsV1::migrate)
                     .map_err(|e| corrupt(format!("a version 1 file that does not parse: {e}"))),
-                json::Version::Number(v) if v == 0 || v > u64::from(STATS_VERSION) => {
+                dump::Version::Number(v) if v == 0 || v > u64::from(STATS_VERSION) => {
                     Err(version_error(v))
                 }
-                json::Version::Invalid(reason) => Err(corrupt(reason)),
-                json::Version::Missing => Err(corrupt("no format version".to_owned())),
-                json::Version::Number(_) | json::Version::Unknown => Err(corrupt(e.to_string())),
+                dump::Version::Invalid(reason) => Err(corrupt(reason)),
+                dump::Version::Missing => Err(corrupt("no format version".to_owned())),
+                dump::Version::Number(_) | dump::Version::Unknown => Err(corrupt(e.to_string())),
             },
         }
     }
-}
-
-fn write_referents(out: &mut dyn Write, referents: &[Referent], depth: usize) -> io::Result<()> {
-    for r in referents {
-        writeln!(
-            out,
-            "{:indent$}{:>12}  {}",
-            "",
-            format_bytes(r.bytes),
-            r.name,
-            indent = depth * 2
-        )?;
-        write_referents(out, &r.children, depth + 1)?;
-    }
-    Ok(())
 }
 
 /// `i`'s size at snapshot time `peak` (see [`SortKey::TotalSizeAtPeak`]).

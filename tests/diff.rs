@@ -213,8 +213,7 @@ fn a_class_absent_before_is_new_in_the_diff_and_the_summary() {
     let text = String::from_utf8(text).unwrap();
     let row = |name: &str| {
         text.lines()
-            .filter(|l| l.trim_start().starts_with(name))
-            .last()
+            .rfind(|l| l.trim_start().starts_with(name))
             .unwrap_or_else(|| panic!("no row for {name}: {text}"))
             .to_owned()
     };

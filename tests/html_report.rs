@@ -6,6 +6,7 @@
 //! Chromium is required: the browser tests fail, saying how to install it, where it is
 //! missing (set `CHROMIUM` to its path if it is not on `PATH` as `chromium`). Set
 //! `CLASSTRACK_KEEP_HTML=1` to keep the pages written, to look at them.
+#![cfg(feature = "html")]
 
 use std::alloc::System;
 use std::path::{Path, PathBuf};

@@ -60,10 +60,16 @@ fn every_bench_file_is_a_listed_bench() {
 /// The packages `cargo tree` lists for `package`'s normal and build dependencies, itself
 /// included, as `name vVERSION`.
 fn dependencies(package: &str) -> BTreeSet<String> {
+    tree(package, &[])
+}
+
+/// [`dependencies`] with more options for `cargo tree` (features, depth).
+fn tree(package: &str, options: &[&str]) -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(&cargo)
         .args(["tree", "--locked", "--offline", "-e", "normal,build"])
         .args(["--prefix", "none", "--format", "{p}", "-p", package])
+        .args(options)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap_or_else(|e| panic!("`{cargo} tree` could not run (is cargo installed?): {e}"));
@@ -103,4 +109,65 @@ fn the_quickstart_builds_classtrack_and_its_dependencies_only() {
          keep examples/Cargo.toml's dependencies to classtrack (the test suite's and the \
          benches' dependencies belong in the root's and in benches/Cargo.toml)"
     );
+}
+
+/// The names in a [`tree`] (without versions).
+fn names(packages: &BTreeSet<String>) -> BTreeSet<&str> {
+    packages
+        .iter()
+        .filter_map(|p| p.split_whitespace().next())
+        .collect()
+}
+
+/// The crates the reports need: none of them may be built with `default-features = false`.
+const REPORT_CRATES: [&str; 5] = ["maud", "plotters", "inferno", "prost", "flate2"];
+
+#[test]
+fn without_default_features_classtrack_depends_on_its_core_crates_only() {
+    let lean = tree("classtrack", &["--no-default-features", "--depth", "1"]);
+    let direct = names(&lean);
+    let core: BTreeSet<&str> = [
+        "classtrack",
+        "classtrack-shim",
+        "backtrace",
+        "crossbeam-channel",
+        "parking_lot",
+        "memory-stats",
+        "hashbrown",
+        "serde",
+        "serde_json",
+        // The future wrapper's: neither has dependencies of its own.
+        "pin-project-lite",
+        "futures-core",
+    ]
+    .into_iter()
+    // Unix only: `pthread_atfork` and `open` flags.
+    .chain(cfg!(unix).then_some("libc"))
+    // Linux only: the build ids of the mappings kept in dumps and profiles; backtrace builds
+    // the same crate with the same features, so it adds nothing to the build.
+    .chain(cfg!(target_os = "linux").then_some("object"))
+    .collect();
+    assert_eq!(
+        direct, core,
+        "classtrack's dependencies without default features changed; a dependency that not \
+         every user needs belongs behind a feature (see [features] in Cargo.toml)"
+    );
+    let all = tree("classtrack", &["--no-default-features"]);
+    for name in names(&all) {
+        assert!(
+            !REPORT_CRATES.contains(&name),
+            "{name} is built without default features: {all:?}"
+        );
+    }
+}
+
+#[test]
+fn the_default_features_bring_the_reports_crates() {
+    // The other side of the test above: `html` and `pprof` are on by default, so that
+    // `cargo add classtrack` gives every report.
+    let default = tree("classtrack", &[]);
+    let present = names(&default);
+    for name in REPORT_CRATES {
+        assert!(present.contains(name), "{name} missing: {default:?}");
+    }
 }

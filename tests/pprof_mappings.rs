@@ -1,7 +1,7 @@
 //! pprof profiles' mappings: the executable first, with its path and GNU build id, and each
 //! location's address in its mapping; `go tool pprof BINARY PROFILE` reads them, and names the
 //! functions of a profile that has their addresses alone (as one from a stripped binary).
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "pprof"))]
 
 use std::alloc::System;
 use std::io::{Read, Write};

@@ -1,12 +1,16 @@
 //! Sampled allocation sites: unbiased estimates, trace-every-allocation, and the pprof and
-//! flamegraph outputs.
+//! flamegraph outputs (with the features that write them, both on by default).
 
 use std::alloc::System;
+#[cfg(feature = "pprof")]
 use std::io::Read;
 
+#[cfg(feature = "pprof")]
 use classtrack::report::pprof::proto;
+#[cfg(any(feature = "html", feature = "pprof"))]
 use classtrack::report::Measure;
 use classtrack::{ClassTracker, TrackingAlloc};
+#[cfg(feature = "pprof")]
 use prost::Message;
 
 #[global_allocator]
@@ -125,6 +129,7 @@ fn trace_every_allocation_samples_each_block_exactly() {
     drop(kept);
 }
 
+#[cfg(any(feature = "html", feature = "pprof"))]
 fn sites_snapshot(tracker: &ClassTracker) -> (std::sync::Arc<classtrack::Snapshot>, Vec<Vec<u8>>) {
     // A snapshot waits for the aggregator to catch up: the previous test's burst of frees
     // must not crowd this one's samples out of the channel.
@@ -143,6 +148,7 @@ fn sites_snapshot(tracker: &ClassTracker) -> (std::sync::Arc<classtrack::Snapsho
     (snap, kept)
 }
 
+#[cfg(feature = "pprof")]
 #[test]
 fn pprof_output_decodes_with_the_expected_sample_types_and_labels() {
     let _turn = turn();
@@ -201,6 +207,7 @@ fn pprof_output_decodes_with_the_expected_sample_types_and_labels() {
     drop(kept);
 }
 
+#[cfg(feature = "pprof")]
 #[test]
 #[ignore = "needs Go (apt-get install golang-go): cargo test --test sampling -- --ignored"]
 fn go_tool_pprof_reads_the_profile() {
@@ -232,6 +239,7 @@ fn go_tool_pprof_reads_the_profile() {
 }
 
 /// Each sample of `profile` as (class, function names innermost first, values), sorted.
+#[cfg(feature = "pprof")]
 fn samples_of(profile: &proto::Profile) -> Vec<(String, Vec<String>, Vec<i64>)> {
     let s = |i: i64| profile.string_table[i as usize].clone();
     let mut samples: Vec<_> = profile
@@ -252,6 +260,7 @@ fn samples_of(profile: &proto::Profile) -> Vec<(String, Vec<String>, Vec<i64>)> 
     samples
 }
 
+#[cfg(feature = "pprof")]
 #[test]
 fn stats_profile_of_a_snapshot_has_the_sites_it_kept_as_the_live_snapshot_has_them() {
     let _turn = turn();
@@ -290,6 +299,7 @@ fn stats_profile_of_a_snapshot_has_the_sites_it_kept_as_the_live_snapshot_has_th
     drop(kept);
 }
 
+#[cfg(any(feature = "html", feature = "pprof"))]
 #[test]
 fn flamegraph_svg_is_well_formed_and_names_the_class() {
     let _turn = turn();

@@ -452,7 +452,7 @@ fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
         "/stats.json" => {
             let stats = stats_now(inner);
             // As `Stats::dump` writes them: what it would refuse (a NaN), this refuses too.
-            let body = crate::report::json::check_writable(&stats)
+            let body = crate::dump::check_writable(&stats)
                 .and_then(|()| serde_json::to_vec(&stats).map_err(|e| e.to_string()));
             match body {
                 Ok(mut body) => {

@@ -1,4 +1,5 @@
-//! The per-class table printed for a snapshot.
+//! The console tables: a snapshot's per-class table, the stats' summaries, instances and
+//! leak suspects, and snapshot diffs.
 
 use std::io::{self, Write};
 
@@ -6,6 +7,7 @@ use classtrack_shim::ClassId;
 
 use super::format_bytes;
 use crate::diff::{SiteSummary, SnapshotDiff};
+use crate::objects::Referent;
 use crate::sampling::{is_machinery, is_std, Frame};
 use crate::snapshot::{ClassTotals, Snapshot, NOT_INSTALLED};
 use crate::stats::{SnapshotStats, Stats};
@@ -516,6 +518,127 @@ fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
     }
     merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
     merged
+}
+
+/// [`Stats::print_summary`]: each snapshot's tracked classes.
+pub(crate) fn write_summary(stats: &Stats, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;
+    if !stats.snapshots.is_empty() && stats.snapshots.iter().all(|s| !s.allocator_installed) {
+        writeln!(out, "{}", crate::snapshot::NOT_INSTALLED)?;
+    }
+    for s in &stats.snapshots {
+        let resident = s.process.map_or_else(String::new, |p| {
+            format!(", {} resident", format_bytes(p.resident_bytes))
+        });
+        let user_bytes = s.user_live_bytes();
+        writeln!(
+            out,
+            "{:?} at {:.3} s: {} live in the program's heap, {} classtrack's own{resident}",
+            s.description,
+            s.time,
+            format_bytes(user_bytes),
+            format_bytes(s.overhead.tracker_bytes)
+        )?;
+        if s.tracked.is_empty() {
+            writeln!(out, "  (no tracked class)")?;
+            continue;
+        }
+        let width = s
+            .tracked
+            .iter()
+            .map(|t| t.name.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        writeln!(
+            out,
+            "  {:<width$}  {:>8}  {:>12}  {:>10}  {:>6}",
+            "class", "active", "total", "average", "share"
+        )?;
+        for t in &s.tracked {
+            let share = if user_bytes == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", t.total_bytes as f64 * 100.0 / user_bytes as f64)
+            };
+            writeln!(
+                out,
+                "  {:<width$}  {:>8}  {:>12}  {:>10}  {:>6}",
+                t.name,
+                t.active,
+                format_bytes(t.total_bytes),
+                format_bytes(t.average_bytes().round() as u64),
+                share
+            )?;
+        }
+    }
+    writeln!(out, "{}", "-".repeat(79))
+}
+
+/// [`Stats::print_stats`]: the instances, their sizes and construction traces.
+pub(crate) fn write_instances(
+    stats: &Stats,
+    filter: Option<&str>,
+    limit: Option<usize>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    writeln!(out, "---- INSTANCES {}", "-".repeat(64))?;
+    if stats.instances.is_empty() {
+        writeln!(
+            out,
+            "no tracked instance: per-instance figures are kept for tracked classes only.\n\
+             Track a class with `tracker.track_class::<T>(TrackOptions::new())` and build its \
+             instances with\n`tracker.construct(|| T::new())` (or `track_object`); per-class \
+             totals need none of it\n(`classtrack summary DUMP`)."
+        )?;
+    }
+    let shown = stats
+        .sorted_instances()
+        .into_iter()
+        .filter(|i| filter.is_none_or(|f| i.class.contains(f)))
+        .take(limit.unwrap_or(usize::MAX));
+    for i in shown {
+        let label = if i.name == i.class {
+            format!("{} #{}", i.class, i.id)
+        } else {
+            format!("{} #{} ({})", i.class, i.id, i.name)
+        };
+        writeln!(out, "{label} {}", i.repr)?;
+        match i.death {
+            Some(d) => writeln!(out, "  born {:.3} s, died {d:.3} s", i.birth)?,
+            None => writeln!(out, "  born {:.3} s, alive", i.birth)?,
+        }
+        for (t, size) in &i.sizes {
+            writeln!(out, "  {t:>10.3} s  {:>12}", format_bytes(*size))?;
+        }
+        writeln!(out, "  max {}", format_bytes(i.max_size))?;
+        if !i.referents.is_empty() {
+            writeln!(out, "  referents at the last snapshot:")?;
+            write_referents(out, &i.referents, 2)?;
+        }
+        if !i.trace.is_empty() {
+            writeln!(out, "  constructed at:")?;
+            for frame in &i.trace {
+                writeln!(out, "    {frame}")?;
+            }
+        }
+    }
+    writeln!(out, "{}", "-".repeat(79))
+}
+
+fn write_referents(out: &mut dyn Write, referents: &[Referent], depth: usize) -> io::Result<()> {
+    for r in referents {
+        writeln!(
+            out,
+            "{:indent$}{:>12}  {}",
+            "",
+            format_bytes(r.bytes),
+            r.name,
+            indent = depth * 2
+        )?;
+        write_referents(out, &r.children, depth + 1)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

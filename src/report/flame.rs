@@ -85,6 +85,7 @@ fn flamegraph(lines: &[String], title: String, out: &mut dyn Write) -> crate::Re
         .map_err(|e| crate::Error::Report(e.to_string()))
 }
 
+#[cfg_attr(docsrs, doc(cfg(any(feature = "html", feature = "pprof"))))]
 impl Snapshot {
     /// The sampled sites as folded stacks, one line each: `class;outermost;...;innermost N`,
     /// where N is the measure in bytes (rounded). Lines with nothing to show are left out.
@@ -108,6 +109,7 @@ impl Snapshot {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(any(feature = "html", feature = "pprof"))))]
 impl Stats {
     /// The sites kept of `snapshot` (one of [`snapshots`](Self::snapshots)) as folded stacks,
     /// as [`Snapshot::folded_stacks`]; with `class`, that class's sites only.

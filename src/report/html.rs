@@ -87,6 +87,7 @@ ul.tree{margin:2px 0;padding-left:20px}
 .sizes{display:flex;flex-wrap:wrap;gap:2px 14px}
 "#;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "html")))]
 impl Stats {
     /// Writes an HTML report of these stats to `path`: one self-contained file (inline CSS
     /// and SVG, no network needed to view it), written atomically as [`dump`](Self::dump)
@@ -149,6 +150,7 @@ impl Stats {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "html")))]
 impl ClassTracker {
     /// Writes an HTML report of what this tracker has gathered so far to `path`: the report of
     /// [`stats`](Self::stats) (see [`Stats::write_html`]).

@@ -1,13 +1,31 @@
 //! Reports: human-readable output of snapshots.
+//!
+//! The console tables are always built; the HTML report needs the `html` feature, pprof
+//! profiles the `pprof` feature, and flamegraphs either of them (both are on by default).
 
 pub(crate) mod console;
+#[cfg(any(feature = "html", feature = "pprof"))]
 mod flame;
+#[cfg(feature = "html")]
 mod html;
-pub(crate) mod json;
-pub(crate) mod mapping;
+#[cfg(feature = "pprof")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 pub mod pprof;
 
+#[cfg(any(feature = "html", feature = "pprof"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "html", feature = "pprof"))))]
 pub use flame::Measure;
+
+#[cfg(any(feature = "html", feature = "pprof"))]
+impl crate::Snapshot {
+    /// The name of class `id` for reports (`class N` if it had not allocated by then).
+    pub(crate) fn class_label(&self, id: crate::ClassId) -> String {
+        self.classes
+            .iter()
+            .find(|c| c.id == id)
+            .map_or_else(|| format!("class {}", id.0), |c| c.name.to_string())
+    }
+}
 
 /// Formats a byte count with binary units: `512 B`, `1.5 KiB`, `12.0 MiB`, `3.25 GiB`.
 ///

@@ -22,7 +22,7 @@ use flate2::Compression;
 use hashbrown::HashMap;
 use prost::Message;
 
-use crate::report::mapping::{self, Mapping};
+use crate::mapping::{self, Mapping};
 use crate::sampling::Frame;
 use crate::snapshot::Snapshot;
 use crate::stats::{SnapshotStats, Stats};
@@ -187,36 +187,6 @@ struct ProfileSite<'a> {
     allocated_bytes: f64,
     live_blocks: f64,
     live_bytes: f64,
-}
-
-/// The address of each location of `frames` (each run of inlined frames ending with one that
-/// is not), found by matching `frames` against the symbolized `stack` they were trimmed from:
-/// the call instruction's (the return address less one). Empty when they do not match.
-pub(crate) fn location_addresses(stack: &[usize], frames: &[Frame]) -> Vec<u64> {
-    if stack.is_empty() {
-        return Vec::new();
-    }
-    let groups: Vec<_> = stack
-        .iter()
-        .map(|&ip| crate::sampling::symbolize(ip))
-        .collect();
-    let full: Vec<(&Frame, usize)> = groups
-        .iter()
-        .zip(stack)
-        .flat_map(|(g, &ip)| g.iter().map(move |f| (f, ip)))
-        .collect();
-    let n = frames.len();
-    let Some(cut) = (0..=full.len().saturating_sub(n))
-        .find(|&c| full.len() >= c + n && full[c..c + n].iter().map(|x| x.0).eq(frames))
-    else {
-        return Vec::new();
-    };
-    frames
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !f.inlined)
-        .map(|(i, _)| (full[cut + i].1 as u64).saturating_sub(1))
-        .collect()
 }
 
 /// Whether debug info named nothing at this frame: the symbolizer wrote its address instead.
@@ -419,6 +389,7 @@ fn write_gzipped(profile: &proto::Profile, out: &mut dyn Write) -> crate::Result
         .map_err(|e| crate::Error::Report(e.to_string()))
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 impl Snapshot {
     /// The sampled sites as a pprof profile (not yet compressed), live bytes (`inuse_space`)
     /// shown by default, with the process's mappings (see the [module](self)).
@@ -445,7 +416,7 @@ impl Snapshot {
                 .map(|(s, (class, frames))| ProfileSite {
                     class,
                     frames,
-                    addresses: location_addresses(&s.stack, frames),
+                    addresses: crate::mapping::location_addresses(&s.stack, frames),
                     allocations: s.allocations,
                     allocated_bytes: s.allocated_bytes,
                     live_blocks: s.live_blocks,
@@ -474,6 +445,7 @@ impl Snapshot {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "pprof")))]
 impl Stats {
     /// The sites kept of `snapshot` (one of [`snapshots`](Self::snapshots)) as a pprof
     /// profile (not yet compressed), as [`Snapshot::pprof_profile`]. Stats keep no wall-clock

@@ -29,6 +29,36 @@ pub(crate) fn current() -> Vec<Mapping> {
     imp::current()
 }
 
+/// The address of each location of `frames` (each run of inlined frames ending with one that
+/// is not), found by matching `frames` against the symbolized `stack` they were trimmed from:
+/// the call instruction's (the return address less one). Empty when they do not match.
+pub(crate) fn location_addresses(stack: &[usize], frames: &[crate::sampling::Frame]) -> Vec<u64> {
+    if stack.is_empty() {
+        return Vec::new();
+    }
+    let groups: Vec<_> = stack
+        .iter()
+        .map(|&ip| crate::sampling::symbolize(ip))
+        .collect();
+    let full: Vec<(&crate::sampling::Frame, usize)> = groups
+        .iter()
+        .zip(stack)
+        .flat_map(|(g, &ip)| g.iter().map(move |f| (f, ip)))
+        .collect();
+    let n = frames.len();
+    let Some(cut) = (0..=full.len().saturating_sub(n))
+        .find(|&c| full.len() >= c + n && full[c..c + n].iter().map(|x| x.0).eq(frames))
+    else {
+        return Vec::new();
+    };
+    frames
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.inlined)
+        .map(|(i, _)| (full[cut + i].1 as u64).saturating_sub(1))
+        .collect()
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use std::collections::HashMap;
