@@ -224,6 +224,7 @@ mod history;
 mod instance;
 #[cfg(any(feature = "metrics", feature = "server", feature = "tracing"))]
 pub mod integrations;
+mod machinery;
 mod objects;
 mod periodic;
 mod registry;

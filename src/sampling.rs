@@ -22,7 +22,7 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -541,7 +541,7 @@ struct Held(UnsafeCell<Option<HeldGuards>>);
 
 type HeldGuards = (
     MutexGuard<'static, Aggregator>,
-    MutexGuard<'static, HashMap<usize, Arc<[Frame]>>>,
+    MutexGuard<'static, HashMap<usize, Symbolized>>,
 );
 
 // SAFETY: the cell is written only by the thread that holds both locks (in `fork_prepare`,
@@ -610,40 +610,64 @@ pub fn trace_every_allocation_named(name: &str, on: bool) {
     }
 }
 
-/// Frames that belong to classtrack or to the allocator machinery, trimmed from the top.
+/// Frames that belong to classtrack or to the allocator machinery, by name (see
+/// [`machinery`](crate::machinery) for the addresses that tell them in every build).
 pub(crate) fn is_machinery(function: &str) -> bool {
-    const PREFIXES: [&str; 15] = [
-        "backtrace::",
-        "<backtrace::",
-        "classtrack_shim::",
-        "<classtrack_shim::",
-        "classtrack::",
-        "<classtrack::",
-        "__rustc::",
-        "__rust_alloc",
-        "__rust_realloc",
-        "__rdl_",
-        "__rg_",
-        "std::alloc::",
-        "alloc::alloc::",
-        "<alloc::alloc::Global",
-        "alloc::raw_vec::",
-    ];
-    PREFIXES.iter().any(|p| function.starts_with(p)) || function.starts_with("<alloc::raw_vec::")
+    crate::machinery::is_machinery_name(function)
 }
 
-/// Symbolized frames by return address. A `std::sync::Mutex` (see the module's docs).
-static SYMBOLS: LazyLock<Mutex<HashMap<usize, Arc<[Frame]>>>> = LazyLock::new(Default::default);
+/// The frames at one return address: those inlined there, innermost first, then the function
+/// it is in; and whether that function is the machinery's by address (`None`: no symbol table
+/// to tell).
+#[derive(Clone)]
+struct Symbolized {
+    frames: Arc<[Frame]>,
+    machinery: Option<bool>,
+}
 
-/// The frames at return address `ip` (several when calls were inlined), cached.
-fn symbolize(ip: usize) -> Arc<[Frame]> {
+/// Symbolized frames by return address, for the batch under way (see [`Batch`]). A
+/// `std::sync::Mutex` (see the module's docs).
+static SYMBOLS: LazyLock<Mutex<HashMap<usize, Symbolized>>> = LazyLock::new(Default::default);
+
+/// Symbolizations under way: the caches are emptied when the last one ends.
+static BATCHES: AtomicUsize = AtomicUsize::new(0);
+
+/// A run of symbolizations that share the caches (this module's, by address, and the
+/// backtrace crate's parsed debug info, which is tens of megabytes for a large program): when
+/// the last batch under way ends, both are emptied, so that symbolizing costs memory only
+/// while it runs. Each symbolization is its own batch unless one is under way.
+pub(crate) struct Batch(());
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        // Relaxed: a count; the caches are protected by their locks.
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        Batch(())
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Relaxed: as in `new`.
+        if BATCHES.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let _g = OverheadGuard::new();
+            let old = std::mem::take(&mut *lock(&SYMBOLS));
+            drop(old);
+            crate::fork::with_backtrace(backtrace::clear_symbol_cache);
+        }
+    }
+}
+
+/// The frames at return address `ip` (several when calls were inlined), cached for the batch.
+fn symbolize(ip: usize) -> Symbolized {
     if let Some(f) = lock(&SYMBOLS).get(&ip) {
         return f.clone();
     }
     let mut frames = Vec::new();
     // A return address points after the call: look up the call itself.
-    crate::fork::with_backtrace(|| {
-        backtrace::resolve(ip.saturating_sub(1) as *mut c_void, |sym| {
+    let at = ip.saturating_sub(1);
+    let machinery = crate::fork::with_backtrace(|| {
+        backtrace::resolve(at as *mut c_void, |sym| {
             frames.push(Frame {
                 function: sym
                     .name()
@@ -652,7 +676,8 @@ fn symbolize(ip: usize) -> Arc<[Frame]> {
                 line: sym.lineno(),
                 inlined: true,
             });
-        })
+        });
+        crate::machinery::contains(at)
     });
     if frames.is_empty() {
         frames.push(Frame {
@@ -665,10 +690,13 @@ fn symbolize(ip: usize) -> Arc<[Frame]> {
     if let Some(last) = frames.last_mut() {
         last.inlined = false;
     }
-    let frames: Arc<[Frame]> = frames.into();
+    let symbolized = Symbolized {
+        frames: frames.into(),
+        machinery,
+    };
     match lock(&SYMBOLS).entry(ip) {
         Entry::Occupied(e) => e.get().clone(),
-        Entry::Vacant(e) => e.insert(frames).clone(),
+        Entry::Vacant(e) => e.insert(symbolized).clone(),
     }
 }
 
@@ -686,40 +714,73 @@ pub(crate) fn is_std(f: &Frame) -> bool {
 /// A stack symbolized, innermost first, without the machinery at the top.
 pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
     let _g = OverheadGuard::new();
-    let groups: Vec<Arc<[Frame]>> = stack.iter().map(|&ip| symbolize(ip)).collect();
-    trim(groups.iter().map(|g| &g[..]))
+    let _b = Batch::new();
+    let groups: Vec<Symbolized> = stack.iter().map(|&ip| symbolize(ip)).collect();
+    trim(groups.iter().map(|g| (&g.frames[..], g.machinery)))
+}
+
+/// What a frame is, for trimming.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// classtrack's, its shim's, the global allocator's entry points, the allocation glue.
+    Machinery,
+    /// The standard library's other frames (`Vec::push`).
+    Std,
+    /// The program's.
+    User,
+}
+
+/// What `f` is: a function (not inlined) by its address when there is a symbol table
+/// (`machinery`), else (and frames inlined into it always) by its source file when debug info
+/// has it, and by name.
+fn kind(f: &Frame, machinery: Option<bool>) -> Kind {
+    if !f.inlined && machinery == Some(true) {
+        return Kind::Machinery;
+    }
+    if f.file
+        .as_deref()
+        .is_some_and(crate::machinery::is_machinery_file)
+        || is_machinery(&f.function)
+    {
+        return Kind::Machinery;
+    }
+    if is_std(f) {
+        Kind::Std
+    } else {
+        Kind::User
+    }
 }
 
 /// The frames of `groups` (each the frames at one return address: the frames inlined there,
-/// then the function it is in), without the machinery at the top nor the runtime below
-/// `main`.
+/// then the function it is in, and whether that function is the machinery's by address),
+/// without the machinery at the top nor the runtime below `main`.
 ///
 /// The machinery is cut through its last frame among the leading frames that are its own or
 /// the standard library's: a standard library function it calls (`core::bool::then` in the
 /// sampler, a frame of its own in unoptimized builds and inlined in optimized ones) goes with
 /// it, while the standard library frames below it (`Vec::push`) stay, and nothing below the
-/// first frame of the program's own is cut.
-fn trim<'a>(groups: impl IntoIterator<Item = &'a [Frame]>) -> Vec<Frame> {
-    let mut frames: Vec<&Frame> = Vec::new();
-    for f in groups.into_iter().flatten() {
-        // The runtime's frames below `main` (or a thread's closure) say nothing.
-        if f.function.starts_with("std::rt::lang_start")
-            || f.function
-                .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-        {
-            break;
+/// first frame of the program's own is cut (the program's closure inlined into
+/// `classtrack::scope` included).
+fn trim<'a>(groups: impl IntoIterator<Item = (&'a [Frame], Option<bool>)>) -> Vec<Frame> {
+    let mut frames: Vec<(&Frame, Kind)> = Vec::new();
+    'groups: for (group, machinery) in groups {
+        for f in group {
+            // The runtime's frames below `main` (or a thread's closure) say nothing.
+            if f.function.starts_with("std::rt::lang_start")
+                || f.function
+                    .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+            {
+                break 'groups;
+            }
+            frames.push((f, kind(f, machinery)));
         }
-        frames.push(f);
     }
-    let leading = frames
-        .iter()
-        .take_while(|f| is_machinery(&f.function) || is_std(f))
-        .count();
+    let leading = frames.iter().take_while(|(_, k)| *k != Kind::User).count();
     let cut = frames[..leading]
         .iter()
-        .rposition(|f| is_machinery(&f.function))
+        .rposition(|(_, k)| *k == Kind::Machinery)
         .map_or(0, |last| last + 1);
-    frames[cut..].iter().map(|&f| f.clone()).collect()
+    frames[cut..].iter().map(|&(f, _)| f.clone()).collect()
 }
 
 #[cfg(test)]
@@ -762,7 +823,7 @@ mod tests {
                 frame("std::rt::lang_start::{{closure}}", false),
             ],
         ];
-        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
             .into_iter()
             .map(|f| f.function)
             .collect();
@@ -789,11 +850,65 @@ mod tests {
             vec![frame("alloc::vec::from_elem", false)],
             vec![frame("app::build", false)],
         ];
-        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
             .into_iter()
             .map(|f| f.function)
             .collect();
         assert_eq!(names, ["alloc::vec::from_elem", "app::build"]);
+    }
+
+    fn at(function: &str, file: &str, inlined: bool) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            file: Some(file.to_owned()),
+            line: Some(1),
+            inlined,
+        }
+    }
+
+    #[test]
+    fn line_tables_only_names_are_trimmed_by_address_and_file() {
+        // As `debug = "line-tables-only"` names them: without paths.
+        let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/alloc-shim/src/unwind.rs");
+        let ours = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scope.rs");
+        let groups: Vec<(Vec<Frame>, Option<bool>)> = vec![
+            (
+                vec![at("unwind", shim, true), at("capture", shim, false)],
+                Some(true),
+            ),
+            (vec![at("alloc_slow", "/elsewhere/x.rs", false)], Some(true)),
+            (
+                vec![
+                    at("alloc", "/rustc/abc/library/alloc/src/alloc.rs", true),
+                    at(
+                        "grow_one",
+                        "/rustc/abc/library/alloc/src/raw_vec/mod.rs",
+                        false,
+                    ),
+                ],
+                Some(true),
+            ),
+            (
+                vec![
+                    at("push", "/rustc/abc/library/alloc/src/vec/mod.rs", true),
+                    at("{closure#0}", "/home/u/app/src/main.rs", true),
+                    at("scope<app::Big, ...>", ours, false),
+                ],
+                Some(true),
+            ),
+            (
+                vec![at("main", "/home/u/app/src/main.rs", false)],
+                Some(false),
+            ),
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|(g, m)| (&g[..], *m)))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            ["push", "{closure#0}", "scope<app::Big, ...>", "main"]
+        );
     }
 
     #[test]
@@ -805,7 +920,7 @@ mod tests {
                 frame("classtrack::scope::scope", false),
             ],
         ];
-        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
             .into_iter()
             .map(|f| f.function)
             .collect();
