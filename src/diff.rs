@@ -222,12 +222,18 @@ pub struct SiteSummary {
     pub samples: u64,
     /// Sampled blocks from here still live: what the live estimates rest on.
     pub live_samples: u64,
+    /// Whether the figures are exact counts (see [`Site::exact`]).
+    pub exact: bool,
 }
 
 impl SiteSummary {
     /// The relative standard error of the live estimates (see [`Site::relative_error`]).
     pub fn relative_error(&self) -> f64 {
-        crate::sampling::relative_error(self.live_samples)
+        if self.exact {
+            0.0
+        } else {
+            crate::sampling::relative_error(self.live_samples)
+        }
     }
 
     pub(crate) fn of_site(site: &Site) -> SiteSummary {
@@ -239,6 +245,7 @@ impl SiteSummary {
             allocations: site.allocations,
             samples: site.samples,
             live_samples: site.live_samples,
+            exact: site.exact,
         }
     }
 
@@ -251,6 +258,7 @@ impl SiteSummary {
             allocations: site.allocations,
             samples: site.samples,
             live_samples: site.live_samples,
+            exact: site.exact,
         }
     }
 }

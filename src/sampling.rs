@@ -68,6 +68,9 @@ pub struct Site {
     pub samples: u64,
     /// Sampled blocks from here still live: what the live estimates rest on.
     pub live_samples: u64,
+    /// Whether every block counted here was of a class traced entirely
+    /// ([`trace_every_allocation`]): each stands for itself, so the figures are exact counts.
+    pub exact: bool,
 }
 
 impl Site {
@@ -79,18 +82,22 @@ impl Site {
 
     /// The relative standard error of the live estimates: about `1/√live_samples` (each
     /// sampled block stands for about the sampling mean in bytes, and how many are sampled
-    /// varies as a Poisson count); 1.0 (100%) with no live sample. Blocks traced entirely
-    /// stand for themselves alone, so their estimates are exact whatever this says.
+    /// varies as a Poisson count); 1.0 (100%) with no live sample; 0 for a site whose blocks
+    /// were all traced entirely ([`exact`](Self::exact)).
     ///
     /// ```
     /// # let tracker = classtrack::ClassTracker::new();
     /// # let snap = tracker.create_snapshot("s");
     /// for site in snap.sites.iter() {
-    ///     assert!(site.relative_error() > 0.0 && site.relative_error() <= 1.0);
+    ///     assert!(site.relative_error() >= 0.0 && site.relative_error() <= 1.0);
     /// }
     /// ```
     pub fn relative_error(&self) -> f64 {
-        relative_error(self.live_samples)
+        if self.exact {
+            0.0
+        } else {
+            relative_error(self.live_samples)
+        }
     }
 }
 
@@ -121,6 +128,8 @@ struct Totals {
     allocated_bytes: f64,
     allocations: f64,
     samples: u64,
+    /// Samples taken with a sampling mean (not of a class traced entirely).
+    weighted: u64,
 }
 
 #[derive(Default)]
@@ -197,6 +206,7 @@ impl Aggregator {
                 t.live_blocks += w;
                 t.live_samples += 1;
                 t.samples += 1;
+                t.weighted += u64::from(r.mean != 0);
                 let live = Live {
                     class: r.class,
                     stack,
@@ -272,6 +282,7 @@ impl Aggregator {
                 allocations: t.allocations,
                 samples: t.samples,
                 live_samples: t.live_samples,
+                exact: t.samples > 0 && t.weighted == 0,
             })
             .collect();
         self.table = Some((self.generation, table.clone()));
@@ -596,6 +607,8 @@ pub(crate) fn fork_child() {
 /// [`SamplingStats::dropped`](crate::SamplingStats).) classtrack's own class cannot be traced
 /// entirely: the aggregator's allocations are in it.
 pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
+    // The shim's table of settings (64 KiB, taken at the first call) is classtrack's own.
+    let _g = OverheadGuard::new();
     classtrack_shim::set_trace_all(crate::class_id_of::<T>(), on);
     if on {
         start();
@@ -604,6 +617,7 @@ pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
 
 /// As [`trace_every_allocation`], for a class by name.
 pub fn trace_every_allocation_named(name: &str, on: bool) {
+    let _g = OverheadGuard::new();
     classtrack_shim::set_trace_all(crate::class_id_named(name), on);
     if on {
         start();

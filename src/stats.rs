@@ -116,14 +116,51 @@ pub struct SiteStats {
     pub samples: u64,
     /// Sampled blocks from here still live: what the live estimates rest on.
     pub live_samples: u64,
+    /// Whether the figures are exact counts: every block here was of a class traced entirely
+    /// (see [`Site::exact`](crate::Site::exact)). False in dumps written before it was kept.
+    #[serde(default)]
+    pub exact: bool,
 }
 
 impl SiteStats {
     /// The relative standard error of the live estimates (see
     /// [`Site::relative_error`](crate::Site::relative_error)).
     pub fn relative_error(&self) -> f64 {
-        crate::sampling::relative_error(self.live_samples)
+        if self.exact {
+            0.0
+        } else {
+            crate::sampling::relative_error(self.live_samples)
+        }
     }
+
+    /// Adds `other`'s estimates (a site of the same class whose stack reads the same): bytes,
+    /// blocks and samples add, so the relative error follows from the samples together.
+    fn absorb(&mut self, other: &SiteStats) {
+        self.live_bytes += other.live_bytes;
+        self.live_blocks += other.live_blocks;
+        self.allocated_bytes += other.allocated_bytes;
+        self.allocations += other.allocations;
+        self.samples += other.samples;
+        self.live_samples += other.live_samples;
+        self.exact &= other.exact;
+    }
+}
+
+/// Merges the sites of one snapshot that are of one class and one stack (as kept in
+/// [`Stats::stacks`], where each symbolized stack is kept once), keeping the first's place.
+pub(crate) fn merge_sites(sites: &mut Vec<SiteStats>) {
+    let mut seen: HashMap<(String, usize), usize> = HashMap::new();
+    let mut merged: Vec<SiteStats> = Vec::with_capacity(sites.len());
+    for s in sites.drain(..) {
+        match seen.entry((s.class.clone(), s.stack)) {
+            hashbrown::hash_map::Entry::Occupied(e) => merged[*e.get()].absorb(&s),
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(merged.len());
+                merged.push(s);
+            }
+        }
+    }
+    *sites = merged;
 }
 
 /// One tracked class, as kept in [`Stats`].
@@ -490,14 +527,25 @@ impl Stats {
 
     /// Symbolizes the construction traces that [`gather`](Self::gather) returned, and picks
     /// and symbolizes the recent snapshots' top sites, each stack kept once.
+    ///
+    /// Sites of one class whose stacks read the same once symbolized and trimmed (raw stacks
+    /// that differ in classtrack's frames, or in addresses within one line) are one site,
+    /// their estimates added: of each class, the largest `MERGED_PER_ROW` times
+    /// `sites_per_class` raw sites are symbolized and merged, and the largest
+    /// `sites_per_class` merged sites kept.
     pub(crate) fn resolve(&mut self, unresolved: Unresolved) {
+        /// Raw sites looked at per site kept.
+        const MERGED_PER_ROW: usize = 8;
+        // One batch: the symbol caches are shared by every stack here, then emptied.
+        let _b = crate::sampling::Batch::new();
         for (i, ips) in unresolved.traces {
             if let Some(instance) = self.instances.get_mut(i) {
                 instance.trace = resolve_trace(&ips);
             }
         }
-        let mut stack_index: HashMap<Arc<[usize]>, usize> = HashMap::new();
-        let mut by_frames: HashMap<Vec<Frame>, usize> = HashMap::new();
+        let per_class = unresolved.sites_per_class;
+        let mut symbolized: HashMap<Arc<[usize]>, Arc<Vec<Frame>>> = HashMap::new();
+        let mut by_frames: HashMap<Arc<Vec<Frame>>, usize> = HashMap::new();
         for (i, sites) in unresolved.sites {
             let Some(snap) = self.snapshots.get_mut(i) else {
                 continue;
@@ -517,34 +565,58 @@ impl Stats {
                     .then(b.live_bytes.total_cmp(&a.live_bytes))
                     .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
             });
-            let mut taken: HashMap<ClassId, usize> = HashMap::new();
+            // Merged sites, in class order, by (class, frames).
+            let mut rows: Vec<(ClassId, Arc<Vec<Frame>>, SiteStats)> = Vec::new();
+            let mut row_of: HashMap<(ClassId, Arc<Vec<Frame>>), usize> = HashMap::new();
+            let mut looked: HashMap<ClassId, usize> = HashMap::new();
             for site in picked {
-                let n = taken.entry(site.class).or_insert(0);
-                if *n >= unresolved.sites_per_class {
+                let n = looked.entry(site.class).or_insert(0);
+                if *n >= per_class.saturating_mul(MERGED_PER_ROW) {
                     continue;
                 }
                 *n += 1;
-                // Kept once per symbolized stack: raw stacks that differ only in frames
-                // trimmed away (or in addresses within one line) read the same.
-                let stack = *stack_index.entry(site.stack.clone()).or_insert_with(|| {
-                    let frames = site.frames();
-                    *by_frames.entry(frames.clone()).or_insert_with(|| {
-                        self.stacks.push(frames);
-                        self.stacks.len() - 1
-                    })
-                });
-                snap.sites.push(SiteStats {
+                let frames = symbolized
+                    .entry(site.stack.clone())
+                    .or_insert_with(|| Arc::new(site.frames()))
+                    .clone();
+                let stats = SiteStats {
                     class: names
                         .get(&site.class)
                         .map_or_else(|| format!("class {}", site.class.0), |n| n.to_string()),
-                    stack,
+                    stack: 0,
                     live_bytes: site.live_bytes,
                     live_blocks: site.live_blocks,
                     allocated_bytes: site.allocated_bytes,
                     allocations: site.allocations,
                     samples: site.samples,
                     live_samples: site.live_samples,
+                    exact: site.exact,
+                };
+                match row_of.entry((site.class, frames.clone())) {
+                    hashbrown::hash_map::Entry::Occupied(e) => rows[*e.get()].2.absorb(&stats),
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        e.insert(rows.len());
+                        rows.push((site.class, frames, stats));
+                    }
+                }
+            }
+            rows.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(b.2.live_bytes.total_cmp(&a.2.live_bytes))
+                    .then(b.2.allocated_bytes.total_cmp(&a.2.allocated_bytes))
+            });
+            let mut kept: HashMap<ClassId, usize> = HashMap::new();
+            for (class, frames, mut stats) in rows {
+                let n = kept.entry(class).or_insert(0);
+                if *n >= per_class {
+                    continue;
+                }
+                *n += 1;
+                stats.stack = *by_frames.entry(frames.clone()).or_insert_with(|| {
+                    self.stacks.push(frames.to_vec());
+                    self.stacks.len() - 1
                 });
+                snap.sites.push(stats);
             }
         }
     }
@@ -917,7 +989,13 @@ impl Stats {
             reason,
         };
         match serde_json::from_slice::<Stats>(&bytes) {
-            Ok(stats) if stats.version == STATS_VERSION => Ok(stats),
+            Ok(mut stats) if stats.version == STATS_VERSION => {
+                // Files written before sites were merged can hold several of one stack.
+                for snap in &mut stats.snapshots {
+                    merge_sites(&mut snap.sites);
+                }
+                Ok(stats)
+            }
             Ok(stats) => Err(version_error(u64::from(stats.version))),
             // Tell an older version (migrated) and a version this classtrack cannot read
             // from damage: another format does not parse as this one, and its version is

@@ -914,6 +914,7 @@ impl ClassTracker {
         let snaps = &snaps[from..];
         let moments: Vec<crate::diff::Moment<'_>> = snaps.iter().map(|s| (&**s).into()).collect();
         let last = snaps.last();
+        let _b = crate::sampling::Batch::new();
         crate::diff::LeakSuspect::find(&moments, |name| {
             last.map_or_else(Vec::new, |l| {
                 l.top_sites(name, sites)

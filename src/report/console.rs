@@ -476,7 +476,7 @@ pub(crate) fn write_leak_suspects(
             writeln!(
                 out,
                 "    {}  {at}",
-                super::format_estimate(site.live_bytes, site.live_samples)
+                super::format_site_estimate(site.live_bytes, site.live_samples, site.exact)
             )?;
         }
     }
@@ -495,6 +495,7 @@ fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
                 m.allocations += site.allocations;
                 m.samples += site.samples;
                 m.live_samples += site.live_samples;
+                m.exact &= site.exact;
             }
             None => merged.push(site.clone()),
         }
@@ -521,6 +522,7 @@ mod tests {
             allocations: live_samples as f64,
             samples: live_samples,
             live_samples,
+            exact: false,
         }
     }
 

@@ -200,7 +200,9 @@ fn build<'a>(
     // Locations by their run of frames, so trimmed and untrimmed uses of an address stay
     // apart.
     let mut location_ids: HashMap<Vec<Frame>, u64> = HashMap::new();
-    let mut samples = Vec::new();
+    let mut samples: Vec<proto::Sample> = Vec::new();
+    // Sites whose stacks read the same (of one class) are one sample.
+    let mut sample_ids: HashMap<(Vec<u64>, i64), usize> = HashMap::new();
     for site in sites {
         // Group the symbolized frames back into locations: each location holds a run of
         // inlined frames ending with a non-inlined one.
@@ -255,16 +257,28 @@ fn build<'a>(
             site.live_blocks.round() as i64,
             site.live_bytes.round() as i64,
         ];
-        samples.push(proto::Sample {
-            location_id,
-            value,
-            label: vec![proto::Label {
-                key: class_key,
-                str: strings.get(site.class),
-                num: 0,
-                num_unit: 0,
-            }],
-        });
+        let class = strings.get(site.class);
+        match sample_ids.entry((location_id, class)) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                for (sum, v) in samples[*e.get()].value.iter_mut().zip(value) {
+                    *sum += v;
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                let location_id = e.key().0.clone();
+                e.insert(samples.len());
+                samples.push(proto::Sample {
+                    location_id,
+                    value,
+                    label: vec![proto::Label {
+                        key: class_key,
+                        str: class,
+                        num: 0,
+                        num_unit: 0,
+                    }],
+                });
+            }
+        }
     }
     let period_type = Some(vt(&mut strings, "space", "bytes"));
     // An index into the string table: the type shown by default.
@@ -296,6 +310,7 @@ impl Snapshot {
     /// The sampled sites as a pprof profile (not yet compressed).
     pub fn pprof_profile(&self) -> proto::Profile {
         let _g = classtrack_shim::OverheadGuard::new();
+        let _b = crate::sampling::Batch::new();
         let symbolized: Vec<(String, Vec<Frame>)> = self
             .sites
             .iter()
