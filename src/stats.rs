@@ -530,12 +530,8 @@ impl Stats {
     ///
     /// Sites of one class whose stacks read the same once symbolized and trimmed (raw stacks
     /// that differ in classtrack's frames, or in addresses within one line) are one site,
-    /// their estimates added: of each class, the largest `MERGED_PER_ROW` times
-    /// `sites_per_class` raw sites are symbolized and merged, and the largest
-    /// `sites_per_class` merged sites kept.
+    /// their estimates added; then the largest `sites_per_class` of each class are kept.
     pub(crate) fn resolve(&mut self, unresolved: Unresolved) {
-        /// Raw sites looked at per site kept.
-        const MERGED_PER_ROW: usize = 8;
         // One batch: the symbol caches are shared by every stack here, then emptied.
         let _b = crate::sampling::Batch::new();
         for (i, ips) in unresolved.traces {
@@ -546,6 +542,7 @@ impl Stats {
         let per_class = unresolved.sites_per_class;
         let mut symbolized: HashMap<Arc<[usize]>, Arc<Vec<Frame>>> = HashMap::new();
         let mut by_frames: HashMap<Arc<Vec<Frame>>, usize> = HashMap::new();
+        let mut interned: hashbrown::HashSet<Arc<Vec<Frame>>> = hashbrown::HashSet::new();
         for (i, sites) in unresolved.sites {
             let Some(snap) = self.snapshots.get_mut(i) else {
                 continue;
@@ -567,17 +564,15 @@ impl Stats {
             });
             // Merged sites, in class order, by (class, frames).
             let mut rows: Vec<(ClassId, Arc<Vec<Frame>>, SiteStats)> = Vec::new();
-            let mut row_of: HashMap<(ClassId, Arc<Vec<Frame>>), usize> = HashMap::new();
-            let mut looked: HashMap<ClassId, usize> = HashMap::new();
+            // By class name, as outputs show them.
+            let mut row_of: HashMap<(String, Arc<Vec<Frame>>), usize> = HashMap::new();
             for site in picked {
-                let n = looked.entry(site.class).or_insert(0);
-                if *n >= per_class.saturating_mul(MERGED_PER_ROW) {
-                    continue;
-                }
-                *n += 1;
                 let frames = symbolized
                     .entry(site.stack.clone())
-                    .or_insert_with(|| Arc::new(site.frames()))
+                    .or_insert_with(|| {
+                        // Kept once per symbolized stack, however many raw stacks read so.
+                        interned.get_or_insert(Arc::new(site.frames())).clone()
+                    })
                     .clone();
                 let stats = SiteStats {
                     class: names
@@ -592,7 +587,7 @@ impl Stats {
                     live_samples: site.live_samples,
                     exact: site.exact,
                 };
-                match row_of.entry((site.class, frames.clone())) {
+                match row_of.entry((stats.class.clone(), frames.clone())) {
                     hashbrown::hash_map::Entry::Occupied(e) => rows[*e.get()].2.absorb(&stats),
                     hashbrown::hash_map::Entry::Vacant(e) => {
                         e.insert(rows.len());

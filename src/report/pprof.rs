@@ -203,6 +203,8 @@ fn build<'a>(
     let mut samples: Vec<proto::Sample> = Vec::new();
     // Sites whose stacks read the same (of one class) are one sample.
     let mut sample_ids: HashMap<(Vec<u64>, i64), usize> = HashMap::new();
+    // Their values, added before rounding.
+    let mut sums: Vec<[f64; 4]> = Vec::new();
     for site in sites {
         // Group the symbolized frames back into locations: each location holds a run of
         // inlined frames ending with a non-inlined one.
@@ -251,25 +253,26 @@ fn build<'a>(
             });
             location_id.push(id);
         }
-        let value = vec![
-            site.allocations.round() as i64,
-            site.allocated_bytes.round() as i64,
-            site.live_blocks.round() as i64,
-            site.live_bytes.round() as i64,
+        let value = [
+            site.allocations,
+            site.allocated_bytes,
+            site.live_blocks,
+            site.live_bytes,
         ];
         let class = strings.get(site.class);
         match sample_ids.entry((location_id, class)) {
             hashbrown::hash_map::Entry::Occupied(e) => {
-                for (sum, v) in samples[*e.get()].value.iter_mut().zip(value) {
+                for (sum, v) in sums[*e.get()].iter_mut().zip(value) {
                     *sum += v;
                 }
             }
             hashbrown::hash_map::Entry::Vacant(e) => {
                 let location_id = e.key().0.clone();
                 e.insert(samples.len());
+                sums.push(value);
                 samples.push(proto::Sample {
                     location_id,
-                    value,
+                    value: Vec::new(),
                     label: vec![proto::Label {
                         key: class_key,
                         str: class,
@@ -279,6 +282,9 @@ fn build<'a>(
                 });
             }
         }
+    }
+    for (sample, sum) in samples.iter_mut().zip(sums) {
+        sample.value = sum.iter().map(|v| v.round() as i64).collect();
     }
     let period_type = Some(vt(&mut strings, "space", "bytes"));
     // An index into the string table: the type shown by default.

@@ -1,0 +1,68 @@
+//! Symbolizing costs memory only while it runs: the backtrace crate's parsed debug info and
+//! classtrack's cache of symbolized addresses are emptied after each batch (a stats gather, a
+//! profile), so classtrack's own memory returns to within 1 MiB of where it was. This test
+//! binary has full debug info (the dev profile), as the largest case.
+
+use std::alloc::System;
+
+use classtrack::report::Measure;
+use classtrack::{ClassTracker, TrackingAlloc};
+
+#[global_allocator]
+static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
+
+/// classtrack's own live bytes now (the overhead class), without taking a snapshot.
+fn overhead_bytes() -> u64 {
+    classtrack_shim::read_totals(2)[classtrack::ClassId::OVERHEAD.index()].live_bytes()
+}
+
+struct Buffers;
+
+#[inline(never)]
+fn fill_a(n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| vec![i as u8; 32 << 10]).collect()
+}
+
+#[inline(never)]
+fn fill_b(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{i:>40000}")).collect()
+}
+
+#[test]
+fn symbolization_memory_returns_within_a_megabyte_after_each_batch() {
+    classtrack::set_sample_mean(8 << 10);
+    let tracker = ClassTracker::new();
+    let kept = classtrack::scope::<Buffers, _>(|| (fill_a(200), fill_b(200)));
+    let snap = tracker.create_snapshot("sites");
+    assert!(!snap.sites.is_empty(), "no site was sampled");
+    let before = overhead_bytes();
+    for round in 0..3 {
+        let stats = tracker.stats();
+        let last = stats.snapshots.last().unwrap();
+        let names: Vec<&str> = last
+            .sites
+            .iter()
+            .filter(|s| s.class.ends_with("Buffers"))
+            .flat_map(|s| stats.frames(s))
+            .map(|f| f.function.as_str())
+            .collect();
+        // The batch did symbolize, with debug info.
+        assert!(
+            names.iter().any(|n| n.ends_with("fill_a"))
+                && names.iter().any(|n| n.ends_with("fill_b")),
+            "{names:?}"
+        );
+        let profile = snap.pprof_profile();
+        assert!(!profile.sample.is_empty());
+        let folded = snap.folded_stacks(Measure::LiveBytes);
+        assert!(!folded.is_empty());
+        drop((stats, profile, folded));
+        let after = overhead_bytes();
+        eprintln!("round {round}: classtrack's own memory {before} B before, {after} B after");
+        assert!(
+            after < before + (1 << 20),
+            "round {round}: classtrack's own memory grew from {before} to {after} bytes"
+        );
+    }
+    drop(kept);
+}
