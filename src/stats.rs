@@ -289,58 +289,23 @@ pub struct Stats {
     pub reversed: bool,
 }
 
-/// classtrack's own source directory, as recorded in debug info.
-const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
-
 /// Resolves a construction backtrace to one line per frame, without classtrack's own frames
 /// at the top or the runtime's below `main`.
 ///
 /// The capture already starts below classtrack's marker frame (see `instance::capture_trace`);
 /// what is left of classtrack's at the top is its public entry point (`construct`, ...), a
 /// frame of its own in unoptimized builds and inlined into the caller in optimized ones. It is
-/// told by its source file, which line tables name even for inlined frames (whose names they
-/// give unqualified), or by its qualified name.
+/// trimmed as allocation sites are: by address where the symbol table tells, by source file
+/// (which line tables name even for inlined frames, whose names they give unqualified), or by
+/// qualified name.
 fn resolve_trace(ips: &[usize]) -> Vec<String> {
-    let mut lines = Vec::new();
-    'frames: for &ip in ips {
-        let mut names = Vec::new();
-        crate::fork::with_backtrace(|| {
-            backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
-                let name = sym
-                    .name()
-                    .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
-                let own_file = sym.filename().is_some_and(|f| f.starts_with(OWN_SOURCES));
-                let at = match (sym.filename(), sym.lineno()) {
-                    (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
-                    _ => String::new(),
-                };
-                names.push((name, at, own_file));
-            })
-        });
-        if names.is_empty() {
-            names.push((format!("{ip:#x}"), String::new(), false));
-        }
-        for (name, at, own_file) in names {
-            let ours = own_file
-                || [
-                    "classtrack::",
-                    "<classtrack::",
-                    "backtrace::",
-                    "<backtrace::",
-                ]
-                .iter()
-                .any(|p| name.starts_with(p));
-            if lines.is_empty() && ours {
-                continue;
-            }
-            if name.starts_with("std::rt::lang_start")
-                || name.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-            {
-                break 'frames;
-            }
-            lines.push(format!("{name}{at}"));
-        }
-    }
+    let mut lines: Vec<String> = crate::sampling::frames_of(ips)
+        .into_iter()
+        .map(|f| match (f.file, f.line) {
+            (Some(file), Some(line)) => format!("{} at {file}:{line}", f.function),
+            _ => f.function,
+        })
+        .collect();
     lines.truncate(32);
     lines
 }
