@@ -6,8 +6,11 @@
 //! inverse of its chance of being sampled), so the estimates are unbiased; a block of a class
 //! traced entirely stands for itself. A block made by `realloc` is sampled as a new block of
 //! its new size (so live estimates stay unbiased), but adds only its weighted growth to the
-//! bytes allocated, the quantity the class's exact `allocated_bytes` counts. Stacks are raw
-//! return addresses until shown; then they are symbolized once per address and cached.
+//! bytes allocated, the quantity the class's exact `allocated_bytes` counts (so a site that
+//! grows blocks can show more live than allocated). Stacks are raw return addresses until
+//! shown.
+//!
+//! How stacks are symbolized and trimmed: see [`Site`].
 //!
 //! The thread runs only while sampling is on: it is started by the first tracker, snapshot or
 //! [`set_sample_mean`] that finds sampling on, and started again if it ever died (counted in
@@ -49,6 +52,39 @@ pub struct Frame {
 }
 
 /// Where a class's memory was allocated: one stack, with estimated totals.
+///
+/// # Frames
+///
+/// A stack is symbolized when shown (a stats gather, a profile, a flamegraph), then trimmed: the
+/// frames of classtrack, of its allocator shim, of the global allocator's entry points
+/// (`__rust_alloc` ...) and of the standard library's allocation glue (`alloc::alloc`,
+/// `alloc::raw_vec` growth) are cut from the top, so that a site starts at the program's own
+/// function (or the standard library function it called, such as `Vec::push`). Those frames are
+/// told by address: the program's symbol table (read once, at the first symbolization) gives
+/// the address ranges of the machinery's functions, which works in every build that is not
+/// stripped, whatever its debug info (`debug = "line-tables-only"` names functions without
+/// their paths). Frames inlined into them are told by their source file, so that the program's
+/// code inlined into classtrack's (a closure passed to [`scope`](crate::scope)) is kept. In a
+/// stripped program (no symbol table) frames are told by name and file alone, and without
+/// debug info its functions have no names: sites are then addresses.
+///
+/// Symbolizing is done in batches (a [`ClassTracker::stats`](crate::ClassTracker::stats)
+/// call, a profile, a flamegraph, each [`Site::frames`] call on its own): the backtrace crate's
+/// parsed debug info (tens of megabytes for a program with full debug info) and the cache of
+/// symbolized addresses live while a batch runs, counted in classtrack's overhead, and are
+/// freed when it ends. Each batch reads the debug info again.
+///
+/// Several raw stacks can read the same once symbolized and trimmed (they differ in
+/// classtrack's frames, or in addresses within one line): [`Stats`](crate::Stats), profiles
+/// and flamegraphs show them as one site, their estimates added (bytes, blocks and samples, so
+/// the relative error follows from the samples together).
+///
+/// # Live and allocated
+///
+/// A block grown by `realloc` (a `Vec` or `String` that grew) is live in full at the site that
+/// grew it, while that site's allocated figures count only the growth (the block's first bytes
+/// count where it was first allocated, as the class's exact `allocated_bytes` counts them): so
+/// a site that grows blocks can show more live than allocated.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Site {
@@ -75,7 +111,9 @@ pub struct Site {
 
 impl Site {
     /// The stack symbolized, innermost first, without classtrack's and the allocator's own
-    /// frames at the top.
+    /// frames at the top (see [Frames](Site#frames) on how they are told). Each call reads
+    /// the debug info afresh: to symbolize many sites, take [`ClassTracker::stats`](
+    /// crate::ClassTracker::stats), whose sites are symbolized in one batch.
     pub fn frames(&self) -> Vec<Frame> {
         frames_of(&self.stack)
     }
