@@ -1021,3 +1021,43 @@ fn compare(key: &SortKey, a: &InstanceStats, b: &InstanceStats, peak: Option<f64
         SortKey::Repr => a.repr.cmp(&b.repr),
     }
 }
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn site(class: &str, stack: usize, live: f64, samples: u64, exact: bool) -> SiteStats {
+        SiteStats {
+            class: class.to_owned(),
+            stack,
+            live_bytes: live,
+            live_blocks: samples as f64,
+            allocated_bytes: live,
+            allocations: samples as f64,
+            samples,
+            live_samples: samples,
+            exact,
+        }
+    }
+
+    #[test]
+    fn sites_of_one_class_and_stack_are_one_with_estimates_added() {
+        let mut sites = vec![
+            site("a", 0, 100.0, 1, true),
+            site("b", 0, 50.0, 2, false),
+            site("a", 1, 10.0, 1, false),
+            site("a", 0, 300.0, 3, false),
+        ];
+        merge_sites(&mut sites);
+        assert_eq!(sites.len(), 3);
+        let merged = &sites[0];
+        assert_eq!((merged.class.as_str(), merged.stack), ("a", 0));
+        assert_eq!(
+            (merged.live_bytes, merged.samples, merged.live_samples),
+            (400.0, 4, 4)
+        );
+        assert!(!merged.exact);
+        assert_eq!(merged.relative_error(), 0.5);
+        assert_eq!((sites[1].class.as_str(), sites[2].stack), ("b", 1));
+    }
+}
