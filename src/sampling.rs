@@ -27,7 +27,7 @@ use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use classtrack_shim::{
     sample_receivers, ClassId, OverheadGuard, SampleEvent, SampleRecord, StackRecord,
@@ -69,10 +69,11 @@ pub struct Frame {
 /// debug info its functions have no names: sites are then addresses.
 ///
 /// Symbolizing is done in batches (a [`ClassTracker::stats`](crate::ClassTracker::stats)
-/// call, a profile, a flamegraph, each [`Site::frames`] call on its own): the backtrace crate's
-/// parsed debug info (tens of megabytes for a program with full debug info) and the cache of
-/// symbolized addresses live while a batch runs, counted in classtrack's overhead, and are
-/// freed when it ends. Each batch reads the debug info again.
+/// call, a profile, a flamegraph): the backtrace crate's parsed debug info (tens of megabytes
+/// for a program with full debug info) and the cache of symbolized addresses live while a
+/// batch runs, counted in classtrack's overhead, and are freed when it ends; each batch reads
+/// the debug info again. What a [`Site::frames`] call leaves is kept for a second for the
+/// next call, then freed.
 ///
 /// Several raw stacks can read the same once symbolized and trimmed (they differ in
 /// classtrack's frames, or in addresses within one line): [`Stats`](crate::Stats), profiles
@@ -111,9 +112,8 @@ pub struct Site {
 
 impl Site {
     /// The stack symbolized, innermost first, without classtrack's and the allocator's own
-    /// frames at the top (see [Frames](Site#frames) on how they are told). Each call reads
-    /// the debug info afresh: to symbolize many sites, take [`ClassTracker::stats`](
-    /// crate::ClassTracker::stats), whose sites are symbolized in one batch.
+    /// frames at the top (see [Frames](Site#frames) on how they are told, and what memory
+    /// symbolizing takes).
     pub fn frames(&self) -> Vec<Frame> {
         frames_of(&self.stack)
     }
@@ -533,6 +533,7 @@ fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
             panic!("classtrack: the aggregator thread was stopped (a test)");
         }
         let round = drain_round(&mut lock(&AGGREGATOR), &rx, &stacks);
+        empty_left_caches();
         if round.idle() {
             classtrack_shim::wait_for_samples(idle);
             idle = (idle * 2).min(Duration::from_millis(20));
@@ -683,30 +684,76 @@ static SYMBOLS: LazyLock<Mutex<HashMap<usize, Symbolized>>> = LazyLock::new(Defa
 
 /// Symbolizations under way: the caches are emptied when the last one ends.
 static BATCHES: AtomicUsize = AtomicUsize::new(0);
+/// Whether the caches hold what a lone symbolization ([`Batch::lone`]) left, and when it
+/// ended (milliseconds since [`EPOCH`]).
+static LEFT: AtomicBool = AtomicBool::new(false);
+static LEFT_AT: AtomicU64 = AtomicU64::new(0);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// How long the caches a lone symbolization left are kept for the next one.
+const KEEP_LEFT: Duration = Duration::from_secs(1);
 
 /// A run of symbolizations that share the caches (this module's, by address, and the
 /// backtrace crate's parsed debug info, which is tens of megabytes for a large program): when
 /// the last batch under way ends, both are emptied, so that symbolizing costs memory only
-/// while it runs. Each symbolization is its own batch unless one is under way.
-pub(crate) struct Batch(());
+/// while it runs.
+pub(crate) struct Batch {
+    lone: bool,
+}
 
 impl Batch {
+    /// A batch: the caches are emptied when it ends, unless another is under way.
     pub(crate) fn new() -> Batch {
         // Relaxed: a count; the caches are protected by their locks.
         BATCHES.fetch_add(1, Ordering::Relaxed);
-        Batch(())
+        Batch { lone: false }
+    }
+
+    /// One symbolization on its own ([`Site::frames`]), often one of many in a row: the
+    /// caches are kept for [`KEEP_LEFT`] after it, for the next, and then emptied by the
+    /// aggregator thread ([`empty_left_caches`]) or by the end of the next batch.
+    fn lone() -> Batch {
+        // Relaxed: as in `new`.
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        Batch { lone: true }
     }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
         // Relaxed: as in `new`.
-        if BATCHES.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let _g = OverheadGuard::new();
-            let old = std::mem::take(&mut *lock(&SYMBOLS));
-            drop(old);
-            crate::fork::with_backtrace(backtrace::clear_symbol_cache);
+        if BATCHES.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
         }
+        if self.lone {
+            // Relaxed: a hint to the aggregator thread; a late or early look only moves the
+            // emptying by a round.
+            LEFT_AT.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+            LEFT.store(true, Ordering::Relaxed);
+        } else {
+            empty_caches();
+        }
+    }
+}
+
+fn empty_caches() {
+    let _g = OverheadGuard::new();
+    // Relaxed: see `Batch::drop`.
+    LEFT.store(false, Ordering::Relaxed);
+    let old = std::mem::take(&mut *lock(&SYMBOLS));
+    drop(old);
+    crate::fork::with_backtrace(backtrace::clear_symbol_cache);
+}
+
+/// Empties the caches a lone symbolization left once they have been left alone for
+/// [`KEEP_LEFT`] (called by the aggregator thread at each round).
+fn empty_left_caches() {
+    // Relaxed: see `Batch::drop`.
+    if !LEFT.load(Ordering::Relaxed) || BATCHES.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let left_at = Duration::from_millis(LEFT_AT.load(Ordering::Relaxed));
+    if EPOCH.elapsed().saturating_sub(left_at) >= KEEP_LEFT {
+        empty_caches();
     }
 }
 
@@ -766,7 +813,7 @@ pub(crate) fn is_std(f: &Frame) -> bool {
 /// A stack symbolized, innermost first, without the machinery at the top.
 pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
     let _g = OverheadGuard::new();
-    let _b = Batch::new();
+    let _b = Batch::lone();
     let groups: Vec<Symbolized> = stack.iter().map(|&ip| symbolize(ip)).collect();
     trim(groups.iter().map(|g| (&g.frames[..], g.machinery)))
 }

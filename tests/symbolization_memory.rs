@@ -77,6 +77,24 @@ fn symbolization_memory_returns_within_a_megabyte_after_each_batch() {
             "round {round}: classtrack's own memory grew from {before} to {after} bytes"
         );
     }
+    // One site at a time: what each call leaves is kept for the next, and freed a second
+    // after the last.
+    for site in snap.sites.iter().take(50) {
+        assert!(!site.frames().is_empty());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let after = overhead_bytes();
+        if after < before + (1 << 20) || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    eprintln!("site by site: {before} B before, {after} B after");
+    assert!(
+        after < before + (1 << 20),
+        "site by site: classtrack's own memory grew from {before} to {after} bytes"
+    );
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     eprintln!("at most {} B while symbolizing", watcher.join().unwrap());
     drop(kept);
