@@ -263,6 +263,27 @@ impl SiteSummary {
     }
 }
 
+/// `sites` with those of equal symbolized stacks summed, largest live bytes first.
+pub(crate) fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
+    let mut merged: Vec<SiteSummary> = Vec::new();
+    for site in sites {
+        match merged.iter_mut().find(|m| m.frames == site.frames) {
+            Some(m) => {
+                m.live_bytes += site.live_bytes;
+                m.live_blocks += site.live_blocks;
+                m.allocated_bytes += site.allocated_bytes;
+                m.allocations += site.allocations;
+                m.samples += site.samples;
+                m.live_samples += site.live_samples;
+                m.exact &= site.exact;
+            }
+            None => merged.push(site.clone()),
+        }
+    }
+    merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
+    merged
+}
+
 /// A class whose live bytes grew across most of the recent intervals between snapshots:
 /// [`ClassTracker::leak_suspects`](crate::ClassTracker::leak_suspects) and
 /// [`Stats::leak_suspects`](crate::Stats::leak_suspects).
