@@ -59,10 +59,11 @@ fn symbolization_memory_returns_within_a_megabyte_after_each_batch() {
             .flat_map(|s| stats.frames(s))
             .map(|f| f.function.as_str())
             .collect();
-        // The batch did symbolize, with debug info.
+        // The batch did symbolize, with debug info (in release builds the functions tail-call
+        // `collect`: their closures name them).
         assert!(
-            names.iter().any(|n| n.ends_with("fill_a"))
-                && names.iter().any(|n| n.ends_with("fill_b")),
+            names.iter().any(|n| n.contains("fill_a"))
+                && names.iter().any(|n| n.contains("fill_b")),
             "{names:?}"
         );
         let profile = snap.pprof_profile();
