@@ -238,12 +238,18 @@ pub struct SiteSummary {
     pub samples: u64,
     /// Sampled blocks from here still live: what the live estimates rest on.
     pub live_samples: u64,
+    /// Whether the figures are exact counts (see [`Site::exact`]).
+    pub exact: bool,
 }
 
 impl SiteSummary {
     /// The relative standard error of the live estimates (see [`Site::relative_error`]).
     pub fn relative_error(&self) -> f64 {
-        crate::sampling::relative_error(self.live_samples)
+        if self.exact {
+            0.0
+        } else {
+            crate::sampling::relative_error(self.live_samples)
+        }
     }
 
     pub(crate) fn of_site(site: &Site) -> SiteSummary {
@@ -255,6 +261,7 @@ impl SiteSummary {
             allocations: site.allocations,
             samples: site.samples,
             live_samples: site.live_samples,
+            exact: site.exact,
         }
     }
 
@@ -267,8 +274,30 @@ impl SiteSummary {
             allocations: site.allocations,
             samples: site.samples,
             live_samples: site.live_samples,
+            exact: site.exact,
         }
     }
+}
+
+/// `sites` with those of equal symbolized stacks summed, largest live bytes first.
+pub(crate) fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
+    let mut merged: Vec<SiteSummary> = Vec::new();
+    for site in sites {
+        match merged.iter_mut().find(|m| m.frames == site.frames) {
+            Some(m) => {
+                m.live_bytes += site.live_bytes;
+                m.live_blocks += site.live_blocks;
+                m.allocated_bytes += site.allocated_bytes;
+                m.allocations += site.allocations;
+                m.samples += site.samples;
+                m.live_samples += site.live_samples;
+                m.exact &= site.exact;
+            }
+            None => merged.push(site.clone()),
+        }
+    }
+    merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
+    merged
 }
 
 /// A class whose live bytes grew across most of the recent intervals between snapshots:

@@ -258,6 +258,7 @@ mod instance;
     doc(cfg(any(feature = "metrics", feature = "server", feature = "tracing")))
 )]
 pub mod integrations;
+mod machinery;
 mod mapping;
 mod objects;
 mod periodic;

@@ -38,7 +38,7 @@ pub(crate) fn location_addresses(stack: &[usize], frames: &[crate::sampling::Fra
     }
     let groups: Vec<_> = stack
         .iter()
-        .map(|&ip| crate::sampling::symbolize(ip))
+        .map(|&ip| crate::sampling::symbolize(ip).frames)
         .collect();
     let full: Vec<(&crate::sampling::Frame, usize)> = groups
         .iter()

@@ -6,8 +6,11 @@
 //! inverse of its chance of being sampled), so the estimates are unbiased; a block of a class
 //! traced entirely stands for itself. A block made by `realloc` is sampled as a new block of
 //! its new size (so live estimates stay unbiased), but adds only its weighted growth to the
-//! bytes allocated, the quantity the class's exact `allocated_bytes` counts. Stacks are raw
-//! return addresses until shown; then they are symbolized once per address and cached.
+//! bytes allocated, the quantity the class's exact `allocated_bytes` counts (so a site that
+//! grows blocks can show more live than allocated). Stacks are raw return addresses until
+//! shown.
+//!
+//! How stacks are symbolized and trimmed: see [`Site`].
 //!
 //! The thread runs only while sampling is on: it is started by the first tracker, snapshot or
 //! [`set_sample_mean`] that finds sampling on, and started again if it ever died (counted in
@@ -22,9 +25,9 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use classtrack_shim::{
     sample_receivers, ClassId, OverheadGuard, SampleEvent, SampleRecord, StackRecord,
@@ -49,6 +52,40 @@ pub struct Frame {
 }
 
 /// Where a class's memory was allocated: one stack, with estimated totals.
+///
+/// # Frames
+///
+/// A stack is symbolized when shown (a stats gather, a profile, a flamegraph), then trimmed: the
+/// frames of classtrack, of its allocator shim, of the global allocator's entry points
+/// (`__rust_alloc` ...) and of the standard library's allocation glue (`alloc::alloc`,
+/// `alloc::raw_vec` growth) are cut from the top, so that a site starts at the program's own
+/// function (or the standard library function it called, such as `Vec::push`). Those frames are
+/// told by address: the program's symbol table (read once, at the first symbolization) gives
+/// the address ranges of the machinery's functions, which works in every build that is not
+/// stripped, whatever its debug info (`debug = "line-tables-only"` names functions without
+/// their paths). Frames inlined into them are told by their source file, so that the program's
+/// code inlined into classtrack's (a closure passed to [`scope`](crate::scope)) is kept. In a
+/// stripped program (no symbol table) frames are told by name and file alone, and without
+/// debug info its functions have no names: sites are then addresses.
+///
+/// Symbolizing is done in batches (a [`ClassTracker::stats`](crate::ClassTracker::stats)
+/// call, a profile, a flamegraph): the backtrace crate's parsed debug info (tens of megabytes
+/// for a program with full debug info) and the cache of symbolized addresses live while a
+/// batch runs, counted in classtrack's overhead, and are freed when it ends; each batch reads
+/// the debug info again. What a [`Site::frames`] call leaves is kept for a second for the
+/// next call, then freed.
+///
+/// Several raw stacks can read the same once symbolized and trimmed (they differ in
+/// classtrack's frames, or in addresses within one line): [`Stats`](crate::Stats), profiles
+/// and flamegraphs show them as one site, their estimates added (bytes, blocks and samples, so
+/// the relative error follows from the samples together).
+///
+/// # Live and allocated
+///
+/// A block grown by `realloc` (a `Vec` or `String` that grew) is live in full at the site that
+/// grew it, while that site's allocated figures count only the growth (the block's first bytes
+/// count where it was first allocated, as the class's exact `allocated_bytes` counts them): so
+/// a site that grows blocks can show more live than allocated.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Site {
@@ -68,29 +105,37 @@ pub struct Site {
     pub samples: u64,
     /// Sampled blocks from here still live: what the live estimates rest on.
     pub live_samples: u64,
+    /// Whether every block counted here was of a class traced entirely
+    /// ([`trace_every_allocation`]): each stands for itself, so the figures are exact counts.
+    pub exact: bool,
 }
 
 impl Site {
     /// The stack symbolized, innermost first, without classtrack's and the allocator's own
-    /// frames at the top.
+    /// frames at the top (see [Frames](Site#frames) on how they are told, and what memory
+    /// symbolizing takes).
     pub fn frames(&self) -> Vec<Frame> {
         frames_of(&self.stack)
     }
 
     /// The relative standard error of the live estimates: about `1/√live_samples` (each
     /// sampled block stands for about the sampling mean in bytes, and how many are sampled
-    /// varies as a Poisson count); 1.0 (100%) with no live sample. Blocks traced entirely
-    /// stand for themselves alone, so their estimates are exact whatever this says.
+    /// varies as a Poisson count); 1.0 (100%) with no live sample; 0 for a site whose blocks
+    /// were all traced entirely ([`exact`](Self::exact)).
     ///
     /// ```
     /// # let tracker = classtrack::ClassTracker::new();
     /// # let snap = tracker.create_snapshot("s");
     /// for site in snap.sites.iter() {
-    ///     assert!(site.relative_error() > 0.0 && site.relative_error() <= 1.0);
+    ///     assert!(site.relative_error() >= 0.0 && site.relative_error() <= 1.0);
     /// }
     /// ```
     pub fn relative_error(&self) -> f64 {
-        relative_error(self.live_samples)
+        if self.exact {
+            0.0
+        } else {
+            relative_error(self.live_samples)
+        }
     }
 }
 
@@ -121,6 +166,8 @@ struct Totals {
     allocated_bytes: f64,
     allocations: f64,
     samples: u64,
+    /// Samples taken with a sampling mean (not of a class traced entirely).
+    weighted: u64,
 }
 
 #[derive(Default)]
@@ -197,6 +244,7 @@ impl Aggregator {
                 t.live_blocks += w;
                 t.live_samples += 1;
                 t.samples += 1;
+                t.weighted += u64::from(r.mean != 0);
                 let live = Live {
                     class: r.class,
                     stack,
@@ -272,6 +320,7 @@ impl Aggregator {
                 allocations: t.allocations,
                 samples: t.samples,
                 live_samples: t.live_samples,
+                exact: t.samples > 0 && t.weighted == 0,
             })
             .collect();
         self.table = Some((self.generation, table.clone()));
@@ -484,6 +533,7 @@ fn drain(rx: Receiver<SampleRecord>, stacks: Receiver<StackRecord>) {
             panic!("classtrack: the aggregator thread was stopped (a test)");
         }
         let round = drain_round(&mut lock(&AGGREGATOR), &rx, &stacks);
+        empty_left_caches();
         if round.idle() {
             classtrack_shim::wait_for_samples(idle);
             idle = (idle * 2).min(Duration::from_millis(20));
@@ -541,7 +591,7 @@ struct Held(UnsafeCell<Option<HeldGuards>>);
 
 type HeldGuards = (
     MutexGuard<'static, Aggregator>,
-    MutexGuard<'static, HashMap<usize, Arc<[Frame]>>>,
+    MutexGuard<'static, HashMap<usize, Symbolized>>,
 );
 
 // SAFETY: the cell is written only by the thread that holds both locks (in `fork_prepare`,
@@ -596,6 +646,8 @@ pub(crate) fn fork_child() {
 /// [`SamplingStats::dropped`](crate::SamplingStats).) classtrack's own class cannot be traced
 /// entirely: the aggregator's allocations are in it.
 pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
+    // The shim's table of settings (64 KiB, taken at the first call) is classtrack's own.
+    let _g = OverheadGuard::new();
     classtrack_shim::set_trace_all(crate::class_id_of::<T>(), on);
     if on {
         start();
@@ -604,46 +656,117 @@ pub fn trace_every_allocation<T: ?Sized + 'static>(on: bool) {
 
 /// As [`trace_every_allocation`], for a class by name.
 pub fn trace_every_allocation_named(name: &str, on: bool) {
+    let _g = OverheadGuard::new();
     classtrack_shim::set_trace_all(crate::class_id_named(name), on);
     if on {
         start();
     }
 }
 
-/// Frames that belong to classtrack or to the allocator machinery, trimmed from the top.
+/// Frames that belong to classtrack or to the allocator machinery, by name (see
+/// [`machinery`](crate::machinery) for the addresses that tell them in every build).
 pub(crate) fn is_machinery(function: &str) -> bool {
-    const PREFIXES: [&str; 15] = [
-        "backtrace::",
-        "<backtrace::",
-        "classtrack_shim::",
-        "<classtrack_shim::",
-        "classtrack::",
-        "<classtrack::",
-        "__rustc::",
-        "__rust_alloc",
-        "__rust_realloc",
-        "__rdl_",
-        "__rg_",
-        "std::alloc::",
-        "alloc::alloc::",
-        "<alloc::alloc::Global",
-        "alloc::raw_vec::",
-    ];
-    PREFIXES.iter().any(|p| function.starts_with(p)) || function.starts_with("<alloc::raw_vec::")
+    crate::machinery::is_machinery_name(function)
 }
 
-/// Symbolized frames by return address. A `std::sync::Mutex` (see the module's docs).
-static SYMBOLS: LazyLock<Mutex<HashMap<usize, Arc<[Frame]>>>> = LazyLock::new(Default::default);
+/// The frames at one return address: those inlined there, innermost first, then the function
+/// it is in; and whether that function is the machinery's by address (`None`: no symbol table
+/// to tell).
+#[derive(Clone)]
+pub(crate) struct Symbolized {
+    pub(crate) frames: Arc<[Frame]>,
+    machinery: Option<bool>,
+}
 
-/// The frames at return address `ip` (several when calls were inlined), cached.
-pub(crate) fn symbolize(ip: usize) -> Arc<[Frame]> {
+/// Symbolized frames by return address, for the batch under way (see [`Batch`]). A
+/// `std::sync::Mutex` (see the module's docs).
+static SYMBOLS: LazyLock<Mutex<HashMap<usize, Symbolized>>> = LazyLock::new(Default::default);
+
+/// Symbolizations under way: the caches are emptied when the last one ends.
+static BATCHES: AtomicUsize = AtomicUsize::new(0);
+/// Whether the caches hold what a lone symbolization ([`Batch::lone`]) left, and when it
+/// ended (milliseconds since [`EPOCH`]).
+static LEFT: AtomicBool = AtomicBool::new(false);
+static LEFT_AT: AtomicU64 = AtomicU64::new(0);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// How long the caches a lone symbolization left are kept for the next one.
+const KEEP_LEFT: Duration = Duration::from_secs(1);
+
+/// A run of symbolizations that share the caches (this module's, by address, and the
+/// backtrace crate's parsed debug info, which is tens of megabytes for a large program): when
+/// the last batch under way ends, both are emptied, so that symbolizing costs memory only
+/// while it runs.
+pub(crate) struct Batch {
+    lone: bool,
+}
+
+impl Batch {
+    /// A batch: the caches are emptied when it ends, unless another is under way.
+    pub(crate) fn new() -> Batch {
+        // Relaxed: a count; the caches are protected by their locks.
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        Batch { lone: false }
+    }
+
+    /// One symbolization on its own ([`Site::frames`]), often one of many in a row: the
+    /// caches are kept for [`KEEP_LEFT`] after it, for the next, and then emptied by the
+    /// aggregator thread ([`empty_left_caches`]) or by the end of the next batch.
+    fn lone() -> Batch {
+        // Relaxed: as in `new`.
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        Batch { lone: true }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Relaxed: as in `new`.
+        if BATCHES.fetch_sub(1, Ordering::Relaxed) != 1 {
+            return;
+        }
+        if self.lone {
+            // Relaxed: a hint to the aggregator thread; a late or early look only moves the
+            // emptying by a round.
+            LEFT_AT.store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+            LEFT.store(true, Ordering::Relaxed);
+        } else {
+            empty_caches();
+        }
+    }
+}
+
+fn empty_caches() {
+    let _g = OverheadGuard::new();
+    // Relaxed: see `Batch::drop`.
+    LEFT.store(false, Ordering::Relaxed);
+    let old = std::mem::take(&mut *lock(&SYMBOLS));
+    drop(old);
+    crate::fork::with_backtrace(backtrace::clear_symbol_cache);
+}
+
+/// Empties the caches a lone symbolization left once they have been left alone for
+/// [`KEEP_LEFT`] (called by the aggregator thread at each round).
+fn empty_left_caches() {
+    // Relaxed: see `Batch::drop`.
+    if !LEFT.load(Ordering::Relaxed) || BATCHES.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let left_at = Duration::from_millis(LEFT_AT.load(Ordering::Relaxed));
+    if EPOCH.elapsed().saturating_sub(left_at) >= KEEP_LEFT {
+        empty_caches();
+    }
+}
+
+/// The frames at return address `ip` (several when calls were inlined), cached for the batch.
+pub(crate) fn symbolize(ip: usize) -> Symbolized {
     if let Some(f) = lock(&SYMBOLS).get(&ip) {
         return f.clone();
     }
     let mut frames = Vec::new();
     // A return address points after the call: look up the call itself.
-    crate::fork::with_backtrace(|| {
-        backtrace::resolve(ip.saturating_sub(1) as *mut c_void, |sym| {
+    let at = ip.saturating_sub(1);
+    let machinery = crate::fork::with_backtrace(|| {
+        backtrace::resolve(at as *mut c_void, |sym| {
             frames.push(Frame {
                 function: sym
                     .name()
@@ -652,7 +775,8 @@ pub(crate) fn symbolize(ip: usize) -> Arc<[Frame]> {
                 line: sym.lineno(),
                 inlined: true,
             });
-        })
+        });
+        crate::machinery::contains(at)
     });
     if frames.is_empty() {
         frames.push(Frame {
@@ -665,10 +789,13 @@ pub(crate) fn symbolize(ip: usize) -> Arc<[Frame]> {
     if let Some(last) = frames.last_mut() {
         last.inlined = false;
     }
-    let frames: Arc<[Frame]> = frames.into();
+    let symbolized = Symbolized {
+        frames: frames.into(),
+        machinery,
+    };
     match lock(&SYMBOLS).entry(ip) {
         Entry::Occupied(e) => e.get().clone(),
-        Entry::Vacant(e) => e.insert(frames).clone(),
+        Entry::Vacant(e) => e.insert(symbolized).clone(),
     }
 }
 
@@ -686,40 +813,73 @@ pub(crate) fn is_std(f: &Frame) -> bool {
 /// A stack symbolized, innermost first, without the machinery at the top.
 pub(crate) fn frames_of(stack: &[usize]) -> Vec<Frame> {
     let _g = OverheadGuard::new();
-    let groups: Vec<Arc<[Frame]>> = stack.iter().map(|&ip| symbolize(ip)).collect();
-    trim(groups.iter().map(|g| &g[..]))
+    let _b = Batch::lone();
+    let groups: Vec<Symbolized> = stack.iter().map(|&ip| symbolize(ip)).collect();
+    trim(groups.iter().map(|g| (&g.frames[..], g.machinery)))
+}
+
+/// What a frame is, for trimming.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// classtrack's, its shim's, the global allocator's entry points, the allocation glue.
+    Machinery,
+    /// The standard library's other frames (`Vec::push`).
+    Std,
+    /// The program's.
+    User,
+}
+
+/// What `f` is: a function (not inlined) by its address when there is a symbol table
+/// (`machinery`), else (and frames inlined into it always) by its source file when debug info
+/// has it, and by name.
+fn kind(f: &Frame, machinery: Option<bool>) -> Kind {
+    if !f.inlined && machinery == Some(true) {
+        return Kind::Machinery;
+    }
+    if f.file
+        .as_deref()
+        .is_some_and(crate::machinery::is_machinery_file)
+        || is_machinery(&f.function)
+    {
+        return Kind::Machinery;
+    }
+    if is_std(f) {
+        Kind::Std
+    } else {
+        Kind::User
+    }
 }
 
 /// The frames of `groups` (each the frames at one return address: the frames inlined there,
-/// then the function it is in), without the machinery at the top nor the runtime below
-/// `main`.
+/// then the function it is in, and whether that function is the machinery's by address),
+/// without the machinery at the top nor the runtime below `main`.
 ///
 /// The machinery is cut through its last frame among the leading frames that are its own or
 /// the standard library's: a standard library function it calls (`core::bool::then` in the
 /// sampler, a frame of its own in unoptimized builds and inlined in optimized ones) goes with
 /// it, while the standard library frames below it (`Vec::push`) stay, and nothing below the
-/// first frame of the program's own is cut.
-fn trim<'a>(groups: impl IntoIterator<Item = &'a [Frame]>) -> Vec<Frame> {
-    let mut frames: Vec<&Frame> = Vec::new();
-    for f in groups.into_iter().flatten() {
-        // The runtime's frames below `main` (or a thread's closure) say nothing.
-        if f.function.starts_with("std::rt::lang_start")
-            || f.function
-                .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-        {
-            break;
+/// first frame of the program's own is cut (the program's closure inlined into
+/// `classtrack::scope` included).
+fn trim<'a>(groups: impl IntoIterator<Item = (&'a [Frame], Option<bool>)>) -> Vec<Frame> {
+    let mut frames: Vec<(&Frame, Kind)> = Vec::new();
+    'groups: for (group, machinery) in groups {
+        for f in group {
+            // The runtime's frames below `main` (or a thread's closure) say nothing.
+            if f.function.starts_with("std::rt::lang_start")
+                || f.function
+                    .starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
+            {
+                break 'groups;
+            }
+            frames.push((f, kind(f, machinery)));
         }
-        frames.push(f);
     }
-    let leading = frames
-        .iter()
-        .take_while(|f| is_machinery(&f.function) || is_std(f))
-        .count();
+    let leading = frames.iter().take_while(|(_, k)| *k != Kind::User).count();
     let cut = frames[..leading]
         .iter()
-        .rposition(|f| is_machinery(&f.function))
+        .rposition(|(_, k)| *k == Kind::Machinery)
         .map_or(0, |last| last + 1);
-    frames[cut..].iter().map(|&f| f.clone()).collect()
+    frames[cut..].iter().map(|&(f, _)| f.clone()).collect()
 }
 
 #[cfg(test)]
@@ -762,7 +922,7 @@ mod tests {
                 frame("std::rt::lang_start::{{closure}}", false),
             ],
         ];
-        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
             .into_iter()
             .map(|f| f.function)
             .collect();
@@ -789,11 +949,65 @@ mod tests {
             vec![frame("alloc::vec::from_elem", false)],
             vec![frame("app::build", false)],
         ];
-        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
             .into_iter()
             .map(|f| f.function)
             .collect();
         assert_eq!(names, ["alloc::vec::from_elem", "app::build"]);
+    }
+
+    fn at(function: &str, file: &str, inlined: bool) -> Frame {
+        Frame {
+            function: function.to_owned(),
+            file: Some(file.to_owned()),
+            line: Some(1),
+            inlined,
+        }
+    }
+
+    #[test]
+    fn line_tables_only_names_are_trimmed_by_address_and_file() {
+        // As `debug = "line-tables-only"` names them: without paths.
+        let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/alloc-shim/src/unwind.rs");
+        let ours = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scope.rs");
+        let groups: Vec<(Vec<Frame>, Option<bool>)> = vec![
+            (
+                vec![at("unwind", shim, true), at("capture", shim, false)],
+                Some(true),
+            ),
+            (vec![at("alloc_slow", "/elsewhere/x.rs", false)], Some(true)),
+            (
+                vec![
+                    at("alloc", "/rustc/abc/library/alloc/src/alloc.rs", true),
+                    at(
+                        "grow_one",
+                        "/rustc/abc/library/alloc/src/raw_vec/mod.rs",
+                        false,
+                    ),
+                ],
+                Some(true),
+            ),
+            (
+                vec![
+                    at("push", "/rustc/abc/library/alloc/src/vec/mod.rs", true),
+                    at("{closure#0}", "/home/u/app/src/main.rs", true),
+                    at("scope<app::Big, ...>", ours, false),
+                ],
+                Some(true),
+            ),
+            (
+                vec![at("main", "/home/u/app/src/main.rs", false)],
+                Some(false),
+            ),
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|(g, m)| (&g[..], *m)))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            ["push", "{closure#0}", "scope<app::Big, ...>", "main"]
+        );
     }
 
     #[test]
@@ -805,7 +1019,7 @@ mod tests {
                 frame("classtrack::scope::scope", false),
             ],
         ];
-        let names: Vec<String> = trim(groups.iter().map(|g| &g[..]))
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
             .into_iter()
             .map(|f| f.function)
             .collect();

@@ -131,14 +131,51 @@ pub struct SiteStats {
     pub samples: u64,
     /// Sampled blocks from here still live: what the live estimates rest on.
     pub live_samples: u64,
+    /// Whether the figures are exact counts: every block here was of a class traced entirely
+    /// (see [`Site::exact`](crate::Site::exact)). False in dumps written before it was kept.
+    #[serde(default)]
+    pub exact: bool,
 }
 
 impl SiteStats {
     /// The relative standard error of the live estimates (see
     /// [`Site::relative_error`](crate::Site::relative_error)).
     pub fn relative_error(&self) -> f64 {
-        crate::sampling::relative_error(self.live_samples)
+        if self.exact {
+            0.0
+        } else {
+            crate::sampling::relative_error(self.live_samples)
+        }
     }
+
+    /// Adds `other`'s estimates (a site of the same class whose stack reads the same): bytes,
+    /// blocks and samples add, so the relative error follows from the samples together.
+    fn absorb(&mut self, other: &SiteStats) {
+        self.live_bytes += other.live_bytes;
+        self.live_blocks += other.live_blocks;
+        self.allocated_bytes += other.allocated_bytes;
+        self.allocations += other.allocations;
+        self.samples += other.samples;
+        self.live_samples += other.live_samples;
+        self.exact &= other.exact;
+    }
+}
+
+/// Merges the sites of one snapshot that are of one class and one stack (as kept in
+/// [`Stats::stacks`], where each symbolized stack is kept once), keeping the first's place.
+pub(crate) fn merge_sites(sites: &mut Vec<SiteStats>) {
+    let mut seen: HashMap<(String, usize), usize> = HashMap::new();
+    let mut merged: Vec<SiteStats> = Vec::with_capacity(sites.len());
+    for s in sites.drain(..) {
+        match seen.entry((s.class.clone(), s.stack)) {
+            hashbrown::hash_map::Entry::Occupied(e) => merged[*e.get()].absorb(&s),
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(merged.len());
+                merged.push(s);
+            }
+        }
+    }
+    *sites = merged;
 }
 
 /// One tracked class over the whole run, as kept in [`Stats`]: its options and how many
@@ -280,58 +317,23 @@ pub struct Stats {
     pub reversed: bool,
 }
 
-/// classtrack's own source directory, as recorded in debug info.
-const OWN_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
-
 /// Resolves a construction backtrace to one line per frame, without classtrack's own frames
 /// at the top or the runtime's below `main`.
 ///
 /// The capture already starts below classtrack's marker frame (see `instance::capture_trace`);
 /// what is left of classtrack's at the top is its public entry point (`construct`, ...), a
 /// frame of its own in unoptimized builds and inlined into the caller in optimized ones. It is
-/// told by its source file, which line tables name even for inlined frames (whose names they
-/// give unqualified), or by its qualified name.
+/// trimmed as allocation sites are: by address where the symbol table tells, by source file
+/// (which line tables name even for inlined frames, whose names they give unqualified), or by
+/// qualified name.
 fn resolve_trace(ips: &[usize]) -> Vec<String> {
-    let mut lines = Vec::new();
-    'frames: for &ip in ips {
-        let mut names = Vec::new();
-        crate::fork::with_backtrace(|| {
-            backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
-                let name = sym
-                    .name()
-                    .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
-                let own_file = sym.filename().is_some_and(|f| f.starts_with(OWN_SOURCES));
-                let at = match (sym.filename(), sym.lineno()) {
-                    (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
-                    _ => String::new(),
-                };
-                names.push((name, at, own_file));
-            })
-        });
-        if names.is_empty() {
-            names.push((format!("{ip:#x}"), String::new(), false));
-        }
-        for (name, at, own_file) in names {
-            let ours = own_file
-                || [
-                    "classtrack::",
-                    "<classtrack::",
-                    "backtrace::",
-                    "<backtrace::",
-                ]
-                .iter()
-                .any(|p| name.starts_with(p));
-            if lines.is_empty() && ours {
-                continue;
-            }
-            if name.starts_with("std::rt::lang_start")
-                || name.starts_with("std::sys::backtrace::__rust_begin_short_backtrace")
-            {
-                break 'frames;
-            }
-            lines.push(format!("{name}{at}"));
-        }
-    }
+    let mut lines: Vec<String> = crate::sampling::frames_of(ips)
+        .into_iter()
+        .map(|f| match (f.file, f.line) {
+            (Some(file), Some(line)) => format!("{} at {file}:{line}", f.function),
+            _ => f.function,
+        })
+        .collect();
     lines.truncate(32);
     lines
 }
@@ -439,6 +441,10 @@ impl<'a> From<&'a SnapshotStats> for Moment<'a> {
     }
 }
 
+/// A site being merged in [`Stats::resolve`]: its class, its symbolized stack, its estimates
+/// and the raw stack of the first site merged into it (for its code addresses).
+type SiteRow = (ClassId, Arc<Vec<Frame>>, SiteStats, Arc<[usize]>);
+
 /// What [`Stats::gather`] leaves to do once the tracker's lock is released: construction
 /// traces to symbolize (index into `Stats::instances`, return addresses) and the recent
 /// snapshots' sites to pick and symbolize (index into `Stats::snapshots`, the sites).
@@ -523,14 +529,22 @@ impl Stats {
 
     /// Symbolizes the construction traces that [`gather`](Self::gather) returned, and picks
     /// and symbolizes the recent snapshots' top sites, each stack kept once.
+    ///
+    /// Sites of one class whose stacks read the same once symbolized and trimmed (raw stacks
+    /// that differ in classtrack's frames, or in addresses within one line) are one site,
+    /// their estimates added; then the largest `sites_per_class` of each class are kept.
     pub(crate) fn resolve(&mut self, unresolved: Unresolved) {
+        // One batch: the symbol caches are shared by every stack here, then emptied.
+        let _b = crate::sampling::Batch::new();
         for (i, ips) in unresolved.traces {
             if let Some(instance) = self.instances.get_mut(i) {
                 instance.trace = resolve_trace(&ips);
             }
         }
-        let mut stack_index: HashMap<Arc<[usize]>, usize> = HashMap::new();
-        let mut by_frames: HashMap<Vec<Frame>, usize> = HashMap::new();
+        let per_class = unresolved.sites_per_class;
+        let mut symbolized: HashMap<Arc<[usize]>, Arc<Vec<Frame>>> = HashMap::new();
+        let mut by_frames: HashMap<Arc<Vec<Frame>>, usize> = HashMap::new();
+        let mut interned: hashbrown::HashSet<Arc<Vec<Frame>>> = hashbrown::HashSet::new();
         for (i, sites) in unresolved.sites {
             let Some(snap) = self.snapshots.get_mut(i) else {
                 continue;
@@ -550,36 +564,58 @@ impl Stats {
                     .then(b.live_bytes.total_cmp(&a.live_bytes))
                     .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
             });
-            let mut taken: HashMap<ClassId, usize> = HashMap::new();
+            // Merged sites, in class order, by (class, frames).
+            let mut rows: Vec<SiteRow> = Vec::new();
+            // By class name, as outputs show them.
+            let mut row_of: HashMap<(String, Arc<Vec<Frame>>), usize> = HashMap::new();
             for site in picked {
-                let n = taken.entry(site.class).or_insert(0);
-                if *n >= unresolved.sites_per_class {
-                    continue;
-                }
-                *n += 1;
-                // Kept once per symbolized stack: raw stacks that differ only in frames
-                // trimmed away (or in addresses within one line) read the same.
-                let stack = *stack_index.entry(site.stack.clone()).or_insert_with(|| {
-                    let frames = site.frames();
-                    *by_frames.entry(frames.clone()).or_insert_with(|| {
-                        self.stack_addresses
-                            .push(crate::mapping::location_addresses(&site.stack, &frames));
-                        self.stacks.push(frames);
-                        self.stacks.len() - 1
+                let frames = symbolized
+                    .entry(site.stack.clone())
+                    .or_insert_with(|| {
+                        // Kept once per symbolized stack, however many raw stacks read so.
+                        interned.get_or_insert(Arc::new(site.frames())).clone()
                     })
-                });
-                snap.sites.push(SiteStats {
+                    .clone();
+                let stats = SiteStats {
                     class: names
                         .get(&site.class)
                         .map_or_else(|| format!("class {}", site.class.0), |n| n.to_string()),
-                    stack,
+                    stack: 0,
                     live_bytes: site.live_bytes,
                     live_blocks: site.live_blocks,
                     allocated_bytes: site.allocated_bytes,
                     allocations: site.allocations,
                     samples: site.samples,
                     live_samples: site.live_samples,
+                    exact: site.exact,
+                };
+                match row_of.entry((stats.class.clone(), frames.clone())) {
+                    hashbrown::hash_map::Entry::Occupied(e) => rows[*e.get()].2.absorb(&stats),
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        e.insert(rows.len());
+                        rows.push((site.class, frames, stats, site.stack.clone()));
+                    }
+                }
+            }
+            rows.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(b.2.live_bytes.total_cmp(&a.2.live_bytes))
+                    .then(b.2.allocated_bytes.total_cmp(&a.2.allocated_bytes))
+            });
+            let mut kept: HashMap<ClassId, usize> = HashMap::new();
+            for (class, frames, mut stats, raw) in rows {
+                let n = kept.entry(class).or_insert(0);
+                if *n >= per_class {
+                    continue;
+                }
+                *n += 1;
+                stats.stack = *by_frames.entry(frames.clone()).or_insert_with(|| {
+                    self.stack_addresses
+                        .push(crate::mapping::location_addresses(&raw, &frames));
+                    self.stacks.push(frames.to_vec());
+                    self.stacks.len() - 1
                 });
+                snap.sites.push(stats);
             }
         }
         if !self.stacks.is_empty() {
@@ -895,7 +931,13 @@ impl Stats {
             reason,
         };
         match serde_json::from_slice::<Stats>(bytes) {
-            Ok(stats) if stats.version == STATS_VERSION => Ok(stats),
+            Ok(mut stats) if stats.version == STATS_VERSION => {
+                // Files written before sites were merged can hold several of one stack.
+                for snap in &mut stats.snapshots {
+                    merge_sites(&mut snap.sites);
+                }
+                Ok(stats)
+            }
             Ok(stats) => Err(version_error(u64::from(stats.version))),
             // Tell an older version (migrated) and a version this classtrack cannot read
             // from damage: another format does not parse as this one, and its version is
@@ -944,5 +986,45 @@ fn compare(key: &SortKey, a: &InstanceStats, b: &InstanceStats, peak: Option<f64
         },
         SortKey::Name => a.name.cmp(&b.name),
         SortKey::Repr => a.repr.cmp(&b.repr),
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn site(class: &str, stack: usize, live: f64, samples: u64, exact: bool) -> SiteStats {
+        SiteStats {
+            class: class.to_owned(),
+            stack,
+            live_bytes: live,
+            live_blocks: samples as f64,
+            allocated_bytes: live,
+            allocations: samples as f64,
+            samples,
+            live_samples: samples,
+            exact,
+        }
+    }
+
+    #[test]
+    fn sites_of_one_class_and_stack_are_one_with_estimates_added() {
+        let mut sites = vec![
+            site("a", 0, 100.0, 1, true),
+            site("b", 0, 50.0, 2, false),
+            site("a", 1, 10.0, 1, false),
+            site("a", 0, 300.0, 3, false),
+        ];
+        merge_sites(&mut sites);
+        assert_eq!(sites.len(), 3);
+        let merged = &sites[0];
+        assert_eq!((merged.class.as_str(), merged.stack), ("a", 0));
+        assert_eq!(
+            (merged.live_bytes, merged.samples, merged.live_samples),
+            (400.0, 4, 4)
+        );
+        assert!(!merged.exact);
+        assert_eq!(merged.relative_error(), 0.5);
+        assert_eq!((sites[1].class.as_str(), sites[2].stack), ("b", 1));
     }
 }

@@ -914,12 +914,18 @@ impl ClassTracker {
         let snaps = &snaps[from..];
         let moments: Vec<crate::diff::Moment<'_>> = snaps.iter().map(|s| (&**s).into()).collect();
         let last = snaps.last();
+        let _b = crate::sampling::Batch::new();
         crate::diff::LeakSuspect::find(&moments, |name| {
             last.map_or_else(Vec::new, |l| {
-                l.top_sites(name, sites)
+                // Sites whose stacks read the same are one: more are taken, merged, then cut.
+                let raw: Vec<_> = l
+                    .top_sites(name, sites.saturating_mul(4))
                     .into_iter()
                     .map(crate::diff::SiteSummary::of_site)
-                    .collect()
+                    .collect();
+                let mut merged = crate::diff::merge_same_stacks(&raw);
+                merged.truncate(sites);
+                merged
             })
         })
     }

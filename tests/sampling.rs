@@ -284,7 +284,12 @@ fn stats_profile_of_a_snapshot_has_the_sites_it_kept_as_the_live_snapshot_has_th
     for sample in &from_stats {
         assert!(
             live.contains(sample),
-            "{sample:?} is not in the snapshot's profile"
+            "{sample:?} is not in the snapshot's profile, whose values for these functions are \
+             {:?}",
+            live.iter()
+                .filter(|l| l.0 == sample.0 && l.1 == sample.1)
+                .map(|l| &l.2)
+                .collect::<Vec<_>>()
         );
     }
     let profile = stats.pprof_profile(kept_snap);

@@ -93,6 +93,11 @@ pub use unwind::{
     Unwinder,
 };
 
+/// This crate's directory as its debug info records its sources (`SOURCE_DIR/src/...`): the
+/// root crate tells this crate's inlined frames by it.
+#[doc(hidden)]
+pub const SOURCE_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
 /// In a tag word: every allocation of the class is sampled (the thread-local tag only).
 pub(crate) const TRACE_ALL_BIT: u64 = 1 << 24;
 /// In a block's tag word: the block was sampled, so its resize and free are reported.

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use classtrack_shim::ClassId;
 
 use super::format_bytes;
-use crate::diff::{SiteSummary, SnapshotDiff};
+use crate::diff::{merge_same_stacks, SnapshotDiff};
 use crate::objects::Referent;
 use crate::sampling::{is_machinery, is_std, Frame};
 use crate::snapshot::{ClassTotals, Snapshot, NOT_INSTALLED};
@@ -493,31 +493,11 @@ pub(crate) fn write_leak_suspects(
             writeln!(
                 out,
                 "    {}  {at}",
-                super::format_estimate(site.live_bytes, site.live_samples)
+                super::format_site_estimate(site.live_bytes, site.live_samples, site.exact)
             )?;
         }
     }
     Ok(())
-}
-
-/// `sites` with those of equal symbolized stacks summed, largest live bytes first.
-fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
-    let mut merged: Vec<SiteSummary> = Vec::new();
-    for site in sites {
-        match merged.iter_mut().find(|m| m.frames == site.frames) {
-            Some(m) => {
-                m.live_bytes += site.live_bytes;
-                m.live_blocks += site.live_blocks;
-                m.allocated_bytes += site.allocated_bytes;
-                m.allocations += site.allocations;
-                m.samples += site.samples;
-                m.live_samples += site.live_samples;
-            }
-            None => merged.push(site.clone()),
-        }
-    }
-    merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
-    merged
 }
 
 /// [`Stats::print_summary`]: each snapshot's tracked classes.
@@ -644,6 +624,7 @@ fn write_referents(out: &mut dyn Write, referents: &[Referent], depth: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diff::SiteSummary;
 
     fn site(function: &str, live_bytes: f64, live_samples: u64) -> SiteSummary {
         SiteSummary {
@@ -659,6 +640,7 @@ mod tests {
             allocations: live_samples as f64,
             samples: live_samples,
             live_samples,
+            exact: false,
         }
     }
 

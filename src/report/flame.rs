@@ -45,25 +45,25 @@ fn clean(name: &str) -> String {
 }
 
 /// Folded stack lines, sorted: `class;outermost;...;innermost N` for each (class, frames
-/// innermost first, value) whose value rounds to more than 0.
+/// innermost first, value) whose value rounds to more than 0; sites whose stacks read the same
+/// are one line, their values added.
 fn fold<'a>(sites: impl Iterator<Item = (&'a str, &'a [Frame], f64)>) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
+    let mut stacks: std::collections::BTreeMap<String, f64> = Default::default();
     for (class, frames, value) in sites {
-        let value = value.round() as u64;
-        if value == 0 {
-            continue;
-        }
         let mut line = clean(class);
         for f in frames.iter().rev() {
             line.push(';');
             line.push_str(&clean(&f.function));
         }
-        line.push(' ');
-        line.push_str(&value.to_string());
-        lines.push(line);
+        *stacks.entry(line).or_default() += value;
     }
-    lines.sort();
-    lines
+    stacks
+        .into_iter()
+        .filter_map(|(stack, value)| {
+            let value = value.round() as u64;
+            (value > 0).then(|| format!("{stack} {value}"))
+        })
+        .collect()
 }
 
 /// Writes a flamegraph SVG of folded `lines` (a valid, empty graph saying so when there are
@@ -91,6 +91,7 @@ impl Snapshot {
     /// where N is the measure in bytes (rounded). Lines with nothing to show are left out.
     pub fn folded_stacks(&self, measure: Measure) -> Vec<String> {
         let _g = classtrack_shim::OverheadGuard::new();
+        let _b = crate::sampling::Batch::new();
         let rows: Vec<(String, Vec<Frame>, f64)> = self
             .sites
             .iter()

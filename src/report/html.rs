@@ -22,7 +22,7 @@ use crate::diff::{LeakSuspect, SnapshotDiff};
 use crate::error::Result;
 use crate::file::write_atomically;
 use crate::objects::Referent;
-use crate::report::{format_bytes, format_estimate, Measure};
+use crate::report::{format_bytes, format_site_estimate, Measure};
 use crate::sampling::Frame;
 use crate::snapshot::{ClassTotals, NOT_INSTALLED};
 use crate::stats::{ClassStats, InstanceStats, SiteStats, SnapshotStats, Stats};
@@ -573,7 +573,7 @@ impl<'a> Report<'a> {
                             td {
                                 @for site in &s.top_sites {
                                     div {
-                                        span.n { (format_estimate(site.live_bytes, site.live_samples)) }
+                                        span.n { (format_site_estimate(site.live_bytes, site.live_samples, site.exact)) }
                                         " " (frame_where(&site.frames))
                                     }
                                 }
@@ -810,7 +810,8 @@ impl<'a> Report<'a> {
                 "Allocation sites at “" (snap.description) "” (" (seconds(snap.time)) ")"
             }
             p.note {
-                "Sampled estimates, ± one standard error, with the samples they rest on; the "
+                "Sampled estimates, ± one standard error, with the samples they rest on (exact \
+                 counts for a class whose every allocation is traced); the "
                 "frame shown is the innermost outside the standard library."
             }
             table {
@@ -818,8 +819,8 @@ impl<'a> Report<'a> {
                 @for s in sites.iter().take(SITES) {
                     @let frames = self.stats.frames(s);
                     tr {
-                        td.n { (format_estimate(s.live_bytes, s.live_samples)) }
-                        td.n { (format_estimate(s.allocated_bytes, s.samples)) }
+                        td.n { (format_site_estimate(s.live_bytes, s.live_samples, s.exact)) }
+                        td.n { (format_site_estimate(s.allocated_bytes, s.samples, s.exact)) }
                         td.name {
                             (frame_where(frames))
                             @if frames.len() > 1 {
@@ -836,6 +837,9 @@ impl<'a> Report<'a> {
             }
             @if sites.len() > SITES {
                 p.note { (sites.len() - SITES) " more sites kept (in the flamegraph)." }
+            }
+            @if sites.iter().take(SITES).any(|s| s.live_bytes > s.allocated_bytes * 1.001) {
+                p.note { (GROWN_HERE) }
             }
             (flamegraph)
         }
@@ -1129,6 +1133,12 @@ fn referents(list: &[Referent]) -> Markup {
         }
     }
 }
+
+/// Why a site can show more live than allocated.
+pub(crate) const GROWN_HERE: &str = "Live exceeds allocated where blocks were grown (by \
+     realloc: a Vec or String that grew): a grown block is live in full at the site that grew \
+     it, while allocated there counts only its growth; its first bytes count as allocated \
+     where it was first allocated.";
 
 /// Whether a frame is the standard library's or the allocation machinery's (classtrack's
 /// own, the global allocator's entry points): sites are named by the innermost frame that is

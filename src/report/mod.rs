@@ -61,6 +61,15 @@ pub fn format_bytes(bytes: u64) -> String {
 /// assert_eq!(classtrack::report::format_estimate(2048.0, 1), "2.0 KiB ±100% (1 sample)");
 /// ```
 pub fn format_estimate(bytes: f64, samples: u64) -> String {
+    format_site_estimate(bytes, samples, false)
+}
+
+/// As [`format_estimate`], or the figure alone, said to be exact, for a site whose blocks were
+/// all traced (`exact`: each stands for itself).
+pub(crate) fn format_site_estimate(bytes: f64, samples: u64, exact: bool) -> String {
+    if exact {
+        return format!("{} (exact)", format_bytes(bytes.max(0.0).round() as u64));
+    }
     let value = format_bytes(bytes.max(0.0).round() as u64);
     match samples {
         0 => format!("{value} (no sample)"),

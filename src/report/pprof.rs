@@ -252,7 +252,11 @@ fn build<'a>(
         };
         mappings.len()
     ];
-    let mut samples = Vec::new();
+    let mut samples: Vec<proto::Sample> = Vec::new();
+    // Sites whose stacks read the same (of one class) are one sample.
+    let mut sample_ids: HashMap<(Vec<u64>, i64), usize> = HashMap::new();
+    // Their values, added before rounding.
+    let mut sums: Vec<[f64; 4]> = Vec::new();
     for site in sites {
         let addresses = &site.addresses;
         // Group the symbolized frames back into locations: each location holds a run of
@@ -324,22 +328,38 @@ fn build<'a>(
             });
             location_id.push(id);
         }
-        let value = vec![
-            site.allocations.round() as i64,
-            site.allocated_bytes.round() as i64,
-            site.live_blocks.round() as i64,
-            site.live_bytes.round() as i64,
+        let value = [
+            site.allocations,
+            site.allocated_bytes,
+            site.live_blocks,
+            site.live_bytes,
         ];
-        samples.push(proto::Sample {
-            location_id,
-            value,
-            label: vec![proto::Label {
-                key: class_key,
-                str: strings.get(site.class),
-                num: 0,
-                num_unit: 0,
-            }],
-        });
+        let class = strings.get(site.class);
+        match sample_ids.entry((location_id, class)) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                for (sum, v) in sums[*e.get()].iter_mut().zip(value) {
+                    *sum += v;
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                let location_id = e.key().0.clone();
+                e.insert(samples.len());
+                sums.push(value);
+                samples.push(proto::Sample {
+                    location_id,
+                    value: Vec::new(),
+                    label: vec![proto::Label {
+                        key: class_key,
+                        str: class,
+                        num: 0,
+                        num_unit: 0,
+                    }],
+                });
+            }
+        }
+    }
+    for (sample, sum) in samples.iter_mut().zip(sums) {
+        sample.value = sum.iter().map(|v| v.round() as i64).collect();
     }
     let mapping = mappings
         .iter()
@@ -400,6 +420,7 @@ impl Snapshot {
     /// The sampled sites as a pprof profile showing `default_type` by default.
     pub(crate) fn profile_showing(&self, default_type: DefaultType) -> proto::Profile {
         let _g = classtrack_shim::OverheadGuard::new();
+        let _b = crate::sampling::Batch::new();
         let symbolized: Vec<(String, Vec<Frame>)> = self
             .sites
             .iter()
