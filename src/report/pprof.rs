@@ -263,9 +263,11 @@ fn build<'a>(
         // inlined frames ending with a non-inlined one.
         let mut location_id = Vec::new();
         let mut group: Vec<Frame> = Vec::new();
-        for f in site.frames {
+        for (i, f) in site.frames.iter().enumerate() {
             group.push(f.clone());
-            if f.inlined {
+            // The last frame closes its group too: a stack cut below `main` (or at the
+            // capture's depth) can end in frames inlined into one it leaves out.
+            if f.inlined && i + 1 < site.frames.len() {
                 continue;
             }
             let frames = std::mem::take(&mut group);
