@@ -220,7 +220,8 @@ impl SnapshotDiff {
     }
 }
 
-/// An allocation site of a [`LeakSuspect`]: sampled estimates, with the stack symbolized.
+/// An allocation site of a [`LeakSuspect`]: a [`Site`]'s estimates with its frames inline,
+/// so that a suspect stands alone (live or from a dump).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SiteSummary {

@@ -51,7 +51,13 @@ pub struct Frame {
     pub inlined: bool,
 }
 
-/// Where a class's memory was allocated: one stack, with estimated totals.
+/// A sampled allocation site of a live [`Snapshot`](crate::Snapshot): one class, one raw
+/// stack (return addresses, symbolized by [`frames`](Site::frames)), estimated totals.
+///
+/// The same estimates as [`SiteStats`](crate::SiteStats) (a site as kept in
+/// [`Stats`](crate::Stats) and dumps, its stack symbolized and shared) and
+/// [`SiteSummary`](crate::SiteSummary) (a leak suspect's site, its frames inline); exact
+/// totals per class are [`ClassTotals`](crate::ClassTotals)'.
 ///
 /// # Frames
 ///

@@ -110,8 +110,11 @@ impl OmittedClasses {
     }
 }
 
-/// One sampled allocation site of a snapshot in [`Stats`]: estimates, as in
-/// [`Site`](crate::Site), with its stack symbolized in [`Stats::stacks`].
+/// A sampled allocation site as kept in [`Stats`] and in dumps: its class by name, its stack
+/// an index into [`Stats::stacks`] (symbolized, shared by every site that reads the same).
+///
+/// The estimates are a live [`Site`](crate::Site)'s, merged over the raw stacks that read the
+/// same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SiteStats {
