@@ -510,8 +510,10 @@ fn every_sample_finds_its_stack_when_threads_forget_the_stacks_they_sent() {
 }
 
 /// Blocks allocated from code outside every module (a hand-written "JIT" function).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 static FROM_JIT: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 extern "C" fn allocate_for_jit() {
     FROM_JIT.lock().unwrap().push(probe_caller(48));
 }

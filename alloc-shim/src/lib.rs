@@ -69,6 +69,7 @@
 mod cached;
 mod local;
 mod objects;
+mod platform;
 mod sampling;
 mod shard;
 mod tracking;

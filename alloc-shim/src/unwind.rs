@@ -70,8 +70,8 @@ pub fn frame_pointers_detected() -> Option<bool> {
 }
 
 /// Whether the cached DWARF unwinder is in use: it agreed with the platform unwinder when
-/// sampling started (`None` before that check ran; always `Some(false)` on platforms without
-/// it).
+/// sampling started (`None` before that check ran; then always `Some(false)` on platforms
+/// without it: all but Linux on x86-64).
 pub fn cached_dwarf_enabled() -> Option<bool> {
     crate::cached::enabled()
 }
@@ -91,7 +91,8 @@ pub fn cached_dwarf_fallbacks() -> u64 {
 pub(crate) fn detect() {
     crate::cached::init();
     crate::cached::check(dwarf, stack_top_cached());
-    let agree = frame_pointers_agree(4);
+    // Where the ABI keeps frame records (Apple's AArch64) a walk is right for every binary.
+    let agree = crate::platform::FRAME_POINTERS_BY_ABI || frame_pointers_agree(4);
     // Relaxed: read with no other data depending on it.
     DETECTED.store(if agree { 1 } else { 2 }, Ordering::Relaxed);
 }
@@ -171,7 +172,7 @@ fn dwarf(_: &mut [usize]) -> usize {
     0
 }
 
-/// The highest address of this thread's stack (1 if unknown), asked of pthreads once.
+/// The highest address of this thread's stack (1 if unknown), asked of the platform once.
 #[inline(always)]
 fn stack_top_cached() -> usize {
     match STACK_TOP.try_with(Cell::get).unwrap_or(1) {
@@ -180,32 +181,10 @@ fn stack_top_cached() -> usize {
     }
 }
 
-#[cfg(miri)]
-fn stack_top() -> usize {
-    1
-}
-
-#[cfg(not(miri))]
+/// Asks the platform for this thread's stack top (see `platform`) and keeps it.
 #[cold]
 fn stack_top() -> usize {
-    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and destroyed after;
-    // the out-pointers are valid locals. (glibc may call its own malloc here, never this
-    // allocator.)
-    let top = unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 1;
-        }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if ok {
-            addr as usize + size
-        } else {
-            1
-        }
-    };
+    let top = crate::platform::stack_top().unwrap_or(1);
     let _ = STACK_TOP.try_with(|t| t.set(top));
     top
 }
