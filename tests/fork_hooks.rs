@@ -141,23 +141,20 @@ fn child_after_fork_keeps_sampling() {
     });
     std::thread::sleep(Duration::from_millis(50));
     for round in 0..5 {
-        // SAFETY: the child runs only code that this test's fork handlers made safe to run
-        // (classtrack's sampler and tracker), then leaves with `_exit`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
+        let child = || {
             // SAFETY: `alarm` has no preconditions: a hang in the child kills it.
             unsafe { libc::alarm(30) };
-            let code = match in_child(&mut kept) {
+            match in_child(&mut kept) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("fork round {round}: child: {e}");
                     1
                 }
-            };
-            // SAFETY: ends the child without running the parent's exit handlers.
-            unsafe { libc::_exit(code) };
-        }
+            }
+        };
+        // SAFETY: the child runs only code that this test's fork handlers made safe to run
+        // (classtrack's sampler and tracker), then leaves with `_exit`.
+        let pid = unsafe { fork_then(child) };
         let mut status = 0;
         // SAFETY: waits for the child forked above; `status` is a valid out-pointer.
         let waited = unsafe { libc::waitpid(pid, &mut status, 0) };

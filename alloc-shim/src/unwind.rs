@@ -3,12 +3,14 @@
 //! 80 ns a frame); or a frame-pointer walk (a few nanoseconds a frame) for programs built with
 //! frame pointers.
 //!
-//! The walk only ever reads words inside the current thread's stack (its bounds are asked of
-//! pthreads once per thread), so a binary without frame pointers cannot make it fault; it can
+//! The walk only ever reads words inside the current thread's stack (its top is asked of the
+//! platform once per thread: see `platform`; where it cannot be known, no walk is made), so a binary without frame pointers cannot make it fault; it can
 //! make it return a short or wrong stack. So by default ([`Unwinder::Auto`]) the sampler walks
 //! frame pointers only if, when it starts, a walk and the DWARF unwinder agree on the same
 //! stack (the program was built with `-C force-frame-pointers=yes`; the standard library is
-//! built with frame pointers); otherwise it uses DWARF. A walk that yields fewer than two
+//! built with frame pointers; rustc keeps them by default on AArch64 Linux and on macOS);
+//! otherwise it uses DWARF. On Apple AArch64 the ABI keeps a frame record in every function,
+//! so there `Auto` walks frame pointers without that check. A walk that yields fewer than two
 //! frames falls back to DWARF.
 
 use std::cell::Cell;
@@ -18,8 +20,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unwinder {
-    /// Frame pointers if the program was found to have them when sampling started, else
-    /// DWARF. The default.
+    /// Frame pointers if the program was found to have them when sampling started (always on
+    /// Apple AArch64, whose ABI keeps them), else DWARF. The default.
     Auto,
     /// The DWARF unwind tables: right for every binary. On Linux x86-64 the tables are read by
     /// a cached unwinder (each code address's rule parsed once) if, when sampling started, it
