@@ -4,12 +4,12 @@
 //! frame pointers.
 //!
 //! The walk only ever reads words inside the current thread's stack (its top is asked of the
-//! platform once per thread: see `platform`; where it cannot be known, no walk is made), so a binary without frame pointers cannot make it fault; it can
-//! make it return a short or wrong stack. So by default ([`Unwinder::Auto`]) the sampler walks
-//! frame pointers only if, when it starts, a walk and the DWARF unwinder agree on the same
-//! stack (the program was built with `-C force-frame-pointers=yes`; the standard library is
-//! built with frame pointers; rustc keeps them by default on AArch64 Linux and on macOS);
-//! otherwise it uses DWARF. On Apple AArch64 the ABI keeps a frame record in every function,
+//! platform once per thread: see `platform`; where it cannot be known, no walk is made), so a
+//! binary without frame pointers cannot make it fault; it can make it return a short or wrong
+//! stack. So by default ([`Unwinder::Auto`]) the sampler walks frame pointers only if, when
+//! it starts, a walk and the DWARF unwinder agree on the same stack (the program was built
+//! with `-C force-frame-pointers=yes`; the standard library is built with frame pointers;
+//! rustc keeps them by default on AArch64 Linux and on macOS); otherwise it uses DWARF. On Apple AArch64 the ABI keeps a frame record in every function,
 //! so there `Auto` walks frame pointers without that check. A walk that yields fewer than two
 //! frames falls back to DWARF.
 
