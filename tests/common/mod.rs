@@ -85,7 +85,8 @@ pub fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'stat
 /// of a multi-threaded process when the child starts a thread, unless the thread that forked
 /// was the parent's newest (the child hands out the emulated CPU numbers of the parent's other
 /// threads again); a C program that forks from `main` with two threads running shows the same.
-/// Natively the calling thread forks.
+/// So under the emulator no other thread may be started while this one forks: run such tests
+/// one at a time there (`--test-threads=1`). Natively the calling thread forks.
 ///
 /// # Safety
 ///
