@@ -23,7 +23,9 @@ pub(crate) const MAX_DEPTH: usize = 127;
 /// The file is opened first and its type checked on the open file (no window between check
 /// and use); on unix it is opened with `O_NONBLOCK`, so that opening a FIFO with no writer
 /// returns at once instead of waiting for one. `O_NONBLOCK` changes nothing for a regular
-/// file, the only kind read. Anything else (a directory, a FIFO, a device, a socket) is
+/// file, the only kind read. On Windows no open waits either (a named pipe with no free
+/// instance fails at once), and a directory cannot be opened as a file: the second look at the
+/// path below names it. Anything else (a directory, a FIFO, a device, a socket, a pipe) is
 /// [`Error::NotAFile`]: a device such as `/dev/zero` would be read without end.
 pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     let io_err = |source| Error::Io {

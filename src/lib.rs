@@ -162,8 +162,9 @@
 //!
 //! # Allocation sites
 //!
-//! Sampling is on by default: about one stack per 512 KiB allocated per thread, as raw return
-//! addresses, weighted so that per-site estimates are unbiased
+//! Sampling is on by default (on Windows it is off until turned on: see [Platforms](#platforms)):
+//! about one stack per 512 KiB allocated per thread, as raw return addresses, weighted so that
+//! per-site estimates are unbiased
 //! ([`set_sample_mean`] changes the rate, 0 turns it off; [`trace_every_allocation`] records
 //! every allocation of one class). A snapshot's [`Snapshot::top_sites`] lists where a class's
 //! memory came from; [`Snapshot::write_flamegraph`] and [`Snapshot::write_pprof`] write an SVG
@@ -176,6 +177,15 @@
 //! With `set_sample_mean(0)` first thing in `main`, the sampler sets nothing up: no unwind
 //! tables are indexed, no module is pinned, no `classtrack-sampler` thread runs. Turning
 //! sampling on later starts the thread and indexes the modules loaded at that moment.
+//!
+//! # Platforms
+//!
+//! Linux (x86-64, AArch64), macOS (Apple silicon, Intel) and Windows (x86-64, MSVC).
+//! Accounting, scopes, snapshots, reports, the command and the endpoint are the same on all.
+//! What differs is how sampled stacks are found (see `classtrack_shim`'s crate docs, section
+//! "Platforms"): frame-pointer walks where the build keeps frame pointers (AArch64 Linux,
+//! macOS), DWARF unwinding elsewhere, and on Windows sampling is off by default (its unwinder
+//! can wait on the loader's lock); `fork()` handlers exist only on Unix.
 //!
 //! # Testing
 //!

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use classtrack::{ClassTracker, TrackOptions, TrackingAlloc};
 
+mod common;
+use common::fork_then;
+
 #[global_allocator]
 static A: TrackingAlloc<System> = TrackingAlloc::new(System);
 
@@ -196,28 +199,23 @@ fn children_of_fork_under_load_never_hang_and_count_exactly() {
     let started = Instant::now();
     for i in 0..n {
         let parent_block = classtrack::scope_named("fork::parent", || vec![1u8; 5000]);
+        // Run in the child only. (In the parent the closure is dropped uncalled, and
+        // `parent_block` with it, right after the fork.)
+        let in_child = || {
+            // A new tracker works in the child too.
+            drop(ClassTracker::new());
+            // The child's copy of the tracker: used as the parent would use it.
+            child(
+                // SAFETY: a bitwise copy of the parent's tracker handle is this process's only
+                // use of it; the parent's copy is never dropped here.
+                unsafe { std::ptr::read(&tracker) },
+                parent_block,
+            )
+        };
         // SAFETY: the child runs only the checks above (which is what is tested: classtrack
         // in a child of a multi-threaded process) and leaves with `_exit`, running no
         // destructor of the parent's.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                // A new tracker works in the child too.
-                drop(ClassTracker::new());
-                // The child's copy of the tracker: used as the parent would use it.
-                child(
-                    // SAFETY: a bitwise copy of the parent's tracker handle is this
-                    // process's only use of it; the parent's copy is never dropped here.
-                    unsafe { std::ptr::read(&tracker) },
-                    parent_block,
-                )
-            }))
-            .unwrap_or(101);
-            // SAFETY: leaves the child at once, without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
-        drop(parent_block);
+        let pid = unsafe { fork_then(in_child) };
         match wait_with_timeout(pid, CHILD_TIMEOUT) {
             None => hangs += 1,
             Some(0) => {}
@@ -237,10 +235,14 @@ fn children_of_fork_under_load_never_hang_and_count_exactly() {
         SLOW_SNAPSHOT
     );
     assert_eq!(hangs, 0, "children hung");
-    // A busy shared machine may delay a child now and then; a snapshot that waits for a
-    // thread the child does not have is slow every time.
+    // A busy shared machine may delay a child now and then (one in twenty); a snapshot that
+    // waits for a thread the child does not have is slow every time. Under an emulator
+    // (`CLASSTRACK_TEST_RUNNER`: qemu-user runs this debug build some ten times slower) the
+    // snapshot itself nears the bound now and then: up to half may be slow there.
+    let emulated = std::env::var_os("CLASSTRACK_TEST_RUNNER").is_some();
+    let tolerated = if emulated { n / 2 } else { n / 20 };
     assert!(
-        slow * 20 <= n,
+        slow <= tolerated,
         "{slow} of {n} children had a snapshot slower than {SLOW_SNAPSHOT:?}"
     );
     assert!(

@@ -4,6 +4,9 @@
 //! a pthread-key destructor, before the test's own, and an allocation after it brings the
 //! thread's state back).
 
+// jemalloc is a dev-dependency on Linux only (it builds C code; none for MSVC).
+#![cfg(target_os = "linux")]
+
 use classtrack::TrackingAlloc;
 use tikv_jemallocator::Jemalloc;
 

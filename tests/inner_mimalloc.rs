@@ -3,6 +3,9 @@
 //! heaps per thread and frees other threads' blocks through deferred lists; its thread clean-up
 //! runs from a pthread-key destructor, before the test's own).
 
+// mimalloc is a dev-dependency on Linux only (it builds C code).
+#![cfg(target_os = "linux")]
+
 use classtrack::TrackingAlloc;
 use mimalloc::MiMalloc;
 

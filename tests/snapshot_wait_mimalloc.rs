@@ -6,6 +6,9 @@
 //! cargo test --release --test snapshot_wait_mimalloc -- --ignored --nocapture
 //! ```
 
+// mimalloc is a dev-dependency on Linux only (it builds C code).
+#![cfg(target_os = "linux")]
+
 use classtrack::TrackingAlloc;
 
 mod wait;

@@ -2,6 +2,7 @@
 //! thread-local destructors after the thread retired its shard are still counted exactly.
 
 use std::alloc::System;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use classtrack::{ClassTracker, TrackingAlloc};
@@ -10,13 +11,16 @@ use classtrack::{ClassTracker, TrackingAlloc};
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
 /// Whether the thread had retired its shard when the pthread-key destructor ran.
+#[cfg(unix)]
 static RETIRED_BEFORE_DTOR: AtomicBool = AtomicBool::new(false);
 /// Whether the destructor ran at all.
+#[cfg(unix)]
 static DTOR_RAN: AtomicBool = AtomicBool::new(false);
 
 /// A pthread-key destructor: glibc runs these after all Rust thread-local destructors, so
 /// after the thread retired its counter shard. It allocates, keeps one block and frees one,
 /// as a C library's thread cleanup calling back into Rust would.
+#[cfg(unix)]
 extern "C" fn allocates_on_exit(_: *mut libc::c_void) {
     // No panic may cross this boundary: results go to atomics, checked by the test.
     let retired = !classtrack_shim::thread_owns_shard();
@@ -76,6 +80,7 @@ fn exited_threads_keep_counts_and_shards_are_reused() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn allocations_in_pthread_key_destructors_after_exit_are_counted() {
     let tracker = ClassTracker::new();

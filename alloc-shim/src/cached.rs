@@ -586,8 +586,15 @@ mod imp {
     }
 }
 
+/// Elsewhere there is no cached unwinder: every stack goes to the platform unwinder (or the
+/// frame-pointer walk).
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(miri))))]
 mod imp {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Whether `check` ran: sampling started and set the unwinders up.
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+
     pub(crate) fn init() {}
     pub(crate) fn abandon() {}
     pub(crate) fn after_fork_in_child() {}
@@ -595,10 +602,14 @@ mod imp {
         None
     }
     pub(crate) fn check(_: fn(&mut [usize]) -> usize, _: usize) -> bool {
+        // Relaxed: a statistic, read with no other data depending on it.
+        CHECKED.store(true, Ordering::Relaxed);
         false
     }
+    /// As on Linux x86-64: `None` until sampling started, then never enabled.
     pub(crate) fn enabled() -> Option<bool> {
-        Some(false)
+        // Relaxed: see `check`.
+        CHECKED.load(Ordering::Relaxed).then_some(false)
     }
     pub(crate) fn fallbacks() -> u64 {
         0
@@ -611,7 +622,10 @@ pub(crate) use imp::{abandon, after_fork_in_child, capture, check, enabled, fall
 /// agree below it: from the first return address of `ours` (after its own frame) found in
 /// `theirs`, the rest of the stacks match, at least three frames, with at most one extra frame
 /// at the root on either side.
-#[cfg_attr(miri, allow(dead_code))]
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64", not(miri))),
+    allow(dead_code)
+)]
 pub(crate) fn same_below(ours: &[usize], theirs: &[usize]) -> bool {
     for (i, ip) in ours.iter().enumerate().skip(1) {
         if let Some(j) = theirs.iter().position(|t| t == ip) {

@@ -42,10 +42,35 @@
 //! consumer ([`take_overflowed_frees`]). A block made by `realloc` is reported with its old
 //! size ([`SampleEvent::Realloc`]), so that estimates count only its growth as allocated.
 //!
+//! # Platforms
+//!
+//! Accounting (tags, counters, trailers) is the same everywhere; what the sampler does to find
+//! a stack differs (see `src/platform/` for the per-platform code):
+//!
+//! | target | stacks walked by ([`Unwinder::Auto`]) | sampled by default | stack top for walks | fork hooks |
+//! |---|---|---|---|---|
+//! | Linux x86-64 | the cached DWARF unwinder (gimli), or frame pointers if the build has them | yes | `pthread_getattr_np` | yes |
+//! | Linux AArch64 | frame pointers (rustc keeps them there), checked against libgcc's unwinder | yes | `pthread_getattr_np` | yes |
+//! | macOS AArch64 | frame pointers (the ABI keeps a frame record in every function) | yes | `pthread_get_stackaddr_np` | yes |
+//! | macOS x86-64 | frame pointers (rustc keeps them there), checked against the system libunwind | yes | `pthread_get_stackaddr_np` | yes |
+//! | Windows x86-64 (MSVC) | `RtlVirtualUnwind` (the `backtrace` crate) | **no** | `GetCurrentThreadStackLimits` | none (no `fork`) |
+//!
+//! "Checked against" means the check made when sampling starts ([`frame_pointers_detected`]):
+//! a walk is used only if it agrees with the DWARF unwinder on the same stack, else every
+//! stack goes to the DWARF unwinder. The platform unwinders (libgcc's, libunwind's) take a
+//! lock of their own and may call the C library's `malloc` on their first use, never this
+//! allocator; the sampler warms them up once, outside any sample.
+//!
+//! On Windows, sampling is off until the program turns it on ([`set_sample_mean`], or tracing
+//! a class entirely): the unwinder's `RtlLookupFunctionEntry` takes the loader's lock on its
+//! function tables (shared; `LoadLibrary`/`FreeLibrary` hold it exclusively), so a sample can
+//! wait for a library being loaded on another thread. It does not use `dbghelp` (which locks
+//! and allocates), and it allocates nothing.
+//!
 //! # Fork
 //!
 //! [`before_fork`], [`after_fork_in_parent`] and [`after_fork_in_child`] are for classtrack's
-//! `pthread_atfork` handlers: they keep senders off the sample channels across the fork, and
+//! `pthread_atfork` handlers (on Unix; Windows has no `fork`): they keep senders off the sample channels across the fork, and
 //! in the child forget the parent's consumer thread and anything vanished threads held.
 //!
 //! # Miri
@@ -69,6 +94,7 @@
 mod cached;
 mod local;
 mod objects;
+mod platform;
 mod sampling;
 mod shard;
 mod tracking;

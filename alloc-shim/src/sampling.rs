@@ -58,8 +58,14 @@ const ANNOUNCED_STACKS: usize = 256;
 const RECHECK_BYTES: i64 = 64 << 20;
 
 /// Under Miri sampling starts off: the unwinders read the program's unwind tables and stack
-/// words that Miri does not model (see [`set_sample_mean`] to turn it on there anyway).
-static MEAN: AtomicU64 = AtomicU64::new(if cfg!(miri) { 0 } else { DEFAULT_SAMPLE_MEAN });
+/// words that Miri does not model (see [`set_sample_mean`] to turn it on there anyway). It
+/// starts off too where the platform's unwinder may wait on a lock (Windows: see
+/// `platform::SAMPLE_BY_DEFAULT`).
+static MEAN: AtomicU64 = AtomicU64::new(if cfg!(miri) || !crate::platform::SAMPLE_BY_DEFAULT {
+    0
+} else {
+    DEFAULT_SAMPLE_MEAN
+});
 static DEPTH: AtomicUsize = AtomicUsize::new(MAX_STACK_DEPTH);
 /// Sample records taken off the channel by its consumer (counted by the consumer, once per
 /// batch, so that senders share no counter).
@@ -837,8 +843,8 @@ static CHILD_PID: AtomicU64 = AtomicU64::new(0);
 ///   between reporting a free and handing its block back leaves that block allocated in the
 ///   child, as any thread vanishing in `free` does; the counters count it freed).
 pub fn after_fork_in_child() {
-    // SAFETY: `getpid` has no preconditions (async-signal-safe, no allocation).
-    let pid = unsafe { libc::getpid() } as u64;
+    // `getpid` (async-signal-safe, no allocation).
+    let pid = u64::from(std::process::id());
     // Relaxed: only this thread runs in the child.
     if CHILD_PID.swap(pid, Ordering::Relaxed) == pid {
         return;

@@ -3,12 +3,14 @@
 //! 80 ns a frame); or a frame-pointer walk (a few nanoseconds a frame) for programs built with
 //! frame pointers.
 //!
-//! The walk only ever reads words inside the current thread's stack (its bounds are asked of
-//! pthreads once per thread), so a binary without frame pointers cannot make it fault; it can
-//! make it return a short or wrong stack. So by default ([`Unwinder::Auto`]) the sampler walks
-//! frame pointers only if, when it starts, a walk and the DWARF unwinder agree on the same
-//! stack (the program was built with `-C force-frame-pointers=yes`; the standard library is
-//! built with frame pointers); otherwise it uses DWARF. A walk that yields fewer than two
+//! The walk only ever reads words inside the current thread's stack (its top is asked of the
+//! platform once per thread: see `platform`; where it cannot be known, no walk is made), so a
+//! binary without frame pointers cannot make it fault; it can make it return a short or wrong
+//! stack. So by default ([`Unwinder::Auto`]) the sampler walks frame pointers only if, when
+//! it starts, a walk and the DWARF unwinder agree on the same stack (the program was built
+//! with `-C force-frame-pointers=yes`; the standard library is built with frame pointers;
+//! rustc keeps them by default on AArch64 Linux and on macOS); otherwise it uses DWARF. On Apple AArch64 the ABI keeps a frame record in every function,
+//! so there `Auto` walks frame pointers without that check. A walk that yields fewer than two
 //! frames falls back to DWARF.
 
 use std::cell::Cell;
@@ -18,8 +20,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unwinder {
-    /// Frame pointers if the program was found to have them when sampling started, else
-    /// DWARF. The default.
+    /// Frame pointers if the program was found to have them when sampling started (always on
+    /// Apple AArch64, whose ABI keeps them), else DWARF. The default.
     Auto,
     /// The DWARF unwind tables: right for every binary. On Linux x86-64 the tables are read by
     /// a cached unwinder (each code address's rule parsed once) if, when sampling started, it
@@ -70,8 +72,8 @@ pub fn frame_pointers_detected() -> Option<bool> {
 }
 
 /// Whether the cached DWARF unwinder is in use: it agreed with the platform unwinder when
-/// sampling started (`None` before that check ran; always `Some(false)` on platforms without
-/// it).
+/// sampling started (`None` before that check ran; then always `Some(false)` on platforms
+/// without it: all but Linux on x86-64).
 pub fn cached_dwarf_enabled() -> Option<bool> {
     crate::cached::enabled()
 }
@@ -91,7 +93,8 @@ pub fn cached_dwarf_fallbacks() -> u64 {
 pub(crate) fn detect() {
     crate::cached::init();
     crate::cached::check(dwarf, stack_top_cached());
-    let agree = frame_pointers_agree(4);
+    // Where the ABI keeps frame records (Apple's AArch64) a walk is right for every binary.
+    let agree = crate::platform::FRAME_POINTERS_BY_ABI || frame_pointers_agree(4);
     // Relaxed: read with no other data depending on it.
     DETECTED.store(if agree { 1 } else { 2 }, Ordering::Relaxed);
 }
@@ -171,7 +174,7 @@ fn dwarf(_: &mut [usize]) -> usize {
     0
 }
 
-/// The highest address of this thread's stack (1 if unknown), asked of pthreads once.
+/// The highest address of this thread's stack (1 if unknown), asked of the platform once.
 #[inline(always)]
 fn stack_top_cached() -> usize {
     match STACK_TOP.try_with(Cell::get).unwrap_or(1) {
@@ -180,32 +183,10 @@ fn stack_top_cached() -> usize {
     }
 }
 
-#[cfg(miri)]
-fn stack_top() -> usize {
-    1
-}
-
-#[cfg(not(miri))]
+/// Asks the platform for this thread's stack top (see `platform`) and keeps it.
 #[cold]
 fn stack_top() -> usize {
-    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and destroyed after;
-    // the out-pointers are valid locals. (glibc may call its own malloc here, never this
-    // allocator.)
-    let top = unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 1;
-        }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if ok {
-            addr as usize + size
-        } else {
-            1
-        }
-    };
+    let top = crate::platform::stack_top().unwrap_or(1);
     let _ = STACK_TOP.try_with(|t| t.set(top));
     top
 }

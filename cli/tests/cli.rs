@@ -132,8 +132,24 @@ fn to_version_1(v2: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&stats).unwrap()
 }
 
+/// The `classtrack` command, run through `CLASSTRACK_TEST_RUNNER` when that is set (a program
+/// and its arguments, split at spaces: the emulator the suite runs under for another
+/// architecture, as `.ci/cross` sets it), else directly.
+fn classtrack_command() -> Command {
+    let exe = env!("CARGO_BIN_EXE_classtrack");
+    match std::env::var("CLASSTRACK_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap());
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        _ => Command::new(exe),
+    }
+}
+
 fn classtrack(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_classtrack"))
+    classtrack_command()
         .args(args)
         // A panic would print a backtrace: there must be none to print.
         .env("RUST_BACKTRACE", "1")
@@ -577,7 +593,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
     let f = fixture();
     // Thousands of instances: far more than a pipe holds, so writes go on after the reader
     // has gone.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_classtrack"))
+    let mut child = classtrack_command()
         .args(["stats", path(&f.dump)])
         .env("RUST_BACKTRACE", "1")
         .stdout(Stdio::piped())

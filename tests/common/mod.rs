@@ -76,3 +76,38 @@ pub fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'stat
         Err(RecvTimeoutError::Timeout) => panic!("timed out after {secs} s"),
     }
 }
+
+/// `fork()`: in the child, runs `child` and leaves with `_exit` and its code (101 if it
+/// panicked), running no destructor of the parent's; in the parent, returns the child's pid.
+///
+/// Under an emulator (`CLASSTRACK_TEST_RUNNER` set, as `.ci/cross` sets it for qemu-user) the
+/// fork is made from a thread started for it: qemu-user 7.2 aborts (exit status 127) the child
+/// of a multi-threaded process when the child starts a thread, unless the thread that forked
+/// was the parent's newest (the child hands out the emulated CPU numbers of the parent's other
+/// threads again); a C program that forks from `main` with two threads running shows the same.
+/// So under the emulator no other thread may be started while this one forks: run such tests
+/// one at a time there (`--test-threads=1`). Natively the calling thread forks.
+///
+/// # Safety
+///
+/// `child` must only do what is safe in the child of a multi-threaded process (where only the
+/// forking thread exists): here, classtrack's own code, which its fork handlers make safe.
+#[cfg(unix)]
+pub unsafe fn fork_then(child: impl FnOnce() -> i32 + Send) -> libc::pid_t {
+    let fork = move || {
+        // SAFETY: the caller vouches for what the child runs; the child leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+            // SAFETY: leaves the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        pid
+    };
+    if std::env::var_os("CLASSTRACK_TEST_RUNNER").is_some() {
+        std::thread::scope(|s| s.spawn(fork).join().unwrap())
+    } else {
+        fork()
+    }
+}
