@@ -9,6 +9,7 @@
 //! ranges at most, 16 bytes each). A stripped binary, or one whose file cannot be read, has no
 //! table: frames are then told by name and source file alone.
 
+#[cfg(unix)]
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -81,12 +82,14 @@ pub(crate) fn is_machinery_file(path: &str) -> bool {
 }
 
 /// A function whose address and symbol name tell where this file's code is loaded.
+#[cfg(unix)]
 #[inline(never)]
 fn anchor() -> usize {
     anchor as fn() -> usize as usize
 }
 
 /// The name [`anchor`] demangles to.
+#[cfg(unix)]
 const ANCHOR: &str = "classtrack::machinery::anchor";
 
 #[cfg(unix)]
@@ -104,6 +107,7 @@ fn build() -> Option<Table> {
 }
 
 /// The machinery's ranges in the object file `data`, mapped where [`anchor`] is at `anchor`.
+#[cfg(unix)]
 fn table_of(data: &[u8], anchor: usize) -> Option<Table> {
     use object::{Object, ObjectSymbol, SymbolKind};
     let file = object::File::parse(data).ok()?;
@@ -243,6 +247,7 @@ impl Drop for Map {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn this_test_binary_has_a_table_that_holds_classtrack_and_not_the_rest() {
         // Everything in this test binary is classtrack's but the standard library and deps.

@@ -860,12 +860,12 @@ fn kind(f: &Frame, machinery: Option<bool>) -> Kind {
 /// then the function it is in, and whether that function is the machinery's by address),
 /// without the machinery at the top nor the runtime below `main`.
 ///
-/// The machinery is cut through its last frame among the leading frames that are its own or
-/// the standard library's: a standard library function it calls (`core::bool::then` in the
-/// sampler, a frame of its own in unoptimized builds and inlined in optimized ones) goes with
-/// it, while the standard library frames below it (`Vec::push`) stay, and nothing below the
-/// first frame of the program's own is cut (the program's closure inlined into
-/// `classtrack::scope` included).
+/// Every leading frame that is the machinery's or the standard library's is cut, so that the
+/// program's own frame that allocated comes first (`Vec::push` and `RawVec` growth above it
+/// go, as does a standard library function the sampler calls, `core::bool::then`); nothing
+/// below the first frame of the program's own is cut (the program's closure inlined into
+/// `classtrack::scope` included). A stack with no frame of the program's keeps the standard
+/// library's frames below the machinery.
 fn trim<'a>(groups: impl IntoIterator<Item = (&'a [Frame], Option<bool>)>) -> Vec<Frame> {
     let mut frames: Vec<(&Frame, Kind)> = Vec::new();
     'groups: for (group, machinery) in groups {
@@ -881,10 +881,18 @@ fn trim<'a>(groups: impl IntoIterator<Item = (&'a [Frame], Option<bool>)>) -> Ve
         }
     }
     let leading = frames.iter().take_while(|(_, k)| *k != Kind::User).count();
-    let cut = frames[..leading]
-        .iter()
-        .rposition(|(_, k)| *k == Kind::Machinery)
-        .map_or(0, |last| last + 1);
+    let cut = if leading < frames.len() {
+        // The program's first frame leads: the allocation glue above it (`Vec::push`,
+        // `RawVec` growth, `String::from`) says how, not where.
+        leading
+    } else {
+        // No frame of the program's (an allocation of the standard library's own, such as a
+        // thread's start): the standard library's frames below the machinery stay.
+        frames
+            .iter()
+            .rposition(|(_, k)| *k == Kind::Machinery)
+            .map_or(0, |last| last + 1)
+    };
     frames[cut..].iter().map(|&(f, _)| f.clone()).collect()
 }
 
@@ -932,13 +940,10 @@ mod tests {
             .into_iter()
             .map(|f| f.function)
             .collect();
+        // `Vec::push` above the program's frame is glue too: the program's frame leads.
         assert_eq!(
             names,
-            [
-                "alloc::vec::Vec<T,A>::push",
-                "app::main",
-                "core::ops::function::FnOnce::call_once"
-            ]
+            ["app::main", "core::ops::function::FnOnce::call_once"]
         );
     }
 
@@ -959,7 +964,7 @@ mod tests {
             .into_iter()
             .map(|f| f.function)
             .collect();
-        assert_eq!(names, ["alloc::vec::from_elem", "app::build"]);
+        assert_eq!(names, ["app::build"]);
     }
 
     fn at(function: &str, file: &str, inlined: bool) -> Frame {
@@ -1010,10 +1015,22 @@ mod tests {
             .into_iter()
             .map(|f| f.function)
             .collect();
-        assert_eq!(
-            names,
-            ["push", "{closure#0}", "scope<app::Big, ...>", "main"]
-        );
+        assert_eq!(names, ["{closure#0}", "scope<app::Big, ...>", "main"]);
+    }
+
+    #[test]
+    fn a_stack_without_the_programs_frames_keeps_the_standard_librarys() {
+        let groups = [
+            vec![frame("classtrack_shim::sampling::on_countdown", false)],
+            vec![frame("__rustc::__rust_alloc", false)],
+            vec![frame("alloc::raw_vec::RawVec<T,A>::grow_one", false)],
+            vec![frame("std::thread::Builder::spawn_unchecked", false)],
+        ];
+        let names: Vec<String> = trim(groups.iter().map(|g| (&g[..], None)))
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(names, ["std::thread::Builder::spawn_unchecked"]);
     }
 
     #[test]
