@@ -1,13 +1,15 @@
 //! A small tokio service, watched live: request tasks of a few classes run on a multi-thread
 //! runtime, each wrapped with `InClass` so its allocations are its class's across `.await`s and
-//! worker threads; an audit log leaks slowly. classtrack serves `/metrics`,
-//! `/debug/pprof/heap` and `/snapshot.json` while it runs.
+//! worker threads; an audit log leaks slowly. classtrack serves its live page at `/`, and
+//! `/metrics`, `/stats.json`, `/report.html`, `/debug/pprof/heap` and `/debug/pprof/allocs`
+//! while it runs.
 //!
 //! ```sh
 //! cargo run --release --example service --features server            # 60 s on 127.0.0.1:6060
 //! cargo run --release --example service --features server -- 600 0   # 600 s, any free port
 //! curl -s http://127.0.0.1:6060/metrics | grep classtrack_live_bytes
-//! go tool pprof -http=: http://127.0.0.1:6060/debug/pprof/heap
+//! classtrack summary http://127.0.0.1:6060
+//! go tool pprof -http=: target/release/examples/service http://127.0.0.1:6060/debug/pprof/heap
 //! ```
 
 use std::collections::HashMap;
@@ -71,6 +73,7 @@ async fn main() -> classtrack::Result<()> {
     let addr = server.local_addr();
     println!("serving on http://{addr}/ for {seconds} s:");
     println!("  curl -s http://{addr}/metrics | grep classtrack_live_bytes");
+    println!("  classtrack summary http://{addr}");
     println!("  go tool pprof -http=: http://{addr}/debug/pprof/heap");
 
     let cache: Cache = Arc::default();

@@ -217,8 +217,10 @@
 //!   conventions (`classtrack_live_bytes{class="…"}`, …), with a bounded number of classes.
 //!   Pulls in `metrics`.
 //! - **`server`** (implies `metrics`, and `pprof` and `html` for its pages): `serve` starts an
-//!   HTTP endpoint on a background thread with `/metrics` (Prometheus text),
-//!   `/debug/pprof/heap` (for `go tool pprof`, Parca, Pyroscope) and `/snapshot.json`;
+//!   HTTP endpoint on a background thread: a live page at `/`, `/metrics` (Prometheus text),
+//!   `/debug/pprof/heap` and `/debug/pprof/allocs` (for `go tool pprof`, Parca, Pyroscope),
+//!   `/stats.json` (a dump, which the `classtrack` command reads by URL), `/report.html` and
+//!   `/snapshot.json`;
 //!   loopback only unless told otherwise, optional bearer token, timeouts on every request. Pulls in `hyper`, `hyper-util`,
 //!   `http-body-util`, `tokio` (a one-thread runtime on the server thread) and
 //!   `metrics-exporter-prometheus` (its renderer only, no listener).
