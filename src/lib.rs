@@ -281,6 +281,8 @@ mod scope;
 mod snapshot;
 mod stats;
 mod stats_v1;
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+mod symtab;
 mod sync;
 mod tracker;
 

@@ -198,14 +198,14 @@ fn object_path(address: usize) -> Option<std::path::PathBuf> {
 /// A file mapped read-only, unmapped on drop: its pages are the page cache's, not the heap's,
 /// and only those read (the symbol and string tables) become resident.
 #[cfg(unix)]
-struct Map {
+pub(crate) struct Map {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 #[cfg(unix)]
 impl Map {
-    fn new(file: &std::fs::File) -> Option<Map> {
+    pub(crate) fn new(file: &std::fs::File) -> Option<Map> {
         use std::os::fd::AsRawFd;
         let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
         if len == 0 {
@@ -226,7 +226,7 @@ impl Map {
         (ptr != libc::MAP_FAILED).then_some(Map { ptr, len })
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr` is a live read-only mapping of `len` bytes until `self` is dropped,
         // and the slice borrows `self`. (A file truncated while mapped would fault: an
         // executable being run cannot be written to on Linux, `ETXTBSY`.)

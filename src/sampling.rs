@@ -75,10 +75,12 @@ pub struct Frame {
 /// debug info its functions have no names: sites are then addresses.
 ///
 /// Symbolizing is done in batches (a [`ClassTracker::stats`](crate::ClassTracker::stats)
-/// call, a profile, a flamegraph): the backtrace crate's parsed debug info (tens of megabytes
-/// for a program with full debug info) and the cache of symbolized addresses live while a
-/// batch runs, counted in classtrack's overhead, and are freed when it ends; each batch reads
-/// the debug info again. What a [`Site::frames`] call leaves is kept for a second for the
+/// call, a profile, a flamegraph): the backtrace crate's parsed debug info (about 20 KiB for
+/// each compilation unit of a program with debug info: 13 MiB for 600) and the cache of
+/// symbolized addresses live while a batch runs, counted in classtrack's overhead, and are
+/// freed when it ends; each batch reads the debug info again. On Linux, shared objects without
+/// debug info of their own (the C library) are named from their symbol tables, never from the
+/// system's separate debug files, which the backtrace crate would decompress into memory. What a [`Site::frames`] call leaves is kept for a second for the
 /// next call, then freed.
 ///
 /// Several raw stacks can read the same once symbolized and trimmed (they differ in
@@ -699,7 +701,7 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 const KEEP_LEFT: Duration = Duration::from_secs(1);
 
 /// A run of symbolizations that share the caches (this module's, by address, and the
-/// backtrace crate's parsed debug info, which is tens of megabytes for a large program): when
+/// backtrace crate's parsed debug info, megabytes for a program with debug info): when
 /// the last batch under way ends, both are emptied, so that symbolizing costs memory only
 /// while it runs.
 pub(crate) struct Batch {
@@ -747,7 +749,11 @@ fn empty_caches() {
     LEFT.store(false, Ordering::Relaxed);
     let old = std::mem::take(&mut *lock(&SYMBOLS));
     drop(old);
-    crate::fork::with_backtrace(backtrace::clear_symbol_cache);
+    crate::fork::with_backtrace(|| {
+        backtrace::clear_symbol_cache();
+        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        crate::symtab::empty();
+    });
 }
 
 /// Empties the caches a lone symbolization left once they have been left alone for
@@ -772,6 +778,16 @@ pub(crate) fn symbolize(ip: usize) -> Symbolized {
     // A return address points after the call: look up the call itself.
     let at = ip.saturating_sub(1);
     let machinery = crate::fork::with_backtrace(|| {
+        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        if let Some(name) = crate::symtab::name_of(at) {
+            frames.push(Frame {
+                function: name.unwrap_or_else(|| format!("{ip:#x}")),
+                file: None,
+                line: None,
+                inlined: false,
+            });
+            return crate::machinery::contains(at);
+        }
         backtrace::resolve(at as *mut c_void, |sym| {
             frames.push(Frame {
                 function: sym
