@@ -13,7 +13,7 @@ use std::alloc::System;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use classtrack::report::{format_bytes, format_estimate};
+use classtrack::report::format_bytes;
 use classtrack::{ClassTracker, SortKey, TrackOptions, TrackingAlloc};
 
 #[global_allocator]
@@ -143,10 +143,7 @@ fn main() {
                 .find(|f| f.function.starts_with("leak_hunt::"))
                 .or(f.first())
                 .map_or("?", |f| f.function.as_str());
-            println!(
-                "    {} from {at}",
-                format_estimate(site.live_bytes, site.live_samples)
-            );
+            println!("    {} from {at}", site.estimate);
         }
     }
     println!(

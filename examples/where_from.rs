@@ -68,8 +68,7 @@ fn main() {
         for site in snap.top_sites(class, 3) {
             println!(
                 "  {} live, {:.0} blocks, from:",
-                format_estimate(site.live_bytes, site.live_samples),
-                site.live_blocks
+                site.estimate, site.estimate.live_blocks
             );
             for f in site.frames().iter().take(4) {
                 let at = match (&f.file, f.line) {

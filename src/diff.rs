@@ -20,7 +20,7 @@ use classtrack_shim::{ClassId, OverheadGuard};
 
 use hashbrown::HashMap;
 
-use crate::sampling::{Frame, Site};
+use crate::sampling::{Estimate, Frame, Site};
 use crate::snapshot::{ClassTotals, Snapshot};
 use crate::stats::SiteStats;
 
@@ -220,62 +220,29 @@ impl SnapshotDiff {
     }
 }
 
-/// An allocation site of a [`LeakSuspect`]: a [`Site`]'s estimates with its frames inline,
+/// An allocation site of a [`LeakSuspect`]: a [`Site`]'s [`Estimate`] with its frames inline,
 /// so that a suspect stands alone (live or from a dump).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SiteSummary {
     /// The stack, innermost first, without classtrack's and the allocator's frames.
     pub frames: Vec<Frame>,
-    /// Estimated bytes live.
-    pub live_bytes: f64,
-    /// Estimated blocks live.
-    pub live_blocks: f64,
-    /// Estimated bytes ever allocated here.
-    pub allocated_bytes: f64,
-    /// Estimated blocks ever allocated here.
-    pub allocations: f64,
-    /// Samples taken here.
-    pub samples: u64,
-    /// Sampled blocks from here still live: what the live estimates rest on.
-    pub live_samples: u64,
-    /// Whether the figures are exact counts (see [`Site::exact`]).
-    pub exact: bool,
+    /// What was allocated here, estimated from the samples.
+    pub estimate: Estimate,
 }
 
 impl SiteSummary {
-    /// The relative standard error of the live estimates (see [`Site::relative_error`]).
-    pub fn relative_error(&self) -> f64 {
-        if self.exact {
-            0.0
-        } else {
-            crate::sampling::relative_error(self.live_samples)
-        }
-    }
-
     pub(crate) fn of_site(site: &Site) -> SiteSummary {
         SiteSummary {
             frames: site.frames(),
-            live_bytes: site.live_bytes,
-            live_blocks: site.live_blocks,
-            allocated_bytes: site.allocated_bytes,
-            allocations: site.allocations,
-            samples: site.samples,
-            live_samples: site.live_samples,
-            exact: site.exact,
+            estimate: site.estimate,
         }
     }
 
     pub(crate) fn of_stats(site: &SiteStats, stacks: &[Vec<Frame>]) -> SiteSummary {
         SiteSummary {
             frames: stacks.get(site.stack).cloned().unwrap_or_default(),
-            live_bytes: site.live_bytes,
-            live_blocks: site.live_blocks,
-            allocated_bytes: site.allocated_bytes,
-            allocations: site.allocations,
-            samples: site.samples,
-            live_samples: site.live_samples,
-            exact: site.exact,
+            estimate: site.estimate,
         }
     }
 }
@@ -285,19 +252,11 @@ pub(crate) fn merge_same_stacks(sites: &[SiteSummary]) -> Vec<SiteSummary> {
     let mut merged: Vec<SiteSummary> = Vec::new();
     for site in sites {
         match merged.iter_mut().find(|m| m.frames == site.frames) {
-            Some(m) => {
-                m.live_bytes += site.live_bytes;
-                m.live_blocks += site.live_blocks;
-                m.allocated_bytes += site.allocated_bytes;
-                m.allocations += site.allocations;
-                m.samples += site.samples;
-                m.live_samples += site.live_samples;
-                m.exact &= site.exact;
-            }
+            Some(m) => m.estimate.add(&site.estimate),
             None => merged.push(site.clone()),
         }
     }
-    merged.sort_by(|a, b| b.live_bytes.total_cmp(&a.live_bytes));
+    merged.sort_by(|a, b| b.estimate.live_bytes.total_cmp(&a.estimate.live_bytes));
     merged
 }
 

@@ -307,7 +307,7 @@ pub use registry::{class_count, OVERHEAD_CLASS, UNTRACKED_CLASS};
 #[doc(hidden)]
 pub use sampling::__stop_aggregator;
 pub use sampling::{
-    set_sample_mean, trace_every_allocation, trace_every_allocation_named, Frame, Site,
+    set_sample_mean, trace_every_allocation, trace_every_allocation_named, Estimate, Frame, Site,
 };
 pub use scope::{
     class_id_named, class_id_of, current_class, current_scope, enter, enter_id, enter_named, scope,

@@ -52,12 +52,12 @@ pub struct Frame {
 }
 
 /// A sampled allocation site of a live [`Snapshot`](crate::Snapshot): one class, one raw
-/// stack (return addresses, symbolized by [`frames`](Site::frames)), estimated totals.
+/// stack (return addresses, symbolized by [`frames`](Site::frames)), and its [`Estimate`].
 ///
-/// The same estimates as [`SiteStats`](crate::SiteStats) (a site as kept in
-/// [`Stats`](crate::Stats) and dumps, its stack symbolized and shared) and
-/// [`SiteSummary`](crate::SiteSummary) (a leak suspect's site, its frames inline); exact
-/// totals per class are [`ClassTotals`](crate::ClassTotals)'.
+/// [`SiteStats`](crate::SiteStats) is a site as kept in [`Stats`](crate::Stats) and dumps (its
+/// class by name, its stack symbolized and shared); [`SiteSummary`](crate::SiteSummary) is a
+/// leak suspect's site (its frames inline). All three carry the same [`Estimate`]; a class's
+/// exact totals are [`ClassTotals`](crate::ClassTotals).
 ///
 /// # Frames
 ///
@@ -80,8 +80,8 @@ pub struct Frame {
 /// symbolized addresses live while a batch runs, counted in classtrack's overhead, and are
 /// freed when it ends; each batch reads the debug info again. On Linux, shared objects without
 /// debug info of their own (the C library) are named from their symbol tables, never from the
-/// system's separate debug files, which the backtrace crate would decompress into memory. What a [`Site::frames`] call leaves is kept for a second for the
-/// next call, then freed.
+/// system's separate debug files, which the backtrace crate would decompress into memory. What
+/// a [`Site::frames`] call leaves is kept for a second for the next call, then freed.
 ///
 /// Several raw stacks can read the same once symbolized and trimmed (they differ in
 /// classtrack's frames, or in addresses within one line): [`Stats`](crate::Stats), profiles
@@ -101,7 +101,34 @@ pub struct Site {
     pub class: ClassId,
     /// Return addresses, innermost first (raw: see [`Site::frames`]).
     pub stack: Arc<[usize]>,
-    /// Estimated bytes live now.
+    /// What was allocated here, estimated from the samples.
+    pub estimate: Estimate,
+}
+
+impl Site {
+    /// The stack symbolized, innermost first, without classtrack's and the allocator's own
+    /// frames at the top (see [Frames](Site#frames) on how they are told, and what memory
+    /// symbolizing takes).
+    pub fn frames(&self) -> Vec<Frame> {
+        frames_of(&self.stack)
+    }
+}
+
+/// The figures of one allocation site, estimated from the samples taken there: the one type
+/// that [`Site`], [`SiteStats`](crate::SiteStats) and [`SiteSummary`](crate::SiteSummary)
+/// share (a class's exact totals are [`ClassTotals`](crate::ClassTotals)).
+///
+/// A sample of `Z` bytes taken with sampling mean `R` stands for `1 / (1 - e^(-Z/R))` blocks,
+/// so each figure is an unbiased estimate; how far off it may be is
+/// [`relative_error`](Self::relative_error). A site of a class traced entirely
+/// ([`trace_every_allocation`]) counts every block: its figures are [`exact`](Self::exact).
+///
+/// Estimates of sites whose stacks read the same add up ([`add`](Self::add)): bytes, blocks
+/// and samples add, so the relative error follows from the samples together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Estimate {
+    /// Estimated bytes live now (at the snapshot).
     pub live_bytes: f64,
     /// Estimated blocks live now.
     pub live_blocks: f64,
@@ -115,17 +142,32 @@ pub struct Site {
     pub live_samples: u64,
     /// Whether every block counted here was of a class traced entirely
     /// ([`trace_every_allocation`]): each stands for itself, so the figures are exact counts.
+    /// False in dumps written before it was kept.
+    #[serde(default)]
     pub exact: bool,
 }
 
-impl Site {
-    /// The stack symbolized, innermost first, without classtrack's and the allocator's own
-    /// frames at the top (see [Frames](Site#frames) on how they are told, and what memory
-    /// symbolizing takes).
-    pub fn frames(&self) -> Vec<Frame> {
-        frames_of(&self.stack)
+/// The live bytes with what they rest on: `650.0 KiB ±50% (4 samples)`, or
+/// `2.0 KiB (exact)` (see [`report::format_estimate`](crate::report::format_estimate)).
+///
+/// ```
+/// # let tracker = classtrack::ClassTracker::new();
+/// # let snap = tracker.create_snapshot("s");
+/// for site in snap.sites.iter() {
+///     println!("{} live", site.estimate);
+/// }
+/// ```
+impl std::fmt::Display for Estimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::report::format_site_estimate(
+            self.live_bytes,
+            self.live_samples,
+            self.exact,
+        ))
     }
+}
 
+impl Estimate {
     /// The relative standard error of the live estimates: about `1/√live_samples` (each
     /// sampled block stands for about the sampling mean in bytes, and how many are sampled
     /// varies as a Poisson count); 1.0 (100%) with no live sample; 0 for a site whose blocks
@@ -135,7 +177,8 @@ impl Site {
     /// # let tracker = classtrack::ClassTracker::new();
     /// # let snap = tracker.create_snapshot("s");
     /// for site in snap.sites.iter() {
-    ///     assert!(site.relative_error() >= 0.0 && site.relative_error() <= 1.0);
+    ///     let e = site.estimate.relative_error();
+    ///     assert!((0.0..=1.0).contains(&e));
     /// }
     /// ```
     pub fn relative_error(&self) -> f64 {
@@ -144,6 +187,33 @@ impl Site {
         } else {
             relative_error(self.live_samples)
         }
+    }
+
+    /// Adds `other`'s figures to these: the estimate of two sites taken as one (their stacks
+    /// read the same once symbolized). Exact only if both are.
+    ///
+    /// ```
+    /// # let tracker = classtrack::ClassTracker::new();
+    /// # let snap = tracker.create_snapshot("s");
+    /// let mut all = classtrack::Estimate::default();
+    /// for site in snap.sites.iter() {
+    ///     all.add(&site.estimate);
+    /// }
+    /// assert!(all.live_bytes >= 0.0);
+    /// ```
+    pub fn add(&mut self, other: &Estimate) {
+        let exact = if self.samples == 0 {
+            other.exact
+        } else {
+            self.exact && (other.exact || other.samples == 0)
+        };
+        self.live_bytes += other.live_bytes;
+        self.live_blocks += other.live_blocks;
+        self.allocated_bytes += other.allocated_bytes;
+        self.allocations += other.allocations;
+        self.samples += other.samples;
+        self.live_samples += other.live_samples;
+        self.exact = exact;
     }
 }
 
@@ -322,13 +392,15 @@ impl Aggregator {
             .map(|(&(class, stack), t)| Site {
                 class,
                 stack: self.stacks[stack as usize].clone(),
-                live_bytes: t.live_bytes,
-                live_blocks: t.live_blocks,
-                allocated_bytes: t.allocated_bytes,
-                allocations: t.allocations,
-                samples: t.samples,
-                live_samples: t.live_samples,
-                exact: t.samples > 0 && t.weighted == 0,
+                estimate: Estimate {
+                    live_bytes: t.live_bytes,
+                    live_blocks: t.live_blocks,
+                    allocated_bytes: t.allocated_bytes,
+                    allocations: t.allocations,
+                    samples: t.samples,
+                    live_samples: t.live_samples,
+                    exact: t.samples > 0 && t.weighted == 0,
+                },
             })
             .collect();
         self.table = Some((self.generation, table.clone()));

@@ -330,12 +330,17 @@ impl Snapshot {
         let mut sites: Vec<&crate::sampling::Site> = self
             .sites
             .iter()
-            .filter(|s| s.class == class.id && s.live_bytes > 0.0)
+            .filter(|s| s.class == class.id && s.estimate.live_bytes > 0.0)
             .collect();
         sites.sort_by(|a, b| {
-            b.live_bytes
-                .total_cmp(&a.live_bytes)
-                .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+            b.estimate
+                .live_bytes
+                .total_cmp(&a.estimate.live_bytes)
+                .then(
+                    b.estimate
+                        .allocated_bytes
+                        .total_cmp(&a.estimate.allocated_bytes),
+                )
         });
         sites.truncate(n);
         sites
@@ -353,7 +358,7 @@ impl Snapshot {
             self.sites
                 .iter()
                 .filter(|s| s.class == c.id)
-                .map(|s| s.live_bytes)
+                .map(|s| s.estimate.live_bytes)
                 .sum()
         })
     }
@@ -368,7 +373,7 @@ impl Snapshot {
             self.sites
                 .iter()
                 .filter(|s| s.class == c.id)
-                .map(|s| s.live_samples)
+                .map(|s| s.estimate.live_samples)
                 .sum()
         })
     }

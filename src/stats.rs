@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::history::{Compaction, State};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
+use crate::sampling::Estimate;
 use crate::sampling::{Frame, Site};
 use crate::snapshot::{
     AllocatorTotals, ClassTotals, Overhead, ProcessMemory, SamplingStats, Snapshot,
@@ -113,7 +114,7 @@ impl OmittedClasses {
 /// A sampled allocation site as kept in [`Stats`] and in dumps: its class by name, its stack
 /// an index into [`Stats::stacks`] (symbolized, shared by every site that reads the same).
 ///
-/// The estimates are a live [`Site`](crate::Site)'s, merged over the raw stacks that read the
+/// Its [`Estimate`] is a live [`Site`](crate::Site)'s, added over the raw stacks that read the
 /// same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -122,46 +123,10 @@ pub struct SiteStats {
     pub class: String,
     /// Its stack: an index into [`Stats::stacks`].
     pub stack: usize,
-    /// Estimated bytes live.
-    pub live_bytes: f64,
-    /// Estimated blocks live.
-    pub live_blocks: f64,
-    /// Estimated bytes ever allocated here.
-    pub allocated_bytes: f64,
-    /// Estimated blocks ever allocated here.
-    pub allocations: f64,
-    /// Samples taken here.
-    pub samples: u64,
-    /// Sampled blocks from here still live: what the live estimates rest on.
-    pub live_samples: u64,
-    /// Whether the figures are exact counts: every block here was of a class traced entirely
-    /// (see [`Site::exact`](crate::Site::exact)). False in dumps written before it was kept.
-    #[serde(default)]
-    pub exact: bool,
-}
-
-impl SiteStats {
-    /// The relative standard error of the live estimates (see
-    /// [`Site::relative_error`](crate::Site::relative_error)).
-    pub fn relative_error(&self) -> f64 {
-        if self.exact {
-            0.0
-        } else {
-            crate::sampling::relative_error(self.live_samples)
-        }
-    }
-
-    /// Adds `other`'s estimates (a site of the same class whose stack reads the same): bytes,
-    /// blocks and samples add, so the relative error follows from the samples together.
-    fn absorb(&mut self, other: &SiteStats) {
-        self.live_bytes += other.live_bytes;
-        self.live_blocks += other.live_blocks;
-        self.allocated_bytes += other.allocated_bytes;
-        self.allocations += other.allocations;
-        self.samples += other.samples;
-        self.live_samples += other.live_samples;
-        self.exact &= other.exact;
-    }
+    /// What was allocated here, estimated from the samples (written inline in dumps, as
+    /// before this type was shared).
+    #[serde(flatten)]
+    pub estimate: Estimate,
 }
 
 /// Merges the sites of one snapshot that are of one class and one stack (as kept in
@@ -171,7 +136,7 @@ pub(crate) fn merge_sites(sites: &mut Vec<SiteStats>) {
     let mut merged: Vec<SiteStats> = Vec::with_capacity(sites.len());
     for s in sites.drain(..) {
         match seen.entry((s.class.clone(), s.stack)) {
-            hashbrown::hash_map::Entry::Occupied(e) => merged[*e.get()].absorb(&s),
+            hashbrown::hash_map::Entry::Occupied(e) => merged[*e.get()].estimate.add(&s.estimate),
             hashbrown::hash_map::Entry::Vacant(e) => {
                 e.insert(merged.len());
                 merged.push(s);
@@ -423,9 +388,14 @@ impl SnapshotStats {
     pub fn sites_of(&self, name: &str) -> Vec<&SiteStats> {
         let mut sites: Vec<&SiteStats> = self.sites.iter().filter(|s| s.class == name).collect();
         sites.sort_by(|a, b| {
-            b.live_bytes
-                .total_cmp(&a.live_bytes)
-                .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+            b.estimate
+                .live_bytes
+                .total_cmp(&a.estimate.live_bytes)
+                .then(
+                    b.estimate
+                        .allocated_bytes
+                        .total_cmp(&a.estimate.allocated_bytes),
+                )
         });
         sites
     }
@@ -559,13 +529,17 @@ impl Stats {
                 .collect();
             let mut picked: Vec<&Site> = sites
                 .iter()
-                .filter(|s| s.live_bytes > 0.0 || s.allocated_bytes > 0.0)
+                .filter(|s| s.estimate.live_bytes > 0.0 || s.estimate.allocated_bytes > 0.0)
                 .collect();
             picked.sort_by(|a, b| {
                 a.class
                     .cmp(&b.class)
-                    .then(b.live_bytes.total_cmp(&a.live_bytes))
-                    .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+                    .then(b.estimate.live_bytes.total_cmp(&a.estimate.live_bytes))
+                    .then(
+                        b.estimate
+                            .allocated_bytes
+                            .total_cmp(&a.estimate.allocated_bytes),
+                    )
             });
             // Merged sites, in class order, by (class, frames).
             let mut rows: Vec<SiteRow> = Vec::new();
@@ -584,16 +558,12 @@ impl Stats {
                         .get(&site.class)
                         .map_or_else(|| format!("class {}", site.class.0), |n| n.to_string()),
                     stack: 0,
-                    live_bytes: site.live_bytes,
-                    live_blocks: site.live_blocks,
-                    allocated_bytes: site.allocated_bytes,
-                    allocations: site.allocations,
-                    samples: site.samples,
-                    live_samples: site.live_samples,
-                    exact: site.exact,
+                    estimate: site.estimate,
                 };
                 match row_of.entry((stats.class.clone(), frames.clone())) {
-                    hashbrown::hash_map::Entry::Occupied(e) => rows[*e.get()].2.absorb(&stats),
+                    hashbrown::hash_map::Entry::Occupied(e) => {
+                        rows[*e.get()].2.estimate.add(&stats.estimate)
+                    }
                     hashbrown::hash_map::Entry::Vacant(e) => {
                         e.insert(rows.len());
                         rows.push((site.class, frames, stats, site.stack.clone()));
@@ -602,8 +572,12 @@ impl Stats {
             }
             rows.sort_by(|a, b| {
                 a.0.cmp(&b.0)
-                    .then(b.2.live_bytes.total_cmp(&a.2.live_bytes))
-                    .then(b.2.allocated_bytes.total_cmp(&a.2.allocated_bytes))
+                    .then(b.2.estimate.live_bytes.total_cmp(&a.2.estimate.live_bytes))
+                    .then(
+                        b.2.estimate
+                            .allocated_bytes
+                            .total_cmp(&a.2.estimate.allocated_bytes),
+                    )
             });
             let mut kept: HashMap<ClassId, usize> = HashMap::new();
             for (class, frames, mut stats, raw) in rows {
@@ -665,7 +639,7 @@ impl Stats {
             last.map_or_else(Vec::new, |l| {
                 l.sites_of(name)
                     .into_iter()
-                    .filter(|s| s.live_bytes > 0.0)
+                    .filter(|s| s.estimate.live_bytes > 0.0)
                     .take(sites)
                     .map(|s| SiteSummary::of_stats(s, &self.stacks))
                     .collect()
@@ -1000,13 +974,15 @@ mod merge_tests {
         SiteStats {
             class: class.to_owned(),
             stack,
-            live_bytes: live,
-            live_blocks: samples as f64,
-            allocated_bytes: live,
-            allocations: samples as f64,
-            samples,
-            live_samples: samples,
-            exact,
+            estimate: Estimate {
+                live_bytes: live,
+                live_blocks: samples as f64,
+                allocated_bytes: live,
+                allocations: samples as f64,
+                samples,
+                live_samples: samples,
+                exact,
+            },
         }
     }
 
@@ -1023,11 +999,15 @@ mod merge_tests {
         let merged = &sites[0];
         assert_eq!((merged.class.as_str(), merged.stack), ("a", 0));
         assert_eq!(
-            (merged.live_bytes, merged.samples, merged.live_samples),
+            (
+                merged.estimate.live_bytes,
+                merged.estimate.samples,
+                merged.estimate.live_samples
+            ),
             (400.0, 4, 4)
         );
-        assert!(!merged.exact);
-        assert_eq!(merged.relative_error(), 0.5);
+        assert!(!merged.estimate.exact);
+        assert_eq!(merged.estimate.relative_error(), 0.5);
         assert_eq!((sites[1].class.as_str(), sites[2].stack), ("b", 1));
     }
 }

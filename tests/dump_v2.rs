@@ -79,7 +79,7 @@ fn a_dump_keeps_every_class_its_allocator_totals_and_sites() {
         snap.top_sites("dump::sited", 100).len(),
         s.sites.len()
     );
-    let live: f64 = sites.iter().map(|s| s.live_bytes).sum();
+    let live: f64 = sites.iter().map(|s| s.estimate.live_bytes).sum();
     assert_eq!(live, (10 * 4096 + 240) as f64);
     let frames = loaded.frames(sites[0]);
     let ours = frames

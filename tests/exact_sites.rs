@@ -38,13 +38,15 @@ fn sites_of_a_class_traced_entirely_are_exact() {
         .collect();
     assert!(!sites.is_empty());
     for s in &sites {
-        assert!(s.exact, "{s:?}");
-        assert_eq!(s.relative_error(), 0.0);
+        assert!(s.estimate.exact, "{s:?}");
+        assert_eq!(s.estimate.relative_error(), 0.0);
     }
     // The vector started in one function and grown in another is live in full where it grew,
     // allocated there by its growth.
     assert!(
-        sites.iter().any(|s| s.live_bytes > s.allocated_bytes),
+        sites
+            .iter()
+            .any(|s| s.estimate.live_bytes > s.estimate.allocated_bytes),
         "{sites:?}"
     );
     #[cfg(feature = "html")]

@@ -246,6 +246,6 @@ fn sampler_settings_take_extreme_values() {
     classtrack::set_sample_mean(before);
     let tracker = ClassTracker::new();
     let snap = tracker.create_snapshot("after");
-    assert!(snap.sites.iter().all(|s| s.live_bytes >= 0.0));
+    assert!(snap.sites.iter().all(|s| s.estimate.live_bytes >= 0.0));
     assert!(snap.top_sites("<untracked>", usize::MAX).len() <= snap.sites.len());
 }

@@ -49,9 +49,9 @@ fn tracing_every_allocation_of_a_class_drops_no_record() {
         classtrack::trace_every_allocation_named(NAME, false);
         let class = snap.class_named(NAME).unwrap();
         let sites: Vec<_> = snap.sites.iter().filter(|s| s.class == class.id).collect();
-        let allocations: f64 = sites.iter().map(|s| s.allocations).sum();
-        let live_samples: u64 = sites.iter().map(|s| s.live_samples).sum();
-        let live_bytes: f64 = sites.iter().map(|s| s.live_bytes).sum();
+        let allocations: f64 = sites.iter().map(|s| s.estimate.allocations).sum();
+        let live_samples: u64 = sites.iter().map(|s| s.estimate.live_samples).sum();
+        let live_bytes: f64 = sites.iter().map(|s| s.estimate.live_bytes).sum();
         println!(
             "{} allocations traced of {}, {} samples dropped meanwhile",
             allocations,

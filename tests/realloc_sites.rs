@@ -24,7 +24,7 @@ fn allocated(snap: &Snapshot, name: &str) -> (f64, u64) {
         .sites
         .iter()
         .filter(|s| s.class == class.id)
-        .map(|s| s.allocated_bytes)
+        .map(|s| s.estimate.allocated_bytes)
         .sum();
     (estimate, class.allocated_bytes)
 }

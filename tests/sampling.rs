@@ -123,7 +123,11 @@ fn trace_every_allocation_samples_each_block_exactly() {
     let exact = snap.class_of::<Suspect>().unwrap();
     let name = std::any::type_name::<Suspect>();
     assert_eq!(snap.sampled_live_bytes(name), exact.live_bytes as f64);
-    let samples: u64 = snap.top_sites(name, 100).iter().map(|s| s.samples).sum();
+    let samples: u64 = snap
+        .top_sites(name, 100)
+        .iter()
+        .map(|s| s.estimate.samples)
+        .sum();
     assert_eq!(samples, exact.allocations);
     classtrack::trace_every_allocation::<Suspect>(false);
     drop(kept);
@@ -544,7 +548,7 @@ fn every_sample_finds_its_stack_when_threads_forget_the_stacks_they_sent() {
         .filter(|s| s.frames().iter().any(|f| f.function.contains("leaf")))
         .collect();
     assert_eq!(leaf_sites.len(), 304);
-    assert!(leaf_sites.iter().all(|s| s.samples == 2));
+    assert!(leaf_sites.iter().all(|s| s.estimate.samples == 2));
     classtrack::trace_every_allocation::<ManyStacks>(false);
     drop(kept);
 }

@@ -74,15 +74,15 @@ fn every_untracked_allocation_is_traced_on_every_thread() {
     classtrack::trace_every_allocation_named("trace::kept", false);
     let freed_id = snap.class_named("trace::freed").unwrap().id;
     assert!(
-        snap.sites
-            .iter()
-            .any(|s| s.class == freed_id && s.live_bytes == 0.0 && s.samples == 1),
+        snap.sites.iter().any(|s| s.class == freed_id
+            && s.estimate.live_bytes == 0.0
+            && s.estimate.samples == 1),
         "the freed block's site is in the table"
     );
     assert!(snap.top_sites("trace::freed", 10).is_empty());
     let sites = snap.top_sites("trace::kept", 10);
-    assert!(sites.iter().all(|s| s.live_bytes > 0.0));
-    let live_samples: u64 = sites.iter().map(|s| s.live_samples).sum();
+    assert!(sites.iter().all(|s| s.estimate.live_bytes > 0.0));
+    let live_samples: u64 = sites.iter().map(|s| s.estimate.live_samples).sum();
     assert_eq!(live_samples, 5, "four boxes and their list");
     assert_eq!(snap.sampled_live_samples("trace::kept"), 5);
     assert_eq!(

@@ -493,7 +493,11 @@ pub(crate) fn write_leak_suspects(
             writeln!(
                 out,
                 "    {}  {at}",
-                super::format_site_estimate(site.live_bytes, site.live_samples, site.exact)
+                super::format_site_estimate(
+                    site.estimate.live_bytes,
+                    site.estimate.live_samples,
+                    site.estimate.exact
+                )
             )?;
         }
     }
@@ -625,6 +629,7 @@ fn write_referents(out: &mut dyn Write, referents: &[Referent], depth: usize) ->
 mod tests {
     use super::*;
     use crate::diff::SiteSummary;
+    use crate::Estimate;
 
     fn site(function: &str, live_bytes: f64, live_samples: u64) -> SiteSummary {
         SiteSummary {
@@ -634,13 +639,15 @@ mod tests {
                 line: None,
                 inlined: false,
             }],
-            live_bytes,
-            live_blocks: live_samples as f64,
-            allocated_bytes: live_bytes,
-            allocations: live_samples as f64,
-            samples: live_samples,
-            live_samples,
-            exact: false,
+            estimate: Estimate {
+                live_bytes,
+                live_blocks: live_samples as f64,
+                allocated_bytes: live_bytes,
+                allocations: live_samples as f64,
+                samples: live_samples,
+                live_samples,
+                exact: false,
+            },
         }
     }
 
@@ -653,7 +660,19 @@ mod tests {
         ]);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].frames[0].function, "app::unrolled");
-        assert_eq!((merged[0].live_bytes, merged[0].live_samples), (400.0, 3));
-        assert_eq!((merged[1].live_bytes, merged[1].live_samples), (300.0, 1));
+        assert_eq!(
+            (
+                merged[0].estimate.live_bytes,
+                merged[0].estimate.live_samples
+            ),
+            (400.0, 3)
+        );
+        assert_eq!(
+            (
+                merged[1].estimate.live_bytes,
+                merged[1].estimate.live_samples
+            ),
+            (300.0, 1)
+        );
     }
 }

@@ -19,15 +19,15 @@ pub enum Measure {
 impl Measure {
     fn of(self, site: &Site) -> f64 {
         match self {
-            Measure::LiveBytes => site.live_bytes,
-            Measure::AllocatedBytes => site.allocated_bytes,
+            Measure::LiveBytes => site.estimate.live_bytes,
+            Measure::AllocatedBytes => site.estimate.allocated_bytes,
         }
     }
 
     fn of_stats(self, site: &SiteStats) -> f64 {
         match self {
-            Measure::LiveBytes => site.live_bytes,
-            Measure::AllocatedBytes => site.allocated_bytes,
+            Measure::LiveBytes => site.estimate.live_bytes,
+            Measure::AllocatedBytes => site.estimate.allocated_bytes,
         }
     }
 

@@ -573,7 +573,7 @@ impl<'a> Report<'a> {
                             td {
                                 @for site in &s.top_sites {
                                     div {
-                                        span.n { (format_site_estimate(site.live_bytes, site.live_samples, site.exact)) }
+                                        span.n { (format_site_estimate(site.estimate.live_bytes, site.estimate.live_samples, site.estimate.exact)) }
                                         " " (frame_where(&site.frames))
                                     }
                                 }
@@ -799,7 +799,7 @@ impl<'a> Report<'a> {
         if sites.is_empty() {
             return html! {};
         }
-        let measure = if sites.iter().any(|s| s.live_bytes > 0.0) {
+        let measure = if sites.iter().any(|s| s.estimate.live_bytes > 0.0) {
             Measure::LiveBytes
         } else {
             Measure::AllocatedBytes
@@ -819,8 +819,8 @@ impl<'a> Report<'a> {
                 @for s in sites.iter().take(SITES) {
                     @let frames = self.stats.frames(s);
                     tr {
-                        td.n { (format_site_estimate(s.live_bytes, s.live_samples, s.exact)) }
-                        td.n { (format_site_estimate(s.allocated_bytes, s.samples, s.exact)) }
+                        td.n { (format_site_estimate(s.estimate.live_bytes, s.estimate.live_samples, s.estimate.exact)) }
+                        td.n { (format_site_estimate(s.estimate.allocated_bytes, s.estimate.samples, s.estimate.exact)) }
                         td.name {
                             (frame_where(frames))
                             @if frames.len() > 1 {
@@ -838,7 +838,7 @@ impl<'a> Report<'a> {
             @if sites.len() > SITES {
                 p.note { (sites.len() - SITES) " more sites kept (in the flamegraph)." }
             }
-            @if sites.iter().take(SITES).any(|s| s.live_bytes > s.allocated_bytes * 1.001) {
+            @if sites.iter().take(SITES).any(|s| s.estimate.live_bytes > s.estimate.allocated_bytes * 1.001) {
                 p.note { (GROWN_HERE) }
             }
             (flamegraph)

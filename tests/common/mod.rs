@@ -40,7 +40,7 @@ pub fn site_live(snap: &Snapshot, name: &str) -> (f64, f64) {
         .iter()
         .filter(|s| s.class == class.id)
         .fold((0.0, 0.0), |(b, n), s| {
-            (b + s.live_bytes, n + s.live_blocks)
+            (b + s.estimate.live_bytes, n + s.estimate.live_blocks)
         })
 }
 
