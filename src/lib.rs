@@ -258,6 +258,8 @@
 
 mod diff;
 mod dump;
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+mod dwarf;
 mod error;
 mod file;
 mod fork;

@@ -203,6 +203,11 @@ pub(crate) struct Map {
     len: usize,
 }
 
+// SAFETY: a read-only mapping has no tie to the thread that made it: its bytes can be read
+// from any thread, and `munmap` from any thread ends it.
+#[cfg(unix)]
+unsafe impl Send for Map {}
+
 #[cfg(unix)]
 impl Map {
     pub(crate) fn new(file: &std::fs::File) -> Option<Map> {

@@ -825,6 +825,8 @@ fn empty_caches() {
         backtrace::clear_symbol_cache();
         #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
         crate::symtab::empty();
+        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        crate::dwarf::empty();
     });
 }
 
@@ -858,6 +860,11 @@ pub(crate) fn symbolize(ip: usize) -> Symbolized {
                 line: None,
                 inlined: false,
             });
+            return crate::machinery::contains(at);
+        }
+        #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+        if let Some(found) = crate::dwarf::frames_at(at) {
+            frames = found;
             return crate::machinery::contains(at);
         }
         backtrace::resolve(at as *mut c_void, |sym| {

@@ -161,7 +161,10 @@ fn read_table(path: &Path, bias: usize) -> Option<Table> {
 
 /// The functions of `file`'s symbol table (or dynamic symbols), sorted by address, in the
 /// file's addresses. A symbol without a size ends where the next starts.
-fn functions_of(file: &object::File<'_>, dynamic: bool) -> Vec<(usize, usize, Box<str>)> {
+pub(crate) fn functions_of(
+    file: &object::File<'_>,
+    dynamic: bool,
+) -> Vec<(usize, usize, Box<str>)> {
     use object::{Object, ObjectSymbol, SymbolKind};
     let mut symbols: Vec<(u64, u64, &str)> = if dynamic {
         file.dynamic_symbols()
