@@ -3,10 +3,10 @@
 //! The backtrace crate (through addr2line) indexes a program's debug info by parsing every
 //! compilation unit's header, abbreviations and file table up front and keeping them: about
 //! 20 KiB a unit, 13 MiB for a test binary of 600 units, and more for each unit it then reads
-//! in full. Here the index kept while a batch runs is the units' address ranges alone (24
-//! bytes a range); each address is looked up in its own unit, parsed for that lookup and
-//! dropped: its line program is run up to the address, and its entries walked to the function
-//! and the calls inlined there. The frames are the ones the backtrace crate gives (names from
+//! in full. Here what is kept while a batch runs is the units' address ranges (24 bytes a
+//! range) and, within [`CACHE_BUDGET`], those of the functions of the units read last; each
+//! address is looked up in its own unit, parsed for that lookup and dropped: its line program
+//! is run up to the address, and the function's entries walked to the calls inlined there. The frames are the ones the backtrace crate gives (names from
 //! linkage names, else plain names, through abstract origins and specifications; file:line of
 //! the innermost frame from the line table, of the outer ones from the inlined calls' call
 //! sites), and `dwarf::tests` checks that they are.
@@ -43,7 +43,28 @@ struct Exe {
     unit_offsets: Vec<usize>,
     /// The symbol table's functions (file addresses), read at the first address no unit has.
     symbols: Option<Vec<(usize, usize, Box<str>)>>,
+    /// What was read of the units looked up last, the latest last, within [`CACHE_BUDGET`].
+    cache: Vec<UnitTables>,
 }
+
+/// One unit's functions, so that a unit looked up again (most addresses of a batch fall in a
+/// few units) is not walked again: 24 bytes a function. (Its line table is run for each
+/// lookup, up to the address, and not kept: the standard library's unit alone has hundreds of
+/// thousands of rows.)
+struct UnitTables {
+    offset: usize,
+    /// `(begin, end, entry)` of each function with code, sorted by `begin`.
+    functions: Vec<(u64, u64, gimli::UnitOffset)>,
+}
+
+impl UnitTables {
+    fn bytes(&self) -> usize {
+        self.functions.capacity() * std::mem::size_of::<(u64, u64, gimli::UnitOffset)>()
+    }
+}
+
+/// The most the unit tables kept while a batch runs may take.
+const CACHE_BUDGET: usize = 1 << 20;
 
 /// The sections read.
 const READ: [SectionId; 9] = [
@@ -165,6 +186,7 @@ impl Exe {
             units: Vec::new(),
             unit_offsets: Vec::new(),
             symbols: None,
+            cache: Vec::new(),
         };
         (exe.units, exe.unit_offsets) = exe.index().ok()??;
         Some(exe)
@@ -226,26 +248,65 @@ impl Exe {
     }
 
     /// The frames at file address `probe`, innermost first (empty when no unit has it).
-    fn lookup(&self, probe: u64) -> gimli::Result<Vec<Frame>> {
+    fn lookup(&mut self, probe: u64) -> gimli::Result<Vec<Frame>> {
         let i = self.units.partition_point(|u| u.0 <= probe);
         let Some(&(_, _, offset)) = self.units[..i].iter().rev().take(16).find(|u| probe < u.1)
         else {
             return Ok(Vec::new());
         };
+        let tables = match self.cache.iter().position(|t| t.offset == offset) {
+            Some(k) => self.cache.remove(k),
+            None => self.tables(offset)?,
+        };
+        let found = self.lookup_in(&tables, probe);
+        // Kept, the latest last, the oldest dropped beyond the budget.
+        self.cache.push(tables);
+        let mut total: usize = self.cache.iter().map(UnitTables::bytes).sum();
+        while total > CACHE_BUDGET && self.cache.len() > 1 {
+            total -= self.cache.remove(0).bytes();
+        }
+        found
+    }
+
+    /// Reads unit `offset`'s functions and line table.
+    fn tables(&self, offset: usize) -> gimli::Result<UnitTables> {
         let dwarf = self.dwarf();
         let header = dwarf
             .debug_info
             .header_from_offset(gimli::DebugInfoOffset(offset))?;
         let unit = dwarf.unit(header)?;
         let unit_ref = gimli::UnitRef::new(&dwarf, &unit);
-        // The function and the calls inlined in it that hold `probe`, outermost first.
-        let mut chain = Vec::new();
+        let mut functions = Vec::new();
         {
             let mut tree = unit.entries_tree(None)?;
-            search(unit_ref, tree.root()?, probe, &mut chain)?;
+            collect_functions(unit_ref, tree.root()?, &mut functions)?;
         }
-        if chain.is_empty() {
+        functions.sort_unstable_by_key(|f| (f.0, f.1));
+        functions.shrink_to_fit();
+        Ok(UnitTables { offset, functions })
+    }
+
+    fn lookup_in(&self, tables: &UnitTables, probe: u64) -> gimli::Result<Vec<Frame>> {
+        let i = tables.functions.partition_point(|f| f.0 <= probe);
+        let Some(&(_, _, function)) = tables.functions[..i]
+            .iter()
+            .rev()
+            .take(16)
+            .find(|f| probe < f.1)
+        else {
             return Ok(Vec::new());
+        };
+        let dwarf = self.dwarf();
+        let header = dwarf
+            .debug_info
+            .header_from_offset(gimli::DebugInfoOffset(tables.offset))?;
+        let unit = dwarf.unit(header)?;
+        let unit_ref = gimli::UnitRef::new(&dwarf, &unit);
+        // The function and the calls inlined in it that hold `probe`, outermost first.
+        let mut chain = vec![function];
+        {
+            let mut tree = unit.entries_tree(Some(function))?;
+            search(unit_ref, tree.root()?, probe, &mut chain)?;
         }
         let (file, line) = line_of(unit_ref, probe)?;
         let mut frames = Vec::with_capacity(chain.len());
@@ -289,8 +350,42 @@ impl Exe {
     }
 }
 
-/// Pushes onto `chain` the function entry under `node` that holds `probe` and the inlined
-/// calls in it that do, outermost first; whether one was found.
+/// Pushes onto `functions` the address ranges of each function entry with code under `node`
+/// (in namespaces and types, not in other functions).
+fn collect_functions<'a>(
+    unit: gimli::UnitRef<'_, R<'a>>,
+    node: gimli::EntriesTreeNode<'_, '_, R<'a>>,
+    functions: &mut Vec<(u64, u64, gimli::UnitOffset)>,
+) -> gimli::Result<()> {
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        match entry.tag() {
+            gimli::DW_TAG_subprogram => {
+                let offset = entry.offset();
+                let mut ranges = unit.die_ranges(entry)?;
+                while let Some(r) = ranges.next()? {
+                    if r.begin < r.end {
+                        functions.push((r.begin, r.end, offset));
+                    }
+                }
+            }
+            gimli::DW_TAG_namespace
+            | gimli::DW_TAG_module
+            | gimli::DW_TAG_structure_type
+            | gimli::DW_TAG_class_type
+            | gimli::DW_TAG_union_type
+            | gimli::DW_TAG_enumeration_type
+            | gimli::DW_TAG_variant_part
+            | gimli::DW_TAG_variant => collect_functions(unit, child, functions)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Pushes onto `chain` the calls inlined under `node` (a function's entry, or a block in it)
+/// that hold `probe`, outermost first; whether one was found.
 fn search<'a>(
     unit: gimli::UnitRef<'_, R<'a>>,
     node: gimli::EntriesTreeNode<'_, '_, R<'a>>,
@@ -301,18 +396,13 @@ fn search<'a>(
     while let Some(child) = children.next()? {
         let entry = child.entry();
         match entry.tag() {
-            gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine => {
-                if holds(unit, entry, probe)? {
-                    chain.push(entry.offset());
-                    search(unit, child, probe, chain)?;
-                    return Ok(true);
-                }
+            gimli::DW_TAG_inlined_subroutine if holds(unit, entry, probe)? => {
+                chain.push(entry.offset());
+                search(unit, child, probe, chain)?;
+                return Ok(true);
             }
             // Inlined calls in a block of the function.
             gimli::DW_TAG_lexical_block => {
-                if chain.is_empty() {
-                    continue;
-                }
                 let mut ranges = unit.die_ranges(entry)?;
                 let mut any = false;
                 let mut inside = false;
@@ -321,19 +411,6 @@ fn search<'a>(
                     inside |= r.begin <= probe && probe < r.end;
                 }
                 if (inside || !any) && search(unit, child, probe, chain)? {
-                    return Ok(true);
-                }
-            }
-            // Functions are declared in namespaces and types (Rust's `impl` blocks).
-            gimli::DW_TAG_namespace
-            | gimli::DW_TAG_module
-            | gimli::DW_TAG_structure_type
-            | gimli::DW_TAG_class_type
-            | gimli::DW_TAG_union_type
-            | gimli::DW_TAG_enumeration_type
-            | gimli::DW_TAG_variant_part
-            | gimli::DW_TAG_variant => {
-                if chain.is_empty() && search(unit, child, probe, chain)? {
                     return Ok(true);
                 }
             }
@@ -405,7 +482,7 @@ fn name_of<'a>(
     None
 }
 
-/// The file and line of `probe` in `unit`'s line table.
+/// The file and line of `probe` in `unit`'s line table, run up to the row that holds it.
 fn line_of(
     unit: gimli::UnitRef<'_, R<'_>>,
     probe: u64,
@@ -414,14 +491,16 @@ fn line_of(
         return Ok((None, None));
     };
     let mut rows = program.rows();
-    // The last row of the sequence under way: (address, file, line).
+    // The last row of the sequence under way: (address, file, line). Of rows at one
+    // address, the last counts.
     let mut last: Option<(u64, u64, u64)> = None;
-    let mut found = None;
     while let Some((_, row)) = rows.next_row()? {
         if let Some((address, file, line)) = last {
             if address <= probe && probe < row.address() {
-                found = Some((file, line));
-                break;
+                return Ok((
+                    file_path(unit, file),
+                    (line > 0).then(|| u32::try_from(line).ok()).flatten(),
+                ));
             }
         }
         last = (!row.end_sequence()).then(|| {
@@ -432,13 +511,7 @@ fn line_of(
             )
         });
     }
-    let Some((file, line)) = found else {
-        return Ok((None, None));
-    };
-    Ok((
-        file_path(unit, file),
-        (line > 0).then(|| u32::try_from(line).ok()).flatten(),
-    ))
+    Ok((None, None))
 }
 
 /// The path of file `index` of `unit`'s line table: its directory (the unit's for DWARF 4's

@@ -8,8 +8,8 @@
 //! that say nothing about where a program allocates. Such an object's functions are named here
 //! from its own symbol table, else from its debug file's (found by build id or debug link: the
 //! symbol table is not compressed), else from its dynamic symbols: names without file:line, at
-//! a few hundred KiB while a batch runs. The executable, the object holding classtrack, and any
-//! object with debug info of its own are symbolized by the backtrace crate, with file:line.
+//! a few hundred KiB while a batch runs. The executable (see `dwarf.rs`), the object holding
+//! classtrack, and any object with debug info of its own are symbolized with file:line.
 //!
 //! Tables are read at the first address in an object during a batch and dropped when the batch
 //! ends ([`empty`]), with the other symbolization caches.

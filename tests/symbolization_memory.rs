@@ -3,12 +3,13 @@
 //! profile), so classtrack's own memory returns to within 1 MiB of where it was. This test
 //! binary has full debug info (the dev profile), as the largest case.
 //!
-//! While a batch runs, the program's own debug info is indexed (about 14 MiB for this test
-//! binary's 600 compilation units), and the system's separate debug files (Debian's
-//! `libc6-dbg`: 30 MiB once decompressed, for the C library's frames at the bottom of every
-//! stack) are not read: shared objects without debug info of their own are named from their
-//! symbol tables. The peak is checked against a bound that reading the C library's debug file
-//! would pass, with that file installed in CI (the ignored test).
+//! While a batch runs, the program's own debug info is read one compilation unit at a time
+//! (indexing all of it, as the backtrace crate does, takes 13 MiB for this test binary's 600
+//! units), and the system's separate debug files (Debian's `libc6-dbg`: 30 MiB once
+//! decompressed, for the C library's frames at the bottom of every stack) are not read: shared
+//! objects without debug info of their own are named from their symbol tables. The peak is
+//! checked against a bound that either would pass, with the C library's debug file installed
+//! in CI (the ignored test).
 
 #![cfg(feature = "pprof")]
 
@@ -131,9 +132,14 @@ fn measure() -> (u64, Option<String>) {
     (peak, libc_build_id)
 }
 
-/// The most symbolizing may add: this binary's own debug index (about 14 MiB) and a margin,
-/// below what the C library's decompressed debug file alone would add (30 MiB).
-const PEAK_BOUND: u64 = 24 << 20;
+/// The most symbolizing may add (about 1 MiB is measured, on Linux), far below what indexing
+/// this binary's whole debug info (13 MiB) or the C library's decompressed debug file (30 MiB)
+/// would add. Elsewhere the backtrace crate indexes the whole debug info.
+const PEAK_BOUND: u64 = if cfg!(target_os = "linux") {
+    4 << 20
+} else {
+    24 << 20
+};
 
 #[test]
 fn symbolization_memory_returns_within_a_megabyte_after_each_batch() {
