@@ -535,45 +535,8 @@ fn file_path(unit: gimli::UnitRef<'_, R<'_>>, index: u64) -> Option<String> {
 /// The executable's load bias and its loaded segments (runtime addresses): the first object
 /// the loader lists.
 fn executable_segments() -> Option<(usize, Vec<Range<usize>>)> {
-    struct First {
-        found: Option<(usize, Vec<Range<usize>>)>,
-    }
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: `data` is the `First` passed to `dl_iterate_phdr` below, borrowed by
-        // nothing else while the walk runs; `info` is the loader's description of one loaded
-        // object, valid during this call, whose `dlpi_phdr` points to `dlpi_phnum` program
-        // headers.
-        unsafe {
-            let first = &mut *data.cast::<First>();
-            let info = &*info;
-            let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
-                &[]
-            } else {
-                std::slice::from_raw_parts(info.dlpi_phdr.cast(), usize::from(info.dlpi_phnum))
-            };
-            let bias = info.dlpi_addr as usize;
-            let segments = phdrs
-                .iter()
-                .filter(|ph| ph.p_type == libc::PT_LOAD)
-                .map(|ph| {
-                    let start = bias.wrapping_add(ph.p_vaddr as usize);
-                    start..start.wrapping_add(ph.p_memsz as usize)
-                })
-                .collect();
-            first.found = Some((bias, segments));
-        }
-        // Stop after the first: the executable.
-        1
-    }
-    let mut first = First { found: None };
-    // SAFETY: `visit` matches the callback type, and `first` outlives the walk, which calls
-    // `visit` on this thread only, before returning.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut first).cast()) };
-    first.found
+    let first = crate::symtab::loaded_objects().into_iter().next()?;
+    Some((first.bias, first.segments))
 }
 
 #[cfg(test)]

@@ -192,6 +192,14 @@ impl Estimate {
         }
     }
 
+    /// Largest first: more live bytes, then more bytes allocated (the order sites are listed
+    /// in).
+    pub(crate) fn largest_first(a: &Estimate, b: &Estimate) -> std::cmp::Ordering {
+        b.live_bytes
+            .total_cmp(&a.live_bytes)
+            .then(b.allocated_bytes.total_cmp(&a.allocated_bytes))
+    }
+
     /// Adds `other`'s figures to these: the estimate of two sites taken as one (their stacks
     /// read the same once symbolized). Exact only if both are.
     ///

@@ -332,16 +332,7 @@ impl Snapshot {
             .iter()
             .filter(|s| s.class == class.id && s.estimate.live_bytes > 0.0)
             .collect();
-        sites.sort_by(|a, b| {
-            b.estimate
-                .live_bytes
-                .total_cmp(&a.estimate.live_bytes)
-                .then(
-                    b.estimate
-                        .allocated_bytes
-                        .total_cmp(&a.estimate.allocated_bytes),
-                )
-        });
+        sites.sort_by(|a, b| crate::Estimate::largest_first(&a.estimate, &b.estimate));
         sites.truncate(n);
         sites
     }

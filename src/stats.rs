@@ -387,16 +387,7 @@ impl SnapshotStats {
     /// allocated; sites with nothing live or allocated are left out.
     pub fn sites_of(&self, name: &str) -> Vec<&SiteStats> {
         let mut sites: Vec<&SiteStats> = self.sites.iter().filter(|s| s.class == name).collect();
-        sites.sort_by(|a, b| {
-            b.estimate
-                .live_bytes
-                .total_cmp(&a.estimate.live_bytes)
-                .then(
-                    b.estimate
-                        .allocated_bytes
-                        .total_cmp(&a.estimate.allocated_bytes),
-                )
-        });
+        sites.sort_by(|a, b| crate::Estimate::largest_first(&a.estimate, &b.estimate));
         sites
     }
 }
@@ -534,12 +525,7 @@ impl Stats {
             picked.sort_by(|a, b| {
                 a.class
                     .cmp(&b.class)
-                    .then(b.estimate.live_bytes.total_cmp(&a.estimate.live_bytes))
-                    .then(
-                        b.estimate
-                            .allocated_bytes
-                            .total_cmp(&a.estimate.allocated_bytes),
-                    )
+                    .then_with(|| Estimate::largest_first(&a.estimate, &b.estimate))
             });
             // Merged sites, in class order, by (class, frames).
             let mut rows: Vec<SiteRow> = Vec::new();

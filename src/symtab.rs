@@ -65,68 +65,78 @@ pub(crate) fn empty() {
 /// The load bias and file of the shared object holding `address`, if it is neither the
 /// executable nor the object holding classtrack.
 fn object_of(address: usize) -> Option<(usize, PathBuf)> {
-    struct Search {
-        address: usize,
-        own: usize,
-        found: Option<(usize, Vec<u8>)>,
-        own_bias: Option<usize>,
-        first: bool,
+    let objects = loaded_objects();
+    let own = object_of as fn(usize) -> Option<(usize, PathBuf)> as usize;
+    let holds = |o: &&Loaded, a: usize| o.segments.iter().any(|s| s.contains(&a));
+    let own_bias = objects.iter().find(|o| holds(o, own)).map(|o| o.bias);
+    // The first object listed is the executable.
+    let found = objects.iter().skip(1).find(|o| holds(o, address))?;
+    if own_bias == Some(found.bias) || !found.name.starts_with(b"/") {
+        return None;
     }
+    use std::os::unix::ffi::OsStringExt;
+    Some((
+        found.bias,
+        PathBuf::from(std::ffi::OsString::from_vec(found.name.clone())),
+    ))
+}
+
+/// An object the loader has loaded: the executable, or a shared object.
+pub(crate) struct Loaded {
+    /// Runtime address less file address.
+    pub(crate) bias: usize,
+    /// Its file as the loader names it (empty for the executable).
+    pub(crate) name: Vec<u8>,
+    /// Its loaded segments, in runtime addresses.
+    pub(crate) segments: Vec<std::ops::Range<usize>>,
+}
+
+/// The objects loaded now, in the loader's order: the executable first.
+pub(crate) fn loaded_objects() -> Vec<Loaded> {
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut libc::c_void,
     ) -> libc::c_int {
-        // SAFETY: `data` is the `Search` passed to `dl_iterate_phdr` below, borrowed mutably
-        // by nothing else while the walk runs; `info` is the loader's description of one
-        // loaded object, valid during this call, whose `dlpi_phdr` points to `dlpi_phnum`
-        // program headers and whose `dlpi_name` is a NUL-terminated string (or null).
+        // SAFETY: `data` is the `Vec` passed to `dl_iterate_phdr` below, borrowed by nothing
+        // else while the walk runs; `info` is the loader's description of one loaded object,
+        // valid during this call, whose `dlpi_phdr` points to `dlpi_phnum` program headers
+        // and whose `dlpi_name` is a NUL-terminated string (or null).
         unsafe {
-            let search = &mut *data.cast::<Search>();
+            let objects = &mut *data.cast::<Vec<Loaded>>();
             let info = &*info;
-            let first = std::mem::replace(&mut search.first, false);
             let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
                 &[]
             } else {
                 std::slice::from_raw_parts(info.dlpi_phdr.cast(), usize::from(info.dlpi_phnum))
             };
             let bias = info.dlpi_addr as usize;
-            let holds = |a: usize| {
-                phdrs.iter().any(|ph| {
+            let segments = phdrs
+                .iter()
+                .filter(|ph| ph.p_type == libc::PT_LOAD)
+                .map(|ph| {
                     let start = bias.wrapping_add(ph.p_vaddr as usize);
-                    ph.p_type == libc::PT_LOAD && a >= start && a - start < ph.p_memsz as usize
+                    start..start.wrapping_add(ph.p_memsz as usize)
                 })
+                .collect();
+            let name = if info.dlpi_name.is_null() {
+                Vec::new()
+            } else {
+                std::ffi::CStr::from_ptr(info.dlpi_name).to_bytes().to_vec()
             };
-            if holds(search.own) {
-                search.own_bias = Some(bias);
-            }
-            if search.found.is_none() && holds(search.address) && !first {
-                let name = if info.dlpi_name.is_null() {
-                    Vec::new()
-                } else {
-                    std::ffi::CStr::from_ptr(info.dlpi_name).to_bytes().to_vec()
-                };
-                search.found = Some((bias, name));
-            }
+            objects.push(Loaded {
+                bias,
+                name,
+                segments,
+            });
         }
         0
     }
-    let mut search = Search {
-        address,
-        own: object_of as fn(usize) -> Option<(usize, PathBuf)> as usize,
-        found: None,
-        own_bias: None,
-        first: true,
-    };
-    // SAFETY: `visit` matches the callback type, and `search` outlives the walk, which
-    // calls `visit` on this thread only, before returning.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
-    let (bias, name) = search.found?;
-    if search.own_bias == Some(bias) || !name.starts_with(b"/") {
-        return None;
-    }
-    use std::os::unix::ffi::OsStringExt;
-    Some((bias, PathBuf::from(std::ffi::OsString::from_vec(name))))
+    let mut objects: Vec<Loaded> = Vec::new();
+    // SAFETY: `visit` matches the callback type, and `objects` outlives the walk, which calls
+    // `visit` on this thread only, before returning.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut objects).cast()) };
+    objects
 }
 
 /// `path`'s functions, or `None` when it has debug info of its own (the backtrace crate reads
