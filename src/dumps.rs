@@ -34,8 +34,9 @@ pub enum DumpTrigger {
     LiveHeap(u64),
     /// The process's resident memory reaches this many bytes.
     Resident(u64),
-    /// The process's cgroup (v2) uses this fraction of its limit: `memory.current` reaches
-    /// this fraction of `memory.max` (between 0 and 1), as a container's OOM killer sees it.
+    /// The process's cgroup uses this fraction of its limit (between 0 and 1), as a
+    /// container's OOM killer sees it: cgroup v2's `memory.current` against `memory.max`, or
+    /// cgroup v1's `memory.usage_in_bytes` against `memory.limit_in_bytes`.
     CgroupFraction(f64),
 }
 
@@ -223,7 +224,7 @@ impl ClassTracker {
     ///
     /// Errors, before anything is watched: [`Error::InvalidDumpTrigger`] for a limit of zero, a
     /// fraction outside (0, 1], `keep` or `poll` of zero, or an option whose feature is off;
-    /// for a cgroup trigger, a process with no cgroup v2 or a cgroup with no memory limit;
+    /// for a cgroup trigger, a process whose cgroup has no memory controller or no limit;
     /// [`Error::Io`] when `dir` cannot be created.
     pub fn dump_on_with(
         &self,
@@ -438,25 +439,63 @@ fn live_heap() -> u64 {
         .sum()
 }
 
-/// The process's own cgroup v2 directory, from `/proc/self/cgroup`'s `0::PATH` line.
+/// The process's own cgroup directory with a memory controller: cgroup v2's (`0::PATH` in
+/// `/proc/self/cgroup`, under `/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
+/// system), else cgroup v1's memory controller (`N:memory:PATH`, under
+/// `/sys/fs/cgroup/memory`).
 fn own_cgroup() -> std::result::Result<PathBuf, String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| {
-        format!("cannot read /proc/self/cgroup ({e}): the cgroup trigger needs Linux's cgroup v2")
+        format!(
+            "cannot read /proc/self/cgroup ({e}): the cgroup trigger needs Linux's cgroups; use \
+             the Resident or LiveHeap trigger"
+        )
     })?;
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| {
-            "the process is in no cgroup v2 (no 0:: line in /proc/self/cgroup): use the \
-             Resident or LiveHeap trigger, or give the cgroup's directory with \
-             DumpOptions::cgroup_dir"
-                .to_owned()
-        })?;
-    Ok(Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')))
+    let mut tried = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        let candidates: Vec<(PathBuf, &str)> = if controllers.is_empty() {
+            vec![
+                (Path::new("/sys/fs/cgroup").join(path), "memory.current"),
+                (
+                    Path::new("/sys/fs/cgroup/unified").join(path),
+                    "memory.current",
+                ),
+            ]
+        } else if controllers.split(',').any(|c| c == "memory") {
+            vec![(
+                Path::new("/sys/fs/cgroup/memory").join(path),
+                "memory.usage_in_bytes",
+            )]
+        } else {
+            continue;
+        };
+        for (dir, file) in candidates {
+            if dir.join(file).exists() {
+                return Ok(dir);
+            }
+            tried.push(dir.join(file).display().to_string());
+        }
+    }
+    Err(format!(
+        "the process's cgroup has no memory controller (looked for {}): use the Resident or \
+         LiveHeap trigger, or give the cgroup's directory with DumpOptions::cgroup_dir",
+        if tried.is_empty() {
+            "a cgroup in /proc/self/cgroup".to_owned()
+        } else {
+            tried.join(", ")
+        }
+    ))
 }
 
-/// `memory.current` and `memory.max` of cgroup directory `dir`; an error naming what is
-/// missing when there is no limit or the files cannot be read.
+/// The memory a cgroup uses and its limit, from directory `dir`: cgroup v2's `memory.current`
+/// and `memory.max`, or cgroup v1's `memory.usage_in_bytes` and `memory.limit_in_bytes`; an
+/// error naming what is missing when there is no limit or the files cannot be read.
 fn cgroup_use(dir: &Path) -> std::result::Result<(u64, u64), String> {
     let read = |name: &str| {
         let path = dir.join(name);
@@ -464,30 +503,40 @@ fn cgroup_use(dir: &Path) -> std::result::Result<(u64, u64), String> {
             .map(|s| s.trim().to_owned())
             .map_err(|e| format!("cannot read {} ({e})", path.display()))
     };
-    let current = read("memory.current")?;
-    let max = read("memory.max")?;
-    if max == "max" {
-        return Err(format!(
-            "the cgroup {} has no memory limit (memory.max is \"max\"): use the Resident or \
+    let v2 = dir.join("memory.current").exists() || !dir.join("memory.usage_in_bytes").exists();
+    let (current_file, max_file) = if v2 {
+        ("memory.current", "memory.max")
+    } else {
+        ("memory.usage_in_bytes", "memory.limit_in_bytes")
+    };
+    let current = read(current_file)?;
+    let max = read(max_file)?;
+    let no_limit = || {
+        Err(format!(
+            "the cgroup {} has no memory limit ({max_file} is {max}): use the Resident or \
              LiveHeap trigger",
             dir.display()
-        ));
+        ))
+    };
+    if max == "max" {
+        return no_limit();
     }
     let number = |name: &str, s: &str| {
         s.parse::<u64>()
             .map_err(|_| format!("{}/{name} reads {s:?}, not a number", dir.display()))
     };
-    let (current, max) = (
-        number("memory.current", &current)?,
-        number("memory.max", &max)?,
-    );
-    if max == 0 {
+    let (current, max_bytes) = (number(current_file, &current)?, number(max_file, &max)?);
+    // cgroup v1 says "no limit" with the largest page-aligned value (about 2^63).
+    if max_bytes >= 1 << 62 {
+        return no_limit();
+    }
+    if max_bytes == 0 {
         return Err(format!(
             "the cgroup {} has a memory limit of 0",
             dir.display()
         ));
     }
-    Ok((current, max))
+    Ok((current, max_bytes))
 }
 
 /// Takes a snapshot, writes the dump (and what the options add), keeps the directory within
@@ -613,6 +662,15 @@ mod tests {
         assert!(err.contains("no memory limit"), "{err}");
         std::fs::write(dir.join("memory.max"), "lots\n").unwrap();
         assert!(cgroup_use(&dir).unwrap_err().contains("not a number"));
+        // cgroup v1's files.
+        let v1 = dir.join("v1");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(v1.join("memory.usage_in_bytes"), "300\n").unwrap();
+        std::fs::write(v1.join("memory.limit_in_bytes"), "4096\n").unwrap();
+        assert_eq!(cgroup_use(&v1), Ok((300, 4096)));
+        std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        assert!(cgroup_use(&v1).unwrap_err().contains("no memory limit"));
+        std::fs::remove_dir_all(&v1).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(cgroup_use(&dir).unwrap_err().contains("cannot read"));
     }

@@ -248,3 +248,107 @@ fn a_process_that_dies_of_memory_leaves_a_dump() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The exit status of a `cgroup_child` that could not join its cgroup.
+#[cfg(target_os = "linux")]
+const CANNOT_JOIN: i32 = 77;
+
+/// The child of `a_process_killed_by_its_cgroup_leaves_a_dump`: joins the cgroup, then grows
+/// one class, touching its pages, until the kernel's OOM killer ends it.
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a helper: run by a_process_killed_by_its_cgroup_leaves_a_dump in a child process"]
+fn cgroup_child() {
+    let (Ok(dir), Ok(cgroup)) = (
+        std::env::var("CLASSTRACK_OOM_DIR"),
+        std::env::var("CLASSTRACK_CGROUP"),
+    ) else {
+        panic!("run by a_process_killed_by_its_cgroup_leaves_a_dump");
+    };
+    if let Err(e) = std::fs::write(
+        Path::new(&cgroup).join("cgroup.procs"),
+        std::process::id().to_string(),
+    ) {
+        eprintln!("cannot join the cgroup {cgroup}: {e}");
+        std::process::exit(CANNOT_JOIN);
+    }
+    let tracker = ClassTracker::new();
+    // The process's own cgroup, found from /proc/self/cgroup.
+    tracker
+        .dump_on_with(
+            DumpTrigger::CgroupFraction(0.5),
+            &dir,
+            DumpOptions::new().poll(Duration::from_millis(2)),
+        )
+        .unwrap();
+    let mut kept = Vec::new();
+    classtrack::scope::<Hog, _>(|| loop {
+        kept.push(vec![1u8; 4 << 20]);
+        std::thread::sleep(Duration::from_millis(10));
+    });
+}
+
+/// A real cgroup with a 256 MiB limit, where the machine lets the test make one (as root,
+/// with cgroup v1's memory controller or cgroup v2 with the memory controller enabled).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_process_killed_by_its_cgroup_leaves_a_dump() {
+    use std::os::unix::process::ExitStatusExt;
+    let name = format!("classtrack-test-{}", std::process::id());
+    let (cgroup, limit_file) = if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+    {
+        (
+            Path::new("/sys/fs/cgroup/memory").join(&name),
+            "memory.limit_in_bytes",
+        )
+    } else {
+        (Path::new("/sys/fs/cgroup").join(&name), "memory.max")
+    };
+    let made = std::fs::create_dir(&cgroup)
+        .and_then(|()| std::fs::write(cgroup.join(limit_file), (256u64 << 20).to_string()));
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir(&cgroup);
+        eprintln!(
+            "skipped: this machine does not let the test make a cgroup with a memory limit at \
+             {} ({e}); the cgroup trigger is tested on a tree of files instead",
+            cgroup.display()
+        );
+        return;
+    }
+    let dir = temp_dir("dump-cgroup-oom");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "cgroup_child", "--ignored", "--nocapture"])
+        .env("CLASSTRACK_OOM_DIR", &dir)
+        .env("CLASSTRACK_CGROUP", &cgroup)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir(&cgroup);
+    if out.status.code() == Some(CANNOT_JOIN) {
+        eprintln!(
+            "skipped: {}; the cgroup trigger is tested on a tree of files instead",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "the child was not killed by the OOM killer: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the child made no dump directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let (name, live, label) = largest_class(&dumps[0]);
+    assert!(name.ends_with("Hog"), "{name}");
+    assert!(label.contains("50% of its limit"), "{label}");
+    eprintln!(
+        "killed by its cgroup's OOM killer; its dump: {label}, {name} {} MiB live",
+        live >> 20
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
