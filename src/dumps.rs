@@ -10,8 +10,8 @@
 //! its limit and at least [`DumpOptions::min_interval`] later; at most
 //! [`DumpOptions::keep`] dumps are kept in a directory, the oldest removed.
 //!
-//! A failed write (disk full, no permission) is counted, never a panic: see
-//! [`ClassTracker::dump_status`] and [`ClassTracker::stop_dumps`].
+//! A failed write (disk full, no permission) is counted, never a panic, and tried again
+//! `min_interval` later: see [`ClassTracker::dump_status`] and [`ClassTracker::stop_dumps`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -405,6 +405,8 @@ fn watch(inner: &std::sync::Weak<Inner>, shared: &Shared) {
                     let mut s = shared.status.lock();
                     s.failures += 1;
                     s.last_failure = Some(e.to_string());
+                    // Tried again after `min_interval`, even if the figure stays high.
+                    shared.watches.lock()[i].armed = true;
                 }
             }
         }

@@ -141,6 +141,7 @@ fn a_dump_that_cannot_be_written_is_counted_and_reported() {
     }
     let status = tracker.dump_status();
     assert!(status.written.is_empty());
+    // One failure: the next try waits for `min_interval` (10 s).
     assert_eq!(status.failures, 1, "{status:?}");
     let err = tracker.stop_dumps().unwrap_err();
     assert!(matches!(err, Error::Dumps { failures: 1, .. }), "{err}");
