@@ -131,6 +131,19 @@ pub enum Error {
         /// The instance id, when the value was tracked at all.
         id: Option<u64>,
     },
+    /// A [`DumpTrigger`](crate::DumpTrigger) or [`DumpOptions`](crate::DumpOptions) that
+    /// cannot be watched (a limit of zero, a fraction outside (0, 1], no cgroup v2 limit).
+    InvalidDumpTrigger {
+        /// What is wrong, and what to do instead.
+        reason: String,
+    },
+    /// Dumps of [`ClassTracker::dump_on`](crate::ClassTracker::dump_on) could not be written.
+    Dumps {
+        /// How many failed.
+        failures: u64,
+        /// What the last failure said.
+        last: String,
+    },
     /// A `resolution_level` above 0 for an object tracked by handle (`track_object`), which
     /// cannot be broken down by nested scopes.
     NoBreakdown {
@@ -172,6 +185,14 @@ impl fmt::Display for Error {
                 f,
                 "subscription capacity {capacity} is out of range: give between 1 and \
                  {maximum} snapshots (a subscriber that falls behind loses snapshots, counted)"
+            ),
+            Error::InvalidDumpTrigger { reason } => {
+                write!(f, "cannot watch for dumps: {reason}")
+            }
+            Error::Dumps { failures, last } => write!(
+                f,
+                "{failures} dump(s) could not be written, the last with: {last}; check that the \
+                 directory is writable and has room"
             ),
             Error::PeriodicSnapshots { failures, last } => write!(
                 f,

@@ -115,6 +115,7 @@ fn take_locks() -> Held {
         // guards are dropped.
         unsafe {
             guards.push(erase(t.periodic.lock()));
+            guards.push(erase(t.dumps.lock()));
             guards.push(erase(t.snapshotting.lock()));
             guards.push(erase(t.history.raw_lock().lock()));
             guards.push(erase(t.history.attached_lock().lock()));

@@ -258,6 +258,7 @@
 
 mod diff;
 mod dump;
+mod dumps;
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 mod dwarf;
 mod error;
@@ -294,6 +295,7 @@ pub use classtrack_shim::{
     DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
 };
 pub use diff::{ClassDiff, LeakSuspect, SiteSummary, SnapshotDiff};
+pub use dumps::{DumpOptions, DumpStatus, DumpTrigger};
 pub use error::{Error, Result};
 pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};

@@ -133,12 +133,24 @@ pub(crate) struct Inner {
     subscribers: Lock<Vec<Subscriber>>,
     dropped: AtomicU64,
     pub(crate) periodic: Lock<Option<Periodic>>,
+    /// The watcher of [`ClassTracker::dump_on`]'s triggers.
+    pub(crate) dumps: Lock<Option<crate::dumps::Dumps>>,
     /// Publication of every snapshot as metrics ([`ClassTracker::publish_metrics`]).
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Lock<Option<Arc<crate::integrations::metrics::Publisher>>>,
 }
 
 impl Inner {
+    /// See [`ClassTracker::stats`].
+    pub(crate) fn stats(&self) -> Stats {
+        let _g = OverheadGuard::new();
+        // Gathered under the lock; construction traces are symbolized after it is released
+        // (that can take a while, and instances must not wait for it).
+        let (mut stats, unresolved) = Stats::gather(&self.history.lock());
+        stats.resolve(unresolved);
+        stats
+    }
+
     /// The subscribers' lock, taken for `fork()`.
     pub(crate) fn subscribers_lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
         self.subscribers.lock()
@@ -325,7 +337,7 @@ impl Inner {
 /// assert_eq!(tracker.create_snapshot("none").tracked_class::<Session>().unwrap().active, 0);
 /// ```
 pub struct ClassTracker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for ClassTracker {
@@ -346,6 +358,8 @@ impl Drop for ClassTracker {
     fn drop(&mut self) {
         // A failure was the periodic thread's to report; nobody is left to report it to.
         let _ = self.stop_periodic_snapshots();
+        let dumps = self.inner.dumps.lock().take();
+        crate::dumps::stop(dumps);
     }
 }
 
@@ -360,6 +374,7 @@ impl ClassTracker {
             subscribers: Lock::new(Vec::new()),
             dropped: AtomicU64::new(0),
             periodic: Lock::new(None),
+            dumps: Lock::new(None),
             #[cfg(feature = "metrics")]
             metrics: Lock::new(None),
         });
@@ -1021,12 +1036,7 @@ impl ClassTracker {
 
     /// A copy of everything this tracker has gathered, to print, sort or dump.
     pub fn stats(&self) -> Stats {
-        let _g = OverheadGuard::new();
-        // Gathered under the lock; construction traces are symbolized after it is released
-        // (that can take a while, and instances must not wait for it).
-        let (mut stats, unresolved) = Stats::gather(&self.history().lock());
-        stats.resolve(unresolved);
-        stats
+        self.inner.stats()
     }
 }
 
