@@ -284,8 +284,10 @@ fn cgroup_child() {
         .unwrap();
     let mut kept = Vec::new();
     classtrack::scope::<Hog, _>(|| loop {
+        // 100 MB/s: from the trigger (128 MiB) to the kill (256 MiB) takes about 1.3 s, time
+        // for the dump (a few hundred milliseconds in a dev build on a busy machine).
         kept.push(vec![1u8; 4 << 20]);
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(40));
     });
 }
 
