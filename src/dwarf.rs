@@ -102,10 +102,12 @@ pub(crate) fn frames_at(address: usize) -> Option<Vec<Frame>> {
         return None;
     }
     let probe = address.wrapping_sub(exe.bias) as u64;
-    let found = exe.lookup(probe).unwrap_or_default();
-    if !found.is_empty() {
+    let mut found = exe.lookup(probe).unwrap_or_default();
+    if found.last().is_some_and(|f| !f.function.is_empty()) {
         return Some(found);
     }
+    // No function named in the debug info: the symbol table names it (with the line table's
+    // location, if any).
     let symbols = exe.symbols.get_or_insert_with(|| {
         object::File::parse(exe.map.bytes())
             .map(|f| crate::symtab::functions_of(&f, false))
@@ -113,17 +115,18 @@ pub(crate) fn frames_at(address: usize) -> Option<Vec<Frame>> {
     });
     let probe = probe as usize;
     let i = symbols.partition_point(|f| f.0 <= probe);
-    Some(
-        (i > 0 && probe < symbols[i - 1].1)
-            .then(|| Frame {
-                function: demangle(&symbols[i - 1].2),
-                file: None,
-                line: None,
-                inlined: false,
-            })
-            .into_iter()
-            .collect(),
-    )
+    let name = (i > 0 && probe < symbols[i - 1].1).then(|| demangle(&symbols[i - 1].2));
+    match (found.last_mut(), name) {
+        (Some(last), name) => last.function = name.unwrap_or_else(|| "??".to_owned()),
+        (None, Some(function)) => found.push(Frame {
+            function,
+            file: None,
+            line: None,
+            inlined: false,
+        }),
+        (None, None) => {}
+    }
+    Some(found)
 }
 
 /// Drops the index (at the end of a batch).
@@ -294,7 +297,23 @@ impl Exe {
             .take(16)
             .find(|f| probe < f.1)
         else {
-            return Ok(Vec::new());
+            // No function entry (code written in assembly has a line table alone): the
+            // location, named from the symbol table (see `frames_at`).
+            let dwarf = self.dwarf();
+            let header = dwarf
+                .debug_info
+                .header_from_offset(gimli::DebugInfoOffset(tables.offset))?;
+            let unit = dwarf.unit(header)?;
+            let (file, line) = line_of(gimli::UnitRef::new(&dwarf, &unit), probe)?;
+            if file.is_none() && line.is_none() {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![Frame {
+                function: String::new(),
+                file,
+                line,
+                inlined: false,
+            }]);
         };
         let dwarf = self.dwarf();
         let header = dwarf
@@ -337,11 +356,10 @@ impl Exe {
                     .and_then(|l| u32::try_from(l).ok()),
             );
         }
-        // A function without a name in the debug info (it happens): the symbol table's.
-        if frames.last().is_some_and(|f| f.function.is_empty()) {
-            return Ok(Vec::new());
-        }
-        for f in &mut frames {
+        // An inlined call without a name; the function's own name, when the debug info has
+        // none, is the symbol table's (see `frames_at`).
+        let n = frames.len();
+        for f in &mut frames[..n - 1] {
             if f.function.is_empty() {
                 f.function = "??".to_owned();
             }
