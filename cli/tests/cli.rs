@@ -771,7 +771,7 @@ fn diff_fails_on_growth_beyond_a_percentage() {
 
 /// Runs the command with `token` in `CLASSTRACK_TOKEN` (none: the variable unset).
 fn classtrack_env(args: &[&str], token: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_classtrack"));
+    let mut cmd = classtrack_command();
     cmd.args(args).env("RUST_BACKTRACE", "1");
     match token {
         Some(t) => cmd.env("CLASSTRACK_TOKEN", t),
