@@ -49,6 +49,18 @@ fn largest_class(path: &Path) -> (String, u64, String) {
     )
 }
 
+/// The one dump a child process left in `dir`.
+#[cfg(target_os = "linux")]
+fn only_dump(dir: &Path) -> PathBuf {
+    let dumps: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the child made no dump directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    dumps[0].clone()
+}
+
 /// The live heap now (every class's live bytes but classtrack's own), from a snapshot.
 fn live_heap(tracker: &ClassTracker) -> u64 {
     let snap = tracker.create_snapshot("baseline");
@@ -233,13 +245,7 @@ fn a_process_that_dies_of_memory_leaves_a_dump() {
         stderr.contains("memory allocation") && stderr.contains("failed"),
         "the child did not die of memory: {stderr}"
     );
-    let dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("the child made no dump directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(dumps.len(), 1, "{dumps:?}");
-    let (name, live, label) = largest_class(&dumps[0]);
+    let (name, live, label) = largest_class(&only_dump(&dir));
     assert!(name.ends_with("Hog"), "{name}");
     assert!(live >= 512 << 20, "{live}");
     eprintln!(
@@ -340,13 +346,7 @@ fn a_process_killed_by_its_cgroup_leaves_a_dump() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("the child made no dump directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(dumps.len(), 1, "{dumps:?}");
-    let (name, live, label) = largest_class(&dumps[0]);
+    let (name, live, label) = largest_class(&only_dump(&dir));
     assert!(name.ends_with("Hog"), "{name}");
     assert!(label.contains("50% of its limit"), "{label}");
     eprintln!(
