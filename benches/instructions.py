@@ -23,6 +23,7 @@ MODES = [
     ("system", "System"),
     ("tracked-off", "TrackingAlloc, sampling off"),
     ("tracked", "TrackingAlloc, default sampling"),
+    ("tracked-peak", "TrackingAlloc, default sampling, in a class scope, peak watched"),
 ]
 # Two threads, batches of 64 typical small blocks (24 to 80 bytes) allocated then freed.
 TWO_THREAD_MODES = [
@@ -83,7 +84,7 @@ def main():
         for mode, label in TWO_THREAD_MODES:
             print(f"| {label} | {two[mode]:.1f} | {two[mode] - two['system-2t']:+.1f} |")
     if limit is not None:
-        extra = per_pair["tracked"] - base
+        extra = max(per_pair["tracked"], per_pair["tracked-peak"]) - base
         if extra > limit:
             sys.exit(f"instructions.py: the default adds {extra:.1f} instructions a pair to "
                      f"System's, over the limit of {limit:g}")

@@ -4,7 +4,9 @@
 //! prints the difference per pair.
 //!
 //! `instructions MODE PAIRS`, MODE one of `system`, `tracked-off` (TrackingAlloc<System>,
-//! sampling off) and `tracked` (TrackingAlloc<System>, default sampling); or, for two threads
+//! sampling off), `tracked` (TrackingAlloc<System>, default sampling) and `tracked-peak`
+//! (the same inside a class scope, with a `ClassTracker` alive, so that the allocator watches
+//! the live user heap for its peak); or, for two threads
 //! allocating batches of typical small blocks, `system-2t`, `plus8-2t` (System asked for 8
 //! more bytes a block) and `tracked-2t`. Every mode calls its
 //! allocator through the same `&dyn GlobalAlloc`, so the loop and the call cost the same in
@@ -84,7 +86,7 @@ fn main() {
         return;
     }
     let usage =
-        "usage: instructions system|tracked-off|tracked|system-2t|plus8-2t|tracked-2t PAIRS";
+        "usage: instructions system|tracked-off|tracked|tracked-peak|system-2t|plus8-2t|tracked-2t PAIRS";
     let mode = args.next().expect(usage);
     let pairs: usize = args.next().and_then(|n| n.parse().ok()).expect(usage);
     // Two threads allocating batches of typical small blocks (the thread start-up, the same
@@ -104,9 +106,13 @@ fn main() {
             classtrack::set_sample_mean(0);
             &TRACKED
         }
-        "tracked" => &TRACKED,
+        "tracked" | "tracked-peak" => &TRACKED,
         other => panic!("unknown mode {other:?}; {usage}"),
     };
+    // A tracker alive (its peak watcher thread waits) and a class scope around the pairs:
+    // each thread's checks of the live user heap, every `PEAK_GRANULARITY` bytes, are counted.
+    let _tracker = (mode == "tracked-peak").then(classtrack::ClassTracker::new);
+    let _scope = (mode == "tracked-peak").then(|| classtrack::enter_named("bench"));
     const SIZES: [usize; 8] = [16, 24, 32, 48, 64, 96, 128, 256];
     // One pair before counting starts in both runs (0 and N pairs): the thread's first
     // allocation claims its counter shard.
@@ -117,7 +123,7 @@ fn main() {
     // is, in both runs too: the first sample sets the sampler up once for the process (its
     // channels and the unwinder's index of the loaded modules, about half a million
     // instructions), which is no part of a pair's cost.
-    if mode == "tracked" {
+    if mode.starts_with("tracked") && mode != "tracked-off" {
         let big = Layout::from_size_align(1 << 20, 8).expect("a valid layout");
         while !classtrack_shim::sampling_started() {
             // SAFETY: as above.

@@ -38,6 +38,15 @@ pub enum DumpTrigger {
     /// container's OOM killer sees it: cgroup v2's `memory.current` against `memory.max`, or
     /// cgroup v1's `memory.usage_in_bytes` against `memory.limit_in_bytes`.
     CgroupFraction(f64),
+    /// The peak of the user's classes' live heap ([`ClassTracker::peak`]) grows by this many
+    /// percent since the last dump of the trigger (or since `dump_on`): a dump at each new
+    /// high-water mark, as jemalloc's `prof.gdump` writes a profile. Each dump holds the peak
+    /// with its classes and sites ([`Stats::peak`](crate::Stats::peak)).
+    NewPeak {
+        /// The growth, in percent of the peak at the last dump, that makes the next one
+        /// (above 0).
+        percent: f64,
+    },
 }
 
 impl DumpTrigger {
@@ -47,6 +56,7 @@ impl DumpTrigger {
             DumpTrigger::LiveHeap(_) => "live-heap",
             DumpTrigger::Resident(_) => "resident",
             DumpTrigger::CgroupFraction(_) => "cgroup",
+            DumpTrigger::NewPeak { .. } => "new-peak",
         }
     }
 }
@@ -161,6 +171,8 @@ struct Watch {
     cgroup: Option<PathBuf>,
     /// Whether the trigger may fire (its figure was below 90% of the limit since it last did).
     armed: bool,
+    /// For a new-peak trigger: the peak's bytes at its last dump (or at `dump_on`).
+    baseline: u64,
     last: Option<Instant>,
 }
 
@@ -244,6 +256,11 @@ impl ClassTracker {
                      most 1"
                 ));
             }
+            DumpTrigger::NewPeak { percent } if !(percent > 0.0 && percent.is_finite()) => {
+                return invalid(format!(
+                    "{trigger:?}: the peak's growth must be a percentage above 0 (1.0 for 1%)"
+                ));
+            }
             _ => {}
         }
         if options.keep == 0 {
@@ -301,12 +318,19 @@ impl ClassTracker {
                 })
             }
         };
+        let baseline = match trigger {
+            // The peak now (the heap now, if it is above the recorded one).
+            DumpTrigger::NewPeak { .. } => crate::peak::peak(&self.inner.history)
+                .map_or(0, |p| crate::peak::user_class_bytes(&p)),
+            _ => 0,
+        };
         running.shared.watches.lock().push(Watch {
             trigger,
             dir,
             options,
             cgroup,
             armed: true,
+            baseline,
             last: None,
         });
         if let Some(t) = &running.thread {
@@ -373,10 +397,18 @@ fn watch(inner: &std::sync::Weak<Inner>, shared: &Shared) {
             let mut watches = shared.watches.lock();
             for (i, w) in watches.iter_mut().enumerate() {
                 poll = poll.min(w.options.poll);
-                let Some((value, limit)) = figure(w) else {
+                let Some((value, limit)) = figure(w, &tracker) else {
                     continue;
                 };
-                if value >= limit {
+                if let DumpTrigger::NewPeak { .. } = w.trigger {
+                    // Every new high fires, however high the last one was.
+                    let due = w.last.is_none_or(|t| t.elapsed() >= w.options.min_interval);
+                    if value >= limit && due {
+                        w.baseline = value as u64;
+                        w.last = Some(Instant::now());
+                        fire.push((i, value));
+                    }
+                } else if value >= limit {
                     let due = w.last.is_none_or(|t| t.elapsed() >= w.options.min_interval);
                     if w.armed && due {
                         w.armed = false;
@@ -405,8 +437,11 @@ fn watch(inner: &std::sync::Weak<Inner>, shared: &Shared) {
                     let mut s = shared.status.lock();
                     s.failures += 1;
                     s.last_failure = Some(e.to_string());
-                    // Tried again after `min_interval`, even if the figure stays high.
-                    shared.watches.lock()[i].armed = true;
+                    // Tried again after `min_interval`, even if the figure stays high (a new
+                    // peak's, whatever the peak then).
+                    let mut watches = shared.watches.lock();
+                    watches[i].armed = true;
+                    watches[i].baseline = 0;
                 }
             }
         }
@@ -415,9 +450,23 @@ fn watch(inner: &std::sync::Weak<Inner>, shared: &Shared) {
     }
 }
 
+/// The user's classes' live bytes at the tracker's recorded peak (0 when none).
+fn recorded_peak(tracker: &Inner) -> u64 {
+    tracker
+        .history
+        .lock()
+        .peak
+        .as_ref()
+        .map_or(0, |p| crate::peak::user_class_bytes(p))
+}
+
 /// A trigger's figure now and its limit, in the same unit.
-fn figure(w: &Watch) -> Option<(f64, f64)> {
+fn figure(w: &Watch, tracker: &Inner) -> Option<(f64, f64)> {
     match w.trigger {
+        DumpTrigger::NewPeak { percent } => {
+            let limit = (w.baseline as f64 * (1.0 + percent / 100.0)).max(1.0);
+            Some((recorded_peak(tracker) as f64, limit))
+        }
         DumpTrigger::LiveHeap(limit) => Some((live_heap() as f64, limit as f64)),
         DumpTrigger::Resident(limit) => {
             let m = memory_stats::memory_stats()?;
@@ -565,6 +614,10 @@ fn write_dump(
             "dump: cgroup memory {} reached {:.0}% of its limit",
             crate::report::format_bytes(value as u64),
             f * 100.0
+        ),
+        DumpTrigger::NewPeak { percent } => format!(
+            "dump: a new peak of {}, {percent}% above the last",
+            crate::report::format_bytes(value as u64),
         ),
     };
     tracker.snapshot(&label);

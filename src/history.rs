@@ -585,6 +585,8 @@ pub(crate) struct State {
     pub(crate) shared: HashMap<usize, u64>,
     /// Per class, the largest live bytes its snapshots have seen: one number per class.
     pub(crate) peaks: HashMap<ClassId, u64>,
+    /// The reading of the counters at the largest live user heap seen (see `crate::peak`).
+    pub(crate) peak: Option<Arc<Snapshot>>,
     /// Snapshot passes over the instances begun so far.
     passes: u64,
 }
@@ -602,6 +604,7 @@ impl State {
             compaction: Compaction::default(),
             shared: HashMap::new(),
             peaks: HashMap::new(),
+            peak: None,
             passes: 0,
         }
     }

@@ -276,6 +276,7 @@ pub mod integrations;
 mod machinery;
 mod mapping;
 mod objects;
+mod peak;
 mod periodic;
 mod registry;
 pub mod report;
@@ -292,7 +293,7 @@ mod tracker;
 pub use classtrack_shim::{
     cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, sample_mean,
     set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
-    DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK,
+    DEFAULT_SAMPLE_MEAN, METADATA_BYTES_PER_BLOCK, PEAK_GRANULARITY,
 };
 pub use diff::{ClassDiff, LeakSuspect, SiteSummary, SnapshotDiff};
 pub use dumps::{DumpOptions, DumpStatus, DumpTrigger};

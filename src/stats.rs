@@ -23,9 +23,10 @@ use crate::snapshot::{
 };
 use crate::stats_v1::StatsV1;
 
-/// The stats file format version written by [`Stats::dump`]. [`Stats::load`] reads it and
-/// version 1 (see [`Stats::load`] for what a version 1 file lacks).
-pub const STATS_VERSION: u32 = 2;
+/// The stats file format version written by [`Stats::dump`]. [`Stats::load`] reads it,
+/// version 2 (the same without [`Stats::peak`]) and version 1 (see [`Stats::load`] for what a
+/// version 1 file lacks).
+pub const STATS_VERSION: u32 = 3;
 
 /// One snapshot, as kept in [`Stats`]: a recent snapshot in full (every class, and its
 /// allocation sites), or the summary kept of an older one (the largest classes).
@@ -279,6 +280,11 @@ pub struct Stats {
     /// dumps of older versions): pprof profiles of a dump carry them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) mappings: Vec<crate::mapping::Mapping>,
+    /// The heap at its peak ([`ClassTracker::peak`](crate::ClassTracker::peak)) when the
+    /// stats were gathered, in full, with its sites; `None` in dumps of version 2 and older,
+    /// and when the tracker had recorded none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<SnapshotStats>,
     /// The sort keys in force.
     pub order: Vec<SortKey>,
     /// Whether the order is reversed.
@@ -405,6 +411,9 @@ impl<'a> From<&'a SnapshotStats> for Moment<'a> {
     }
 }
 
+/// In [`Unresolved::sites`], the index that stands for [`Stats::peak`].
+const PEAK_INDEX: usize = usize::MAX;
+
 /// A site being merged in [`Stats::resolve`]: its class, its symbolized stack, its estimates
 /// and the raw stack of the first site merged into it (for its code addresses).
 type SiteRow = (ClassId, Arc<Vec<Frame>>, SiteStats, Arc<[usize]>);
@@ -485,6 +494,10 @@ impl Stats {
             stacks: Vec::new(),
             stack_addresses: Vec::new(),
             mappings: Vec::new(),
+            peak: st.peak.as_ref().map(|p| {
+                unresolved.sites.push((PEAK_INDEX, p.sites.clone()));
+                SnapshotStats::whole(p)
+            }),
             order: Vec::new(),
             reversed: false,
         };
@@ -510,7 +523,12 @@ impl Stats {
         let mut by_frames: HashMap<Arc<Vec<Frame>>, usize> = HashMap::new();
         let mut interned: hashbrown::HashSet<Arc<Vec<Frame>>> = hashbrown::HashSet::new();
         for (i, sites) in unresolved.sites {
-            let Some(snap) = self.snapshots.get_mut(i) else {
+            let snap = if i == PEAK_INDEX {
+                self.peak.as_mut()
+            } else {
+                self.snapshots.get_mut(i)
+            };
+            let Some(snap) = snap else {
                 continue;
             };
             let names: HashMap<ClassId, Arc<str>> = snap
@@ -720,6 +738,35 @@ impl Stats {
         crate::report::console::write_summary(self, out)
     }
 
+    /// Prints the heap at its peak ([`Stats::peak`]): when, the user's classes' live bytes
+    /// then, the `classes` largest classes with their share of the heap, and for each up to
+    /// `sites` of its allocation sites (sampled estimates), each by its innermost function
+    /// outside the standard library and classtrack. Without a peak (a file of version 2 or
+    /// older), says so.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() -> std::io::Result<()> {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     let spike = classtrack::scope_named("print peak doc", || vec![0u8; 16 << 20]);
+    ///     tracker.peak();
+    ///     drop(spike);
+    ///     let mut out = Vec::new();
+    ///     tracker.stats().print_peak(&mut out, 3, 2)?;
+    ///     let text = String::from_utf8_lossy(&out);
+    ///     assert!(text.contains("AT THE PEAK"), "{text}");
+    ///     let row = text.lines().find(|l| l.contains("print peak doc")).unwrap();
+    ///     assert!(row.contains("16.0 MiB"), "{row}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn print_peak(&self, out: &mut dyn Write, classes: usize, sites: usize) -> io::Result<()> {
+        crate::report::console::write_peak(self, classes, sites, out)
+    }
+
     /// Prints, for each snapshot, its time and label, the program's live heap (all but
     /// classtrack's own bytes, shown apart), the resident memory, the `classes` largest
     /// classes of the heap (`<untracked>` among them) with their share of it and their change
@@ -894,11 +941,13 @@ impl Stats {
             reason,
         };
         match serde_json::from_slice::<Stats>(bytes) {
-            Ok(mut stats) if stats.version == STATS_VERSION => {
+            // Version 2 is version 3 without the peak (a field that may be absent).
+            Ok(mut stats) if stats.version == STATS_VERSION || stats.version == 2 => {
                 // Files written before sites were merged can hold several of one stack.
-                for snap in &mut stats.snapshots {
+                for snap in stats.snapshots.iter_mut().chain(&mut stats.peak) {
                     merge_sites(&mut snap.sites);
                 }
+                stats.version = STATS_VERSION;
                 Ok(stats)
             }
             Ok(stats) => Err(version_error(u64::from(stats.version))),

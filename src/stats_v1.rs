@@ -88,6 +88,7 @@ impl StatsV1 {
             stacks: Vec::new(),
             stack_addresses: Vec::new(),
             mappings: Vec::new(),
+            peak: None,
             order: self.order,
             reversed: self.reversed,
         }

@@ -379,6 +379,9 @@ impl ClassTracker {
             metrics: Lock::new(None),
         });
         crate::fork::register(&inner);
+        // Without the watcher thread (the system refused a thread), `peak` still answers
+        // with the largest reading taken by a call.
+        let _ = crate::peak::register(&inner.history);
         ClassTracker { inner }
     }
 
@@ -943,6 +946,60 @@ impl ClassTracker {
                 merged
             })
         })
+    }
+
+    /// The heap at its peak: every class's totals and the sampled sites at the highest live
+    /// user heap (the sum of the user's classes' live bytes, the two reserved classes left
+    /// out) since the tracker was created or since [`reset_peak`](Self::reset_peak).
+    ///
+    /// It is not a poll: the allocator notices growth (each thread checks the live user heap
+    /// every [`PEAK_GRANULARITY`](crate::PEAK_GRANULARITY) bytes it allocates, off its fast
+    /// path) and wakes a background thread, `classtrack-peak`, which reads the counters. The
+    /// recorded peak is a reading, so never above the true peak, and below it by at most 1%
+    /// of it (at least `PEAK_GRANULARITY`) plus threads × `PEAK_GRANULARITY`, provided the
+    /// heap stays near its peak while that thread wakes and reads the counters (well under a
+    /// millisecond with thousands of classes). Each class's
+    /// [`peak_seen_bytes`](crate::ClassTotals::peak_seen_bytes) counts these readings too.
+    ///
+    /// The call reads the counters itself as well: if the heap is larger now than at the
+    /// recorded peak, now is the peak. The snapshot's [`time`](Snapshot::time) is the
+    /// tracker's clock at the reading, its description `"peak"`, and it has no tracked
+    /// instances (the reading does not measure them). `None` only when
+    /// [`TrackingAlloc`](crate::TrackingAlloc) is not the global allocator.
+    ///
+    /// ```
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     // 8 MB live for a moment, then gone.
+    ///     let spike = classtrack::scope_named("peak doc spike", || vec![1u8; 8 << 20]);
+    ///     drop(spike);
+    ///     let peak = tracker.peak().unwrap();
+    ///     let spike = peak.class_named("peak doc spike").unwrap();
+    ///     assert_eq!(spike.live_bytes, 8 << 20);
+    ///     // The heap now has no spike; the peak still does.
+    ///     assert_eq!(tracker.create_snapshot("now").class_named("peak doc spike").unwrap().live_bytes, 0);
+    /// }
+    /// ```
+    pub fn peak(&self) -> Option<Arc<Snapshot>> {
+        crate::peak::peak(&self.inner.history)
+    }
+
+    /// The peak as the background thread recorded it, without a reading of the caller's
+    /// (tests of the watcher).
+    #[doc(hidden)]
+    pub fn __recorded_peak(&self) -> Option<Arc<Snapshot>> {
+        self.history().lock().peak.clone()
+    }
+
+    /// Forgets the recorded peak: the heap now becomes the peak, and
+    /// [`peak`](Self::peak) reports the highest heap from now on. Per-class
+    /// [`peak_seen_bytes`](crate::ClassTotals::peak_seen_bytes) are kept.
+    pub fn reset_peak(&self) {
+        crate::peak::reset(&self.inner.history)
     }
 
     /// The snapshots kept in full, oldest first: the most recent

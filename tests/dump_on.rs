@@ -14,6 +14,14 @@ static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
 
 struct Hog;
 
+/// Held by the tests that grow the heap by tens of megabytes: one's growth would move the
+/// other's limits.
+static BIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn big() -> std::sync::MutexGuard<'static, ()> {
+    BIG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("classtrack-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -73,6 +81,7 @@ fn live_heap(tracker: &ClassTracker) -> u64 {
 
 #[test]
 fn the_live_heap_reaching_its_limit_writes_a_dump_naming_the_class_that_grew() {
+    let _big = big();
     let tracker = ClassTracker::new();
     let dir = temp_dir("dump-live");
     let limit = live_heap(&tracker) + (64 << 20);
@@ -105,6 +114,71 @@ fn the_live_heap_reaching_its_limit_writes_a_dump_naming_the_class_that_grew() {
     assert_eq!(tracker.dump_status().written.len(), 1);
     tracker.stop_dumps().unwrap();
     drop(hog);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn each_new_peak_writes_a_dump_holding_the_peak() {
+    struct Climber;
+    let _big = big();
+    let tracker = ClassTracker::new();
+    let dir = temp_dir("dump-new-peak");
+    let options = DumpOptions::new()
+        .poll(Duration::from_millis(2))
+        .min_interval(Duration::from_millis(1));
+    tracker
+        .dump_on_with(DumpTrigger::NewPeak { percent: 50.0 }, &dir, options)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        tracker.dump_status().written.is_empty(),
+        "a dump before the peak grew"
+    );
+    let climber_at_peak = |path: &Path| -> u64 {
+        let stats = Stats::load(path).unwrap();
+        let peak = stats.peak.expect("a new-peak dump holds the peak");
+        let bytes = peak
+            .user_classes()
+            .find(|c| c.name.ends_with("Climber"))
+            .map_or(0, |c| c.live_bytes);
+        bytes
+    };
+    let mut kept = Vec::new();
+    // Climbs to 64 MB, then to 256 MB: each at least 50% above the peak before it. A climb
+    // may be dumped at several heights on its way (each 50% above the last dump).
+    for mb in [64u64, 256] {
+        kept.push(classtrack::scope::<Climber, _>(|| {
+            (0..mb - kept.len() as u64 * 64)
+                .map(|_| vec![1u8; 1 << 20])
+                .collect::<Vec<Vec<u8>>>()
+        }));
+        // Within the bound of `ClassTracker::peak`: 1% plus a few threads' granularity.
+        let low = (mb << 20) - (mb << 20) / 100 - (8 << 20);
+        let start = Instant::now();
+        while tracker
+            .dump_status()
+            .written
+            .last()
+            .is_none_or(|p| climber_at_peak(p) < low)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no dump of the peak at {mb} MB"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let written = tracker.dump_status().written;
+    let last = written.last().unwrap();
+    assert!(
+        last.to_str().unwrap().ends_with("-new-peak.json"),
+        "{last:?}"
+    );
+    let stats = Stats::load(last).unwrap();
+    let label = &stats.snapshots.last().unwrap().description;
+    assert!(label.starts_with("dump: a new peak of"), "{label}");
+    tracker.stop_dumps().unwrap();
+    drop(kept);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -174,6 +248,8 @@ fn bad_triggers_and_options_are_errors_that_say_what_to_do() {
     assert!(bad(DumpTrigger::CgroupFraction(1.5), DumpOptions::new()).contains("at most 1"));
     assert!(bad(DumpTrigger::CgroupFraction(f64::NAN), DumpOptions::new()).contains("above 0"));
     assert!(bad(DumpTrigger::LiveHeap(1 << 30), DumpOptions::new().keep(0)).contains("keep"));
+    let reason = bad(DumpTrigger::NewPeak { percent: 0.0 }, DumpOptions::new());
+    assert!(reason.contains("percentage above 0"), "{reason}");
     let cgroup = temp_dir("cgroup-unlimited");
     std::fs::create_dir_all(&cgroup).unwrap();
     std::fs::write(cgroup.join("memory.current"), "1000\n").unwrap();

@@ -94,6 +94,7 @@
 mod cached;
 mod local;
 mod objects;
+mod peak;
 mod platform;
 mod sampling;
 mod shard;
@@ -104,6 +105,9 @@ pub use local::{
     current_tag, exclude_thread_from_sampling, replace_tag, thread_owns_shard, OverheadGuard,
 };
 pub use objects::{read_object, reset_object, OBJECT_LIMIT};
+pub use peak::{
+    peak_checks, set_class_level, set_peak_waker, user_heap_estimate, watch_peak, PEAK_GRANULARITY,
+};
 pub use sampling::{
     after_fork_in_child, after_fork_in_parent, before_fork, frees_lost, note_overflow_applied,
     note_received, sample_counts, sample_mean, sample_receivers, samples_received,

@@ -28,6 +28,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr;
 
+use crate::peak::PEAK_GRANULARITY;
 use crate::shard::{self, page_key, Counters, Event, Page, Shard, Sink};
 use crate::{ClassId, Tag, TRACE_ALL_BIT};
 
@@ -87,7 +88,33 @@ pub(crate) struct Local {
     rng: Cell<u64>,
     /// The mean the current countdown was drawn with.
     gap_mean: Cell<u64>,
+    // The live user heap's watch (see `crate::peak`).
+    /// What `rearm` last put in `fast_left`: `armed - fast_left` is what the fast path took
+    /// since.
+    armed: Cell<u64>,
+    /// Bytes to allocate until the next check, beyond what the fast path took since `armed`.
+    peak_left: Cell<i64>,
+    /// This thread's net user bytes (allocated minus freed, user classes), as of the last
+    /// `settle`.
+    net: Cell<i64>,
+    /// The counters whose changes since `base_alloc`/`base_freed` are not in `net` yet: the
+    /// current user class's counters the fast path counts through, or null.
+    base: Cell<*const Counters>,
+    base_alloc: Cell<u64>,
+    base_freed: Cell<u64>,
+    /// The class of `base`.
+    base_class: Cell<u32>,
+    /// User classes that grew on this thread since its last check, besides the current one
+    /// (the last [`GROWN`] of them; `grown_len` counts up to it).
+    grown: Cell<[u32; GROWN]>,
+    grown_len: Cell<u8>,
+    /// Where the next class goes in `grown`.
+    grown_next: Cell<u8>,
 }
+
+/// How many classes that grew since a thread's last check the check looks at, besides the
+/// current one.
+const GROWN: usize = 4;
 
 /// The sampler's per-thread state, as handed to [`with_sampler`].
 pub(crate) struct SamplerState {
@@ -152,6 +179,16 @@ thread_local! {
             sample_left: Cell::new(0),
             rng: Cell::new(0),
             gap_mean: Cell::new(0),
+            armed: Cell::new(0),
+            peak_left: Cell::new(PEAK_GRANULARITY as i64),
+            net: Cell::new(0),
+            base: Cell::new(ptr::null()),
+            base_alloc: Cell::new(0),
+            base_freed: Cell::new(0),
+            base_class: Cell::new(0),
+            grown: Cell::new([0; GROWN]),
+            grown_len: Cell::new(0),
+            grown_next: Cell::new(0),
         }
     };
     /// Bytes the fast path may still allocate before it must take the slow path; 0: disarmed.
@@ -169,6 +206,14 @@ impl Drop for Retire {
     fn drop(&mut self) {
         // `LOCAL` has no destructor, so it is still readable here.
         let _ = LOCAL.try_with(|local| {
+            // The thread's part of the live user heap stays with its shard (counts included)
+            // for the next owner.
+            settle(local);
+            local.base.set(ptr::null());
+            if let Some(shard) = shard_ref(local) {
+                shard.publish_net(local.net.get());
+            }
+            local.net.set(0);
             let shard = local.shard.replace(ptr::null());
             local.page_key.set(NO_PAGE);
             local.state.set(EXITED);
@@ -299,6 +344,86 @@ fn disarm(local: &Local) {
     local
         .sample_left
         .set(local.sample_left.get().wrapping_add(fast as i64));
+    // What the fast path took since it was armed counts towards the next check.
+    let taken = local.armed.replace(0).wrapping_sub(fast);
+    local
+        .peak_left
+        .set(local.peak_left.get().wrapping_sub(taken as i64));
+}
+
+/// The shard this thread owns, if any.
+#[inline]
+fn shard_ref(local: &Local) -> Option<&'static Shard> {
+    // SAFETY: a non-null `shard` was claimed by this thread in `shard_slow` and is only
+    // cleared (by `Retire::drop`) before the shard is released; shards are never freed.
+    unsafe { local.shard.get().as_ref() }
+}
+
+/// Brings `net` up to date with what the fast path counted through `base` since it was set,
+/// and makes the counters' values now the new base.
+#[inline]
+fn settle(local: &Local) {
+    let base = local.base.get();
+    // SAFETY: a non-null `base` was set by `retarget` from a page of the shard this thread
+    // owns, and is cleared before that shard is released; pages are never freed.
+    if let Some(counters) = unsafe { base.as_ref() } {
+        let (alloc, freed) = counters.owned_bytes();
+        let grown = alloc.wrapping_sub(local.base_alloc.replace(alloc));
+        let shrunk = freed.wrapping_sub(local.base_freed.replace(freed));
+        let delta = grown.wrapping_sub(shrunk) as i64;
+        local.net.set(local.net.get().wrapping_add(delta));
+        if delta > 0 {
+            note_grown(local, local.base_class.get());
+        }
+    }
+}
+
+/// Remembers that user class `class` grew on this thread since its last check.
+#[inline]
+fn note_grown(local: &Local, class: u32) {
+    let mut grown = local.grown.get();
+    let len = local.grown_len.get() as usize;
+    if grown[..len].contains(&class) {
+        return;
+    }
+    // Past `GROWN` classes, the oldest is replaced.
+    let next = local.grown_next.get() as usize;
+    grown[next] = class;
+    local.grown.set(grown);
+    local.grown_next.set(((next + 1) % GROWN) as u8);
+    local.grown_len.set((len + 1).min(GROWN) as u8);
+}
+
+/// Adds `event` of `class` to `net`, when it was counted elsewhere than through `base`.
+#[inline(always)]
+fn note_net(local: &Local, class: ClassId, counters: *const Counters, event: Event) {
+    if class >= ClassId::FIRST_USER && counters != local.base.get() {
+        let delta = event.net();
+        local.net.set(local.net.get().wrapping_add(delta));
+        if delta > 0 {
+            note_grown(local, class.0);
+        }
+    }
+}
+
+/// A check of the live user heap, when the thread has allocated [`PEAK_GRANULARITY`] bytes
+/// since the last one (see `crate::peak`).
+#[cold]
+#[inline(never)]
+fn peak_check(local: &Local) {
+    local.peak_left.set(PEAK_GRANULARITY as i64);
+    settle(local);
+    if let Some(shard) = shard_ref(local) {
+        shard.publish_net(local.net.get());
+    }
+    let grown = local.grown.get();
+    let len = local.grown_len.replace(0) as usize;
+    local.grown_next.set(0);
+    let mut classes = [ClassId(0); GROWN];
+    for (c, g) in classes.iter_mut().zip(&grown[..len]) {
+        *c = ClassId(*g);
+    }
+    crate::peak::check(&classes[..len]);
 }
 
 /// Brings `counters` and `fast_bits` in line with the thread's tag after it (or the thread's
@@ -319,10 +444,19 @@ fn retarget(local: &Local) {
     } else {
         None
     };
+    settle(local);
+    local.base.set(ptr::null());
     match counters {
         Some(counters) => {
             local.counters.set(counters);
             local.fast_bits.set(tag.to_bits());
+            if tag.class >= ClassId::FIRST_USER {
+                let (alloc, freed) = counters.owned_bytes();
+                local.base.set(counters);
+                local.base_class.set(tag.class.0);
+                local.base_alloc.set(alloc);
+                local.base_freed.set(freed);
+            }
             if bits & TRACE_ALL_BIT == 0 {
                 return;
             }
@@ -364,6 +498,9 @@ pub(crate) fn rearm() {
         return;
     };
     retarget(local);
+    if local.peak_left.get() <= 0 && !local.in_sampler.get() {
+        peak_check(local);
+    }
     if local.fast_bits.get() == NO_FAST
         || local.tag.get() & TRACE_ALL_BIT != 0
         || local.in_sampler.get()
@@ -385,8 +522,11 @@ pub(crate) fn rearm() {
         // A thread excluded from sampling: no sample points, only a look now and then.
         total = EXCLUDED_RECHECK;
     }
-    let fast = (total as u64).min(FAST_LEFT_MAX);
+    let fast = (total as u64)
+        .min(FAST_LEFT_MAX)
+        .min(local.peak_left.get().max(1) as u64);
     fast_left.set(fast);
+    local.armed.set(fast);
     local.sample_left.set(total - fast as i64);
 }
 
@@ -405,13 +545,16 @@ fn set_tag_bits(local: &Local, bits: u64) -> u64 {
 #[inline(always)]
 pub(crate) fn count_alloc(bytes: usize) -> (Tag, bool, bool) {
     let Some(local) = local_ref() else {
-        shared_sink(ClassId::UNTRACKED).apply(Event::Alloc(bytes));
+        shared_count(ClassId::UNTRACKED, Event::Alloc(bytes));
         return (Tag::UNTRACKED, false, false);
     };
     disarm(local);
     let bits = local.tag.get();
     let tag = Tag::from_bits(bits);
     count_in(local, tag.class, Event::Alloc(bytes));
+    local
+        .peak_left
+        .set(local.peak_left.get().wrapping_sub(bytes as i64));
     let trace_all = bits & TRACE_ALL_BIT != 0;
     let left = local.sample_left.get().wrapping_sub(bytes as i64);
     local.sample_left.set(left);
@@ -437,6 +580,9 @@ pub(crate) fn countdown(bytes: usize) -> bool {
 #[inline(never)]
 fn countdown_slow(local: &Local, bytes: usize) -> bool {
     disarm(local);
+    local
+        .peak_left
+        .set(local.peak_left.get().wrapping_sub(bytes as i64));
     let left = local.sample_left.get().wrapping_sub(bytes as i64);
     local.sample_left.set(left);
     if left > 0 {
@@ -449,7 +595,7 @@ fn countdown_slow(local: &Local, bytes: usize) -> bool {
 #[inline(always)]
 pub(crate) fn count(class: ClassId, event: Event) {
     let Some(local) = local_ref() else {
-        return shared_sink(class).apply(event);
+        return shared_count(class, event);
     };
     count_in(local, class, event)
 }
@@ -461,9 +607,26 @@ fn count_in(local: &Local, class: ClassId, event: Event) {
         // cleared before that shard is released), holds `class` (same key), and pages are
         // never freed.
         let counters = unsafe { &*local.page.get() }.counters(class);
+        note_net(local, class, counters, event);
         Sink::Owned(counters).apply(event)
     } else {
-        sink_slow(local, class).apply(event)
+        match sink_slow(local, class) {
+            Sink::Owned(counters) => {
+                note_net(local, class, counters, event);
+                Sink::Owned(counters).apply(event)
+            }
+            Sink::Shared(_) => shared_count(class, event),
+            Sink::Lost => Sink::Lost.apply(event),
+        }
+    }
+}
+
+/// Counts `event` of `class` in the shared shard (a thread without a shard of its own).
+#[cold]
+fn shared_count(class: ClassId, event: Event) {
+    shared_sink(class).apply(event);
+    if class >= ClassId::FIRST_USER {
+        shard::shared().add_shared_net(event.net());
     }
 }
 /// A class on another page than the last one, or a thread without its own shard.
@@ -515,6 +678,8 @@ fn shard_slow(local: &Local) -> Option<&'static Shard> {
         return None;
     };
     local.shard.set(shard);
+    // The shard's counts go on, and its part of the live user heap with them.
+    local.net.set(shard.net());
     // Registering `RETIRE`'s destructor may allocate (the standard library keeps a list of
     // destructors). Those nested allocations find the shard set above and are classtrack's
     // own, so they are charged to the overhead class.

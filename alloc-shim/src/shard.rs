@@ -13,7 +13,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 
 use crate::ClassId;
 
@@ -47,6 +47,10 @@ pub(crate) struct Shard {
     owned: AtomicBool,
     /// The next shard in the list; written once, before the shard is published.
     next: AtomicPtr<Shard>,
+    /// The net bytes of user classes (allocated minus freed) counted in this shard, as its
+    /// owner last published them (see `crate::peak`); for the shared shard, kept exact with
+    /// `fetch_add`. Lags the counters by what the owner allocated since its last check.
+    net: AtomicI64,
 }
 
 /// The head of the push-only list of per-thread shards.
@@ -124,7 +128,30 @@ impl Shard {
             root: [const { AtomicPtr::new(ptr::null_mut()) }; ROOT],
             owned: AtomicBool::new(true),
             next: AtomicPtr::new(ptr::null_mut()),
+            net: AtomicI64::new(0),
         }
+    }
+
+    /// The net user bytes last published for this shard.
+    #[inline]
+    pub(crate) fn net(&self) -> i64 {
+        // Relaxed: an estimate, read without ordering (see `crate::peak`).
+        self.net.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the owner's net user bytes (owner only: a store, no read-modify-write).
+    #[inline]
+    pub(crate) fn publish_net(&self, net: i64) {
+        // Relaxed: readers sum the shards for an estimate; nothing else is read through it.
+        // The next owner of a released shard sees the last value through `release`/`claim`.
+        self.net.store(net, Ordering::Relaxed);
+    }
+
+    /// Adds to the shared shard's net user bytes (any thread may write it: `fetch_add`).
+    #[cold]
+    pub(crate) fn add_shared_net(&self, delta: i64) {
+        // Relaxed: as `publish_net`.
+        self.net.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// The page holding `index`'s counters if it exists, without creating it.
@@ -190,6 +217,18 @@ pub(crate) enum Event {
     Free(usize),
     /// A block resized from the first size to the second.
     Resize(usize, usize),
+}
+
+impl Event {
+    /// What the event adds to a class's live bytes.
+    #[inline(always)]
+    pub(crate) fn net(self) -> i64 {
+        match self {
+            Event::Alloc(bytes) => bytes as i64,
+            Event::Free(bytes) => (bytes as i64).wrapping_neg(),
+            Event::Resize(old, new) => (new as i64).wrapping_sub(old as i64),
+        }
+    }
 }
 
 impl Sink {
@@ -272,6 +311,16 @@ fn shared_add(bytes_c: &AtomicU64, blocks_c: &AtomicU64, bytes: usize, order: Or
 }
 
 impl Counters {
+    /// Bytes allocated and bytes freed so far, for the thread that owns the shard (relaxed:
+    /// it wrote them itself).
+    #[inline]
+    pub(crate) fn owned_bytes(&self) -> (u64, u64) {
+        (
+            self.alloc_bytes.load(Ordering::Relaxed),
+            self.freed_bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// Sets every counter to zero: only for counters that no thread writes now (see
     /// [`reset_object`](crate::reset_object)).
     pub(crate) fn reset(&self) {
@@ -404,6 +453,33 @@ fn for_each_shard(mut f: impl FnMut(&Shard)) {
         f(shard);
         p = shard.next.load(Ordering::Relaxed);
     }
+}
+
+/// The sum of every shard's published net user bytes (see `crate::peak`): the live user heap,
+/// less at most what each thread allocated since its last check.
+pub(crate) fn sum_nets() -> i64 {
+    let mut sum = 0i64;
+    for_each_shard(|shard| sum = sum.wrapping_add(shard.net()));
+    sum
+}
+
+/// The live bytes of `class` now, summed over every shard (frees read first, as in
+/// [`read_totals`]). Allocates nothing: for the allocation path's cold path.
+pub(crate) fn class_live(class: ClassId) -> u64 {
+    let (mut alloc, mut freed) = (0u64, 0u64);
+    for_each_shard(|shard| {
+        if let Some(page) = shard.existing_page(class) {
+            // Acquire: pairs with the release stores of frees.
+            freed = freed.wrapping_add(page.counters(class).freed_bytes.load(Ordering::Acquire));
+        }
+    });
+    for_each_shard(|shard| {
+        if let Some(page) = shard.existing_page(class) {
+            // Relaxed: as in `read_totals`.
+            alloc = alloc.wrapping_add(page.counters(class).alloc_bytes.load(Ordering::Relaxed));
+        }
+    });
+    alloc.saturating_sub(freed)
 }
 
 /// Sums every shard's counters for the class ids below `classes`.

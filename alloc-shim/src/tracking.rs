@@ -300,6 +300,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         }
         // To the sampler the new block is a new block of `new_size` bytes (sampled with the
         // chance its size gives it), of which only the growth counts as allocated.
+        // Counted before the countdown, so that a check of the live user heap that the
+        // countdown leads to (see `crate::peak`) includes this block's growth.
+        count(tag.class, Event::Resize(layout.size(), new_size));
+        count_object(tag.object, Event::Resize(layout.size(), new_size));
         let mut new_bits = bits & !SAMPLED_BIT;
         let trace_all = sampled && sampling::traces_all(tag.class);
         if countdown(new_size) || trace_all {
@@ -310,8 +314,6 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         }
         // SAFETY: `p` is a live block of `new_size + TRAILER` bytes.
         unsafe { write_bits(p, new_size, new_bits) };
-        count(tag.class, Event::Resize(layout.size(), new_size));
-        count_object(tag.object, Event::Resize(layout.size(), new_size));
         p
     }
 }

@@ -78,6 +78,11 @@ Examples:
   classtrack leaks stats.json
   classtrack leaks stats.json --intervals 20 --sites 5";
 
+const PEAK_EXAMPLES: &str = "\
+Examples:
+  classtrack peak stats.json
+  classtrack peak stats.json --classes 10 --sites 5";
+
 const HTML_EXAMPLES: &str = "\
 Examples:
   classtrack html stats.json -o report.html
@@ -135,6 +140,14 @@ enum Command {
     /// classtrack.
     #[command(after_help = LEAKS_EXAMPLES)]
     Leaks(LeaksArgs),
+    /// The heap at its peak: when, how much, the largest classes and where they allocated
+    ///
+    /// The reading the tracker took at the highest live heap of the user's classes since it
+    /// was created (or since its peak was reset), even between snapshots: its time, the
+    /// largest classes with their share of the heap, and each one's top allocation sites
+    /// (sampled estimates of live bytes).
+    #[command(after_help = PEAK_EXAMPLES)]
+    Peak(PeakArgs),
     /// The HTML report: one self-contained page with charts, tables and flamegraphs
     ///
     /// Memory over time (live bytes per class, stacked, with resident memory and
@@ -295,6 +308,19 @@ struct LeaksArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     intervals: usize,
     /// How many allocation sites to show per suspect.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    sites: usize,
+}
+
+#[derive(Args)]
+struct PeakArgs {
+    /// The stats file, or a live endpoint's http:// URL.
+    #[arg(value_name = "DUMP")]
+    dump: PathBuf,
+    /// How many of the largest classes to show.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    classes: usize,
+    /// How many allocation sites to show per class.
     #[arg(long, value_name = "N", default_value_t = 3)]
     sites: usize,
 }
@@ -471,6 +497,10 @@ fn run(command: Command, token: Option<&str>, out: &mut dyn Write) -> Result<()>
             }
             let stats = load(&a.dump)?;
             stats.print_leak_suspects(out, a.intervals, a.sites)?;
+        }
+        Command::Peak(a) => {
+            let stats = load(&a.dump)?;
+            stats.print_peak(out, a.classes, a.sites)?;
         }
         Command::Html(a) => {
             let stats = load(&a.dump)?;

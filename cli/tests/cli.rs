@@ -26,6 +26,9 @@ struct Order {
 const LEAK: &str = "cli test leak";
 const LEAK_BLOCK: usize = 10_000;
 const TICKS: usize = 5;
+/// The class of a spike of 32 MiB between the last two snapshots.
+const SPIKE: &str = "cli test spike";
+const SPIKE_BLOCKS: usize = 512;
 const ORDERS: u64 = 3000;
 
 #[inline(never)]
@@ -75,6 +78,12 @@ fn fixture() -> &'static Fixture {
             leak.push(leak_block());
             tracker.create_snapshot("tick");
         }
+        // A spike between two snapshots: only the peak sees it.
+        let spike: Vec<Vec<u8>> = classtrack::scope_named(SPIKE, || {
+            (0..SPIKE_BLOCKS).map(|_| vec![2u8; 64 << 10]).collect()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(spike);
         orders.drain(..100);
         tracker.create_snapshot("end");
         let dump = dir.join("stats.json");
@@ -326,6 +335,43 @@ fn leaks_names_the_growing_class_and_its_site() {
         line.contains("--intervals 0 looks at no interval"),
         "{line}"
     );
+}
+
+#[test]
+fn peak_shows_the_spike_no_snapshot_saw() {
+    let f = fixture();
+    let text = ok(&["peak", path(&f.dump), "--classes", "3", "--sites", "2"]);
+    println!("{text}");
+    assert!(text.starts_with("---- AT THE PEAK"), "{text}");
+    // 512 blocks of 64 KiB and the vector holding them; the reading is a step and a few
+    // threads' granularity from the top at most (see `ClassTracker::peak`).
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(SPIKE))
+        .expect(&text);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let mib: f64 = cells[3].parse().expect(row);
+    assert!((30.5..=32.1).contains(&mib) && cells[4] == "MiB", "{row}");
+    // Its sites: sampled, in this file.
+    let sites: Vec<&str> = text
+        .lines()
+        .skip_while(|l| l.trim() != format!("{SPIKE}:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert!(!sites.is_empty(), "{text}");
+    assert!(sites.iter().any(|s| s.contains("cli.rs:")), "{text}");
+    // The summary's snapshots never saw it live.
+    let summary = ok(&["summary", path(&f.dump), "--classes", "50"]);
+    assert!(
+        summary
+            .lines()
+            .all(|l| !l.contains(SPIKE) || l.contains(" 0 B ")),
+        "{summary}"
+    );
+    // A version 1 file has no peak, and the command says so.
+    let v1 = ok(&["peak", path(&f.v1)]);
+    assert!(v1.contains("no peak recorded"), "{v1}");
 }
 
 /// `go tool pprof -raw` on `file`: Go must be installed.

@@ -504,6 +504,74 @@ pub(crate) fn write_leak_suspects(
     Ok(())
 }
 
+/// [`Stats::print_peak`]: the heap at its peak, its largest classes and their top sites.
+pub(crate) fn write_peak(
+    stats: &Stats,
+    top: usize,
+    sites: usize,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    writeln!(out, "---- AT THE PEAK {}", "-".repeat(62))?;
+    let Some(peak) = &stats.peak else {
+        writeln!(
+            out,
+            "no peak recorded: the stats come from a file of version 2 or older, or from a \
+             tracker that had recorded none"
+        )?;
+        return writeln!(out, "{}", "-".repeat(79));
+    };
+    let user_classes: u64 = peak.user_classes().map(|c| c.live_bytes).sum();
+    let resident = peak.process.map_or_else(String::new, |p| {
+        format!(", {} resident", format_bytes(p.resident_bytes))
+    });
+    writeln!(
+        out,
+        "the user's classes peaked at {} live, at {:.3} s ({} in the program's heap with \
+         <untracked>, {} classtrack's own{resident})",
+        format_bytes(user_classes),
+        peak.time,
+        format_bytes(peak.user_live_bytes()),
+        format_bytes(peak.overhead.tracker_bytes),
+    )?;
+    write_top_classes(peak, None, top, out)?;
+    let mut classes: Vec<&ClassTotals> = peak.user_classes().filter(|c| c.live_bytes > 0).collect();
+    classes.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+    if sites > 0 && !classes.is_empty() {
+        writeln!(
+            out,
+            "where they allocated (sampled estimates of live bytes):"
+        )?;
+        if peak.sampling.mean_bytes == 0 {
+            writeln!(out, "  (no allocation site: sampling was off)")?;
+        }
+    }
+    for c in classes.iter().take(top) {
+        let found: Vec<_> = peak
+            .sites_of(&c.name)
+            .into_iter()
+            .filter(|s| s.estimate.live_bytes > 0.0)
+            .take(sites)
+            .collect();
+        if found.is_empty() {
+            continue;
+        }
+        writeln!(out, "  {}:", c.name)?;
+        for site in found {
+            let at = telling_frame(stats.frames(site)).map_or_else(|| "?".to_owned(), frame_line);
+            writeln!(
+                out,
+                "    {}  {at}",
+                super::format_site_estimate(
+                    site.estimate.live_bytes,
+                    site.estimate.live_samples,
+                    site.estimate.exact
+                )
+            )?;
+        }
+    }
+    writeln!(out, "{}", "-".repeat(79))
+}
+
 /// [`Stats::print_summary`]: each snapshot's tracked classes.
 pub(crate) fn write_summary(stats: &Stats, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "---- SUMMARY {}", "-".repeat(66))?;

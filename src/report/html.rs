@@ -30,6 +30,10 @@ use crate::ClassTracker;
 
 /// Classes drawn as bands of the memory chart (the rest is "other").
 const BANDS: usize = 10;
+/// Classes whose sites the peak's section shows, and sites of each.
+const PEAK_CLASSES: usize = 5;
+const PEAK_SITES: usize = 3;
+
 /// Classes given a section besides the bands, tracked classes and leak suspects: the largest
 /// at the last snapshot.
 const CLASS_SECTIONS: usize = 20;
@@ -334,6 +338,7 @@ impl<'a> Report<'a> {
                     }
                     nav {
                         a href="#memory" { "Memory over time" }
+                        a href="#peak" { "At the peak" }
                         a href="#growth" { "Growth and leak suspects" }
                         a href="#classes" { "Classes" }
                         a href="#snapshots" { "Snapshots" }
@@ -345,6 +350,7 @@ impl<'a> Report<'a> {
                         }
                     }
                     section #memory { (memory) }
+                    section #peak { (self.peak()) }
                     section #growth { (self.growth()) }
                     section #classes { (classes) }
                     section #snapshots { (self.snapshots()) }
@@ -487,7 +493,14 @@ impl<'a> Report<'a> {
             unit: Unit::Bytes,
             y_title: "bytes",
         };
-        let svg = chart::stacked(&frame, &self.times, &bands, &lines)?;
+        // The moment of the peak, marked at the height of the whole stack then (the user's
+        // classes and <untracked>, as the bands are).
+        let marker = self.stats.peak.as_ref().map(|p| chart::Marker {
+            time: p.time,
+            value: p.user_live_bytes() as f64,
+            label: format!("peak: {}", format_bytes(p.user_live_bytes())),
+        });
+        let svg = chart::stacked(&frame, &self.times, &bands, &lines, marker.as_ref())?;
         // Where a line (resident memory, often; overhead, with many instances kept) dwarfs the
         // heap, the bands are drawn again on their own.
         let heap_peak = (0..snaps.len())
@@ -498,7 +511,13 @@ impl<'a> Report<'a> {
             .flat_map(|l| l.points.iter().map(|p| p.1))
             .fold(0.0, f64::max);
         let zoomed = if heap_peak > 0.0 && line_peak > 2.0 * heap_peak {
-            Some(chart::stacked(&frame, &self.times, &bands, &[])?)
+            Some(chart::stacked(
+                &frame,
+                &self.times,
+                &bands,
+                &[],
+                marker.as_ref(),
+            )?)
         } else {
             None
         };
@@ -939,6 +958,68 @@ impl<'a> Report<'a> {
                 }
                 @if instances.len() > INSTANCES {
                     tr.more { td colspan="7" { (instances.len() - INSTANCES) " smaller instances not shown" } }
+                }
+            }
+        }
+    }
+
+    /// The heap at its peak: when, its figures, its class table and the top sites of its
+    /// largest classes.
+    fn peak(&self) -> Markup {
+        let Some(peak) = &self.stats.peak else {
+            return html! {
+                h2 { "At the peak" }
+                p.note { "No peak recorded: these stats come from a file of version 2 or older." }
+            };
+        };
+        let user_classes: u64 = peak.user_classes().map(|c| c.live_bytes).sum();
+        let mut largest: Vec<&ClassTotals> =
+            peak.user_classes().filter(|c| c.live_bytes > 0).collect();
+        largest.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+        let rows: Vec<(&ClassTotals, &SiteStats)> = largest
+            .iter()
+            .take(PEAK_CLASSES)
+            .flat_map(|c| {
+                peak.sites_of(&c.name)
+                    .into_iter()
+                    .filter(|s| s.estimate.live_bytes > 0.0)
+                    .take(PEAK_SITES)
+                    .map(move |s| (*c, s))
+            })
+            .collect();
+        html! {
+            h2 { "At the peak" }
+            p.note {
+                "The highest live heap of the program's classes, read when the allocator saw "
+                "it grow (not at a snapshot): " b { (format_bytes(user_classes)) } " at "
+                (seconds(peak.time)) ", marked on the chart above. "
+                (format_bytes(peak.user_live_bytes())) " in the program's heap with "
+                code { "<untracked>" } "."
+            }
+            (self.snapshot_table(peak))
+            @if !rows.is_empty() {
+                h4 { "Where the largest classes allocated, at the peak" }
+                p.note { "Sampled estimates of live bytes, ± one standard error; the frame shown is the innermost outside the standard library." }
+                table {
+                    tr { th { "class" } th.n { "live" } th { "where" } }
+                    @for (c, s) in &rows {
+                        @let frames = self.stats.frames(s);
+                        tr {
+                            td.name { (self.link(&c.name)) }
+                            td.n { (format_site_estimate(s.estimate.live_bytes, s.estimate.live_samples, s.estimate.exact)) }
+                            td.name {
+                                (frame_where(frames))
+                                @if frames.len() > 1 {
+                                    details {
+                                        summary { "stack (" (frames.len()) " frames)" }
+                                        ol.stack {
+                                            @for f in frames { li { (frame_line(f)) } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 
@@ -44,6 +45,16 @@ pub(crate) const OTHER: Rgb = Rgb(199, 199, 199);
 pub(crate) const RESIDENT: Rgb = Rgb(0, 0, 0);
 /// classtrack's overhead.
 pub(crate) const OVERHEAD: Rgb = Rgb(214, 39, 40);
+/// The moment of the peak.
+pub(crate) const PEAK: Rgb = Rgb(148, 0, 211);
+
+/// A moment marked on a chart: a dashed vertical line at `time` up to `value`, a dot and a
+/// label there.
+pub(crate) struct Marker {
+    pub(crate) time: f64,
+    pub(crate) value: f64,
+    pub(crate) label: String,
+}
 
 /// What a chart's vertical axis counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +269,7 @@ pub(crate) fn stacked(
     times: &[f64],
     bands: &[Band],
     lines: &[Line],
+    marker: Option<&Marker>,
 ) -> Result<String> {
     // A single snapshot is drawn a second wide.
     let times: Vec<f64> = if times.len() == 1 {
@@ -293,8 +305,9 @@ pub(crate) fn stacked(
         .iter()
         .copied()
         .chain(lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)))
+        .chain(marker.map(|m| m.value))
         .fold(0.0, f64::max);
-    let x = time_range(times.iter().copied());
+    let x = time_range(times.iter().copied().chain(marker.map(|m| m.time)));
     draw(frame, x, max, |chart, scale| {
         for (points, color) in polygons {
             let points: Vec<(f64, f64)> = points.into_iter().map(|(t, v)| (t, v / scale)).collect();
@@ -302,8 +315,46 @@ pub(crate) fn stacked(
                 .draw_series(std::iter::once(Polygon::new(points, color.rgb().filled())))
                 .map_err(drawing_error)?;
         }
-        draw_lines(chart, lines, scale)
+        draw_lines(chart, lines, scale)?;
+        if let Some(m) = marker {
+            draw_marker(chart, m, scale, x)?;
+        }
+        Ok(())
     })
+}
+
+/// Draws `m`: a dashed line from the axis up to its value, a dot, and its label beside the
+/// dot, on the side of the chart with more room.
+fn draw_marker(chart: &mut Plot<'_, '_>, m: &Marker, scale: f64, x: (f64, f64)) -> Result<()> {
+    let color = PEAK.rgb();
+    let top = m.value / scale;
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(m.time, 0.0), (m.time, top)],
+            6,
+            4,
+            color.stroke_width(2),
+        ))
+        .map_err(drawing_error)?;
+    chart
+        .draw_series(std::iter::once(Circle::new(
+            (m.time, top),
+            6,
+            color.filled(),
+        )))
+        .map_err(drawing_error)?;
+    let right_half = m.time > (x.0 + x.1) / 2.0;
+    let anchor = if right_half { HPos::Right } else { HPos::Left };
+    let style = TextStyle::from(("sans-serif", 17).into_font())
+        .color(&color)
+        .pos(Pos::new(anchor, VPos::Bottom));
+    let dx = if right_half { -10 } else { 10 };
+    chart
+        .draw_series(std::iter::once(
+            EmptyElement::at((m.time, top)) + Text::new(m.label.clone(), (dx, -8), style),
+        ))
+        .map_err(drawing_error)?;
+    Ok(())
 }
 
 /// A chart of `lines`.
