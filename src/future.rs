@@ -62,6 +62,7 @@ pub trait InClass: Sized {
         Scoped {
             inner: ManuallyDrop::new(self),
             class: scope.class_id(),
+            measure: scope.measurement(),
         }
     }
 }
@@ -81,11 +82,14 @@ pin_project! {
         #[pin]
         inner: ManuallyDrop<T>,
         class: ClassId,
+        // The measurement the scope carries (see `testing::measure`), or 0.
+        measure: u8,
     }
 
     impl<T> PinnedDrop for Scoped<T> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            let _measured = crate::testing::work_for(*this.measure);
             let raw = RawScope::enter_class(*this.class);
             // Leaves the scope even if the inner value's drop panics.
             let _exit = Exit(raw);
@@ -141,6 +145,7 @@ impl<F: Future> Future for Scoped<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let class = self.class;
+        let _measured = crate::testing::work_for(self.measure);
         let _exit = Exit(RawScope::enter_class(class));
         self.get_pin_mut().poll(cx)
     }
@@ -152,6 +157,7 @@ impl<S: Stream> Stream for Scoped<S> {
     #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         let class = self.class;
+        let _measured = crate::testing::work_for(self.measure);
         let _exit = Exit(RawScope::enter_class(class));
         self.get_pin_mut().poll_next(cx)
     }

@@ -288,6 +288,7 @@ mod stats_v1;
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 mod symtab;
 mod sync;
+pub mod testing;
 mod tracker;
 
 pub use classtrack_shim::{

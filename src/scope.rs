@@ -257,6 +257,9 @@ pub fn scope_exits_out_of_order() -> u64 {
 pub struct ScopeGuard {
     raw: RawScope,
     class: ClassId,
+    /// For a [`Scope`] that carries a measurement: the thread's measurement before it, restored
+    /// after the scope ends.
+    measured: Option<u8>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -274,6 +277,7 @@ impl ScopeGuard {
                 depth: UNSTACKED,
             },
             class: ClassId::OVERHEAD,
+            measured: None,
             _not_send: PhantomData,
         };
         let class = lookup();
@@ -290,6 +294,7 @@ impl ScopeGuard {
         ScopeGuard {
             raw: RawScope::enter_tag(tag),
             class: tag.class,
+            measured: None,
             _not_send: PhantomData,
         }
     }
@@ -304,6 +309,9 @@ impl Drop for ScopeGuard {
     #[inline]
     fn drop(&mut self) {
         self.raw.exit();
+        if let Some(prev) = self.measured {
+            classtrack_shim::set_measurement(prev);
+        }
     }
 }
 
@@ -419,6 +427,7 @@ pub fn enter_id(id: ClassId) -> ScopeGuard {
     ScopeGuard {
         raw: RawScope::enter_class(class),
         class,
+        measured: None,
         _not_send: PhantomData,
     }
 }
@@ -448,6 +457,9 @@ pub fn scope_id<R>(id: ClassId, f: impl FnOnce() -> R) -> R {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scope {
     class: ClassId,
+    /// The measurement ([`testing::measure`](crate::testing::measure)) of the thread that
+    /// took it with [`current_scope`], or 0.
+    measure: u8,
 }
 
 impl Scope {
@@ -455,6 +467,7 @@ impl Scope {
     pub fn of<T: ?Sized + 'static>() -> Scope {
         Scope {
             class: class_of::<T>(),
+            measure: 0,
         }
     }
 
@@ -462,13 +475,17 @@ impl Scope {
     pub fn named(name: &str) -> Scope {
         Scope {
             class: class_named(name),
+            measure: 0,
         }
     }
 
     /// The scope of the class `id`; an id that names no user class stands for
     /// `<untracked>` (see [`enter_id`]).
     pub fn from_id(id: ClassId) -> Scope {
-        Scope { class: checked(id) }
+        Scope {
+            class: checked(id),
+            measure: 0,
+        }
     }
 
     /// The class this scope charges.
@@ -486,11 +503,19 @@ impl Scope {
     /// Enters this scope on the current thread until the returned guard is dropped.
     #[inline]
     pub fn guard(self) -> ScopeGuard {
+        // The measurement first, so that the scope's own bookkeeping is done in it too.
+        let measured = (self.measure != 0).then(|| classtrack_shim::set_measurement(self.measure));
         ScopeGuard {
             raw: RawScope::enter_class(self.class),
             class: self.class,
+            measured,
             _not_send: PhantomData,
         }
+    }
+
+    /// The measurement this scope carries (0 for none).
+    pub(crate) fn measurement(self) -> u8 {
+        self.measure
     }
 }
 
@@ -513,10 +538,12 @@ impl Scope {
 /// With rayon, enter it in each job: `items.par_iter().map(|x| s.enter(|| f(x)))`.
 ///
 /// Outside any scope this is the `<untracked>` scope. The class only travels, not a tracked
-/// instance (see [`Scope`]).
+/// instance (see [`Scope`]). Inside [`testing::measure`](crate::testing::measure), the
+/// measurement travels too: what the work allocates is measured.
 pub fn current_scope() -> Scope {
     Scope {
         class: checked(current_class()),
+        measure: crate::testing::current(),
     }
 }
 

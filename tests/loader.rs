@@ -293,9 +293,10 @@ fn version_two_to_the_32_does_not_wrap() {
 #[test]
 fn a_newer_version_is_told_even_when_its_fields_differ() {
     let dir = TempDir::new("newer");
-    let same = edited_dump(&dir, "same.json", |v| v["version"] = 3.into());
+    const NEWER: u32 = classtrack::STATS_VERSION + 1;
+    let same = edited_dump(&dir, "same.json", |v| v["version"] = NEWER.into());
     let changed = edited_dump(&dir, "changed.json", |v| {
-        v["version"] = 3.into();
+        v["version"] = NEWER.into();
         v["snapshots"] = "in a format of the future".into();
     });
     for path in [same, changed] {
@@ -304,8 +305,8 @@ fn a_newer_version_is_told_even_when_its_fields_differ() {
             matches!(
                 err,
                 Error::UnsupportedVersion {
-                    found: 3,
-                    supported: 2,
+                    found: NEWER,
+                    supported: classtrack::STATS_VERSION,
                     ..
                 }
             ),

@@ -93,6 +93,7 @@
 
 mod cached;
 mod local;
+mod measure;
 mod objects;
 mod peak;
 mod platform;
@@ -102,7 +103,12 @@ mod tracking;
 mod unwind;
 
 pub use local::{
-    current_tag, exclude_thread_from_sampling, replace_tag, thread_owns_shard, OverheadGuard,
+    current_measurement, current_tag, exclude_thread_from_sampling, replace_tag, set_measurement,
+    thread_owns_shard, OverheadGuard,
+};
+pub use measure::{
+    begin_measurement, end_measurement, MeasuredCounts, MeasuredTotals, MEASURED_CLASSES,
+    MEASUREMENT_SLOTS,
 };
 pub use objects::{read_object, reset_object, OBJECT_LIMIT};
 pub use peak::{

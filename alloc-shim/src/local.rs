@@ -42,7 +42,8 @@ const BUSY: u8 = 2;
 const EXITED: u8 = 3;
 /// A `page_key` no class has: the page cache is empty.
 const NO_PAGE: u32 = u32::MAX;
-/// A `fast_bits` that no trailer word equals (a trailer word's class bits 26 to 31 are 0).
+/// A `fast_bits` that no trailer word equals (a trailer word's object, its high 32 bits, is
+/// below `OBJECT_LIMIT`).
 const NO_FAST: u64 = u64::MAX;
 
 /// The most bytes the fast countdown holds at once.
@@ -110,6 +111,9 @@ pub(crate) struct Local {
     grown_len: Cell<u8>,
     /// Where the next class goes in `grown`.
     grown_next: Cell<u8>,
+    /// The measurement this thread works for (see `crate::measure`), or 0: while it is not 0,
+    /// every allocation takes the slow path.
+    measure: Cell<u8>,
 }
 
 /// How many classes that grew since a thread's last check the check looks at, besides the
@@ -189,6 +193,7 @@ thread_local! {
             grown: Cell::new([0; GROWN]),
             grown_len: Cell::new(0),
             grown_next: Cell::new(0),
+            measure: Cell::new(0),
         }
     };
     /// Bytes the fast path may still allocate before it must take the slow path; 0: disarmed.
@@ -446,6 +451,8 @@ fn retarget(local: &Local) {
     };
     settle(local);
     local.base.set(ptr::null());
+    // A measured thread counts every allocation on the slow path.
+    let counters = counters.filter(|_| local.measure.get() == 0);
     match counters {
         Some(counters) => {
             local.counters.set(counters);
@@ -700,6 +707,26 @@ fn shard_slow(local: &Local) -> Option<&'static Shard> {
         shard.release();
         None
     }
+}
+
+/// Makes this thread work for measurement `id` (0: none; see `crate::measure`) and returns the
+/// previous one. While it is not 0 every allocation of the thread takes the slow path.
+pub fn set_measurement(id: u8) -> u8 {
+    let Some(local) = local_ref() else {
+        return 0;
+    };
+    let prev = local.measure.replace(id);
+    if prev != id {
+        retarget(local);
+        rearm();
+    }
+    prev
+}
+
+/// The measurement this thread works for, or 0.
+#[inline]
+pub fn current_measurement() -> u8 {
+    LOCAL.try_with(|l| l.measure.get()).unwrap_or(0)
 }
 
 /// The current thread's tag: the class scope and object that new allocations are charged to.

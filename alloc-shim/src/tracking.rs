@@ -4,13 +4,14 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::ptr;
 
 use crate::local::{
-    count, count_alloc, countdown, fast_alloc, fast_free, fast_give_back, fast_take, fast_untake,
-    rearm,
+    count, count_alloc, countdown, current_measurement, fast_alloc, fast_free, fast_give_back,
+    fast_take, fast_untake, rearm,
 };
+use crate::measure::{self, MEASURE_MASK, MEASURE_SHIFT};
 use crate::objects::count_object;
 use crate::sampling;
 use crate::shard::Event;
-use crate::{Tag, SAMPLED_BIT};
+use crate::{ClassId, Tag, SAMPLED_BIT};
 
 /// Bytes of metadata after each block: the block's [`Tag`], little-endian, unaligned.
 pub(crate) const TRAILER: usize = 8;
@@ -184,6 +185,11 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         let (tag, look, trace_all) = count_alloc(layout.size());
         count_object(tag.object, Event::Alloc(layout.size()));
         let mut bits = tag.to_bits();
+        let measure = current_measurement();
+        if measure != 0 && tag.class != ClassId::OVERHEAD {
+            measure::count(measure, tag.class, Event::Alloc(layout.size()));
+            bits |= (measure as u64) << MEASURE_SHIFT;
+        }
         if look && sampling::on_countdown(p as usize, layout.size(), None, tag, trace_all) {
             bits |= SAMPLED_BIT;
         }
@@ -195,6 +201,32 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
 }
 
 impl<A: GlobalAlloc> TrackingAlloc<A> {
+    /// A resize of a measured block, or on a measured thread: counted in the block's
+    /// measurement; or, for a block of another measurement (or none) resized by a thread that
+    /// works for measurement `now`, a free there and a new block of `now`'s (the resize is
+    /// work of the measured code). Returns the new block's tag word.
+    #[cold]
+    #[inline(never)]
+    fn realloc_measured(
+        bits: u64,
+        new_bits: u64,
+        tag: Tag,
+        old: usize,
+        new: usize,
+        now: u8,
+    ) -> u64 {
+        let was = measure::id_of(bits);
+        if was == now || now == 0 || tag.class == ClassId::OVERHEAD {
+            measure::count(was, tag.class, Event::Resize(old, new));
+            return new_bits;
+        }
+        if was != 0 {
+            measure::count(was, tag.class, Event::Free(old));
+        }
+        measure::count(now, tag.class, Event::Alloc(new));
+        (new_bits & !MEASURE_MASK) | (now as u64) << MEASURE_SHIFT
+    }
+
     /// `dealloc` of a block of a tracked object, or sampled, or of another class than the
     /// current one (or on a thread whose fast path is off).
     ///
@@ -207,7 +239,7 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         // Reported before the block is handed back, so that no reuse of the address can be
         // reported before this free. The block is the caller's until then.
         count(tag.class, Event::Free(layout.size()));
-        if tag.object != 0 || bits & SAMPLED_BIT != 0 {
+        if tag.object != 0 || bits & (SAMPLED_BIT | MEASURE_MASK) != 0 {
             Self::dealloc_rare(ptr, layout.size(), bits);
         }
         // SAFETY: the block was allocated with size + TRAILER; that layout was valid then.
@@ -217,13 +249,17 @@ impl<A: GlobalAlloc> TrackingAlloc<A> {
         unsafe { self.inner.dealloc(ptr, outer) }
     }
 
-    /// The free of a block of a tracked object, or sampled: counts it for the object and
-    /// reports it to the sampler.
+    /// The free of a block of a tracked object, or sampled, or measured: counts it for the
+    /// object and the measurement, and reports it to the sampler.
     #[cold]
     #[inline(never)]
     fn dealloc_rare(ptr: *mut u8, size: usize, bits: u64) {
         let tag = Tag::from_bits(bits);
         count_object(tag.object, Event::Free(size));
+        let id = measure::id_of(bits);
+        if id != 0 {
+            measure::count(id, tag.class, Event::Free(size));
+        }
         if bits & SAMPLED_BIT != 0 {
             sampling::report_free(ptr as usize, size, tag.class);
         }
@@ -305,6 +341,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         count(tag.class, Event::Resize(layout.size(), new_size));
         count_object(tag.object, Event::Resize(layout.size(), new_size));
         let mut new_bits = bits & !SAMPLED_BIT;
+        let (was, now) = (measure::id_of(bits), current_measurement());
+        if was != 0 || now != 0 {
+            new_bits = Self::realloc_measured(bits, new_bits, tag, layout.size(), new_size, now);
+        }
         let trace_all = sampled && sampling::traces_all(tag.class);
         if countdown(new_size) || trace_all {
             if sampling::on_countdown(p as usize, new_size, Some(layout.size()), tag, trace_all) {

@@ -37,7 +37,7 @@ fn leak_block() -> Vec<u8> {
 }
 
 struct Fixture {
-    /// A version 2 dump: snapshots "start", "warm", 5 × "tick", "end".
+    /// A dump: snapshots "start", "warm", 5 × "tick", "end".
     dump: PathBuf,
     /// The same stats in version 1's format.
     v1: PathBuf,
@@ -113,7 +113,7 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// A version 2 stats file rewritten as version 1 wrote it: per snapshot, only the
+/// A stats file rewritten as version 1 wrote it: per snapshot, only the
 /// allocator's live figures, the process's memory, the overhead and the tracked classes.
 fn to_version_1(v2: &[u8]) -> Vec<u8> {
     let mut stats: serde_json::Value = serde_json::from_slice(v2).unwrap();
