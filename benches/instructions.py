@@ -24,6 +24,7 @@ MODES = [
     ("tracked-off", "TrackingAlloc, sampling off"),
     ("tracked", "TrackingAlloc, default sampling"),
     ("tracked-peak", "TrackingAlloc, default sampling, in a class scope, peak watched"),
+    ("measured", "the same inside testing::measure (every pair on the slow path)"),
 ]
 # Two threads, batches of 64 typical small blocks (24 to 80 bytes) allocated then freed.
 TWO_THREAD_MODES = [

@@ -6,7 +6,8 @@
 //! `instructions MODE PAIRS`, MODE one of `system`, `tracked-off` (TrackingAlloc<System>,
 //! sampling off), `tracked` (TrackingAlloc<System>, default sampling) and `tracked-peak`
 //! (the same inside a class scope, with a `ClassTracker` alive, so that the allocator watches
-//! the live user heap for its peak); or, for two threads
+//! the live user heap for its peak) and `measured` (the same inside
+//! `classtrack::testing::measure`); or, for two threads
 //! allocating batches of typical small blocks, `system-2t`, `plus8-2t` (System asked for 8
 //! more bytes a block) and `tracked-2t`. Every mode calls its
 //! allocator through the same `&dyn GlobalAlloc`, so the loop and the call cost the same in
@@ -86,7 +87,7 @@ fn main() {
         return;
     }
     let usage =
-        "usage: instructions system|tracked-off|tracked|tracked-peak|system-2t|plus8-2t|tracked-2t PAIRS";
+        "usage: instructions system|tracked-off|tracked|tracked-peak|measured|system-2t|plus8-2t|tracked-2t PAIRS";
     let mode = args.next().expect(usage);
     let pairs: usize = args.next().and_then(|n| n.parse().ok()).expect(usage);
     // Two threads allocating batches of typical small blocks (the thread start-up, the same
@@ -106,13 +107,14 @@ fn main() {
             classtrack::set_sample_mean(0);
             &TRACKED
         }
-        "tracked" | "tracked-peak" => &TRACKED,
+        "tracked" | "tracked-peak" | "measured" => &TRACKED,
         other => panic!("unknown mode {other:?}; {usage}"),
     };
     // A tracker alive (its peak watcher thread waits) and a class scope around the pairs:
     // each thread's checks of the live user heap, every `PEAK_GRANULARITY` bytes, are counted.
-    let _tracker = (mode == "tracked-peak").then(classtrack::ClassTracker::new);
-    let _scope = (mode == "tracked-peak").then(|| classtrack::enter_named("bench"));
+    let watched = mode == "tracked-peak" || mode == "measured";
+    let _tracker = watched.then(classtrack::ClassTracker::new);
+    let _scope = watched.then(|| classtrack::enter_named("bench"));
     const SIZES: [usize; 8] = [16, 24, 32, 48, 64, 96, 128, 256];
     // One pair before counting starts in both runs (0 and N pairs): the thread's first
     // allocation claims its counter shard.
@@ -130,14 +132,25 @@ fn main() {
             unsafe { alloc.dealloc(black_box(alloc.alloc(big)), big) };
         }
     }
-    for i in 0..pairs {
-        let layout = Layout::from_size_align(SIZES[i % SIZES.len()], 8).expect("a valid layout");
-        // SAFETY: as above; a null block (out of memory) is not freed.
-        unsafe {
-            let p = black_box(alloc.alloc(layout));
-            if !p.is_null() {
-                alloc.dealloc(p, layout);
+    let run = || {
+        for i in 0..pairs {
+            let layout =
+                Layout::from_size_align(SIZES[i % SIZES.len()], 8).expect("a valid layout");
+            // SAFETY: as above; a null block (out of memory) is not freed.
+            unsafe {
+                let p = black_box(alloc.alloc(layout));
+                if !p.is_null() {
+                    alloc.dealloc(p, layout);
+                }
             }
         }
+    };
+    if mode == "measured" {
+        // The pairs go through `TRACKED` by hand, not the global allocator: they are the
+        // thread's allocations all the same, and the measurement counts them.
+        let ((), m) = classtrack::testing::measure(run);
+        assert_eq!(m.allocations as usize, pairs);
+    } else {
+        run();
     }
 }
