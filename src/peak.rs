@@ -100,9 +100,25 @@ fn histories() -> Vec<Arc<History>> {
     w.histories.iter().filter_map(Weak::upgrade).collect()
 }
 
+/// Makes `snap` (a snapshot the tracker took) its peak if the user's classes sum to more there
+/// than at the recorded peak. Returns whether it did; the caller then calls [`rewatch`], with
+/// the tracker's lock released.
+pub(crate) fn offer_snapshot(st: &mut crate::history::State, snap: &Arc<Snapshot>) -> bool {
+    let bytes = user_class_bytes(snap);
+    if st
+        .peak
+        .as_ref()
+        .is_some_and(|p| user_class_bytes(p) >= bytes)
+    {
+        return false;
+    }
+    st.peak = Some(snap.clone());
+    true
+}
+
 /// Sets the level at which the allocator wakes the watcher: one step above the lowest peak
 /// recorded by a tracker alive (nobody watches when there is no tracker).
-fn rewatch() {
+pub(crate) fn rewatch() {
     let lowest = histories()
         .iter()
         .map(|h| h.lock().peak.as_ref().map_or(0, |p| user_class_bytes(p)))
@@ -190,6 +206,8 @@ fn watch() {
 /// it is larger (reading the counters now).
 pub(crate) fn peak(history: &Arc<History>) -> Option<Arc<Snapshot>> {
     let _g = OverheadGuard::new();
+    // A forked child has no watcher until it asks (its parent's thread is not in it).
+    let _ = ensure_running(&mut WATCHER.lock());
     let now = Snapshot::take(0.0, DESCRIPTION);
     if !now.allocator_installed {
         return None;
@@ -204,6 +222,7 @@ pub(crate) fn peak(history: &Arc<History>) -> Option<Arc<Snapshot>> {
 /// peak.
 pub(crate) fn reset(history: &Arc<History>) {
     let _g = OverheadGuard::new();
+    let _ = ensure_running(&mut WATCHER.lock());
     let mut now = Snapshot::take(history.now(), DESCRIPTION);
     let mut st = history.lock();
     st.record_peaks(&mut now);

@@ -284,7 +284,13 @@ impl Inner {
         st.record_peaks(&mut snap);
         let snap = Arc::new(snap);
         st.record_snapshot(snap.clone());
+        // A snapshot above the recorded peak (which is a step behind the heap at most) is
+        // the peak: the peak is never below a snapshot.
+        let new_peak = crate::peak::offer_snapshot(st, &snap);
         drop(guard);
+        if new_peak {
+            crate::peak::rewatch();
+        }
         drop(one_at_a_time);
         drop((replaced, old_referents));
         self.publish(&snap);
@@ -962,10 +968,12 @@ impl ClassTracker {
     /// [`peak_seen_bytes`](crate::ClassTotals::peak_seen_bytes) counts these readings too.
     ///
     /// The call reads the counters itself as well: if the heap is larger now than at the
-    /// recorded peak, now is the peak. The snapshot's [`time`](Snapshot::time) is the
-    /// tracker's clock at the reading, its description `"peak"`, and it has no tracked
-    /// instances (the reading does not measure them). `None` only when
-    /// [`TrackingAlloc`](crate::TrackingAlloc) is not the global allocator.
+    /// recorded peak, now is the peak; and a snapshot of the tracker's that saw a larger heap
+    /// than the readings is the peak (the peak is never below a snapshot). The snapshot's
+    /// [`time`](Snapshot::time) is the tracker's clock at the reading, its description
+    /// `"peak"` (or the snapshot's own), and a reading has no tracked instances (it does not
+    /// measure them). `None` only when [`TrackingAlloc`](crate::TrackingAlloc) is not the
+    /// global allocator.
     ///
     /// ```
     /// #[global_allocator]
