@@ -199,6 +199,28 @@ fn two_threads(c: &mut Criterion) {
 
 struct BenchType;
 
+/// A constructor under `#[classtrack::class]`: its body runs in `BenchType`'s scope.
+#[classtrack::class]
+impl BenchType {
+    #[inline(never)]
+    fn made() -> Self {
+        black_box(BenchType)
+    }
+}
+
+/// The same body without the attribute.
+#[inline(never)]
+fn made_plain() -> BenchType {
+    black_box(BenchType)
+}
+
+/// A function under `#[classtrack::scope]`.
+#[classtrack::scope("bench::named")]
+#[inline(never)]
+fn in_named_scope() -> u32 {
+    black_box(1)
+}
+
 fn scopes(c: &mut Criterion) {
     let mut g = c.benchmark_group("scope_enter_exit");
     // Warm the thread's class cache: a known class takes no lock.
@@ -217,6 +239,10 @@ fn scopes(c: &mut Criterion) {
     g.bench_function("scope_closure", |b| {
         b.iter(|| classtrack::scope::<BenchType, _>(|| black_box(1)))
     });
+    // The attributes: what they add to a call is what the scope costs.
+    g.bench_function("plain_constructor", |b| b.iter(made_plain));
+    g.bench_function("class_attribute_constructor", |b| b.iter(BenchType::made));
+    g.bench_function("scope_attribute_function", |b| b.iter(in_named_scope));
     g.finish();
 }
 

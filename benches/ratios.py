@@ -50,7 +50,8 @@ if mode == "overhead":
     print()
     print("| scope operation | median |")
     print("|---|---|")
-    for case in ["enter_type", "enter_named", "scope_closure"]:
+    for case in ["enter_type", "enter_named", "scope_closure", "plain_constructor",
+                 "class_attribute_constructor", "scope_attribute_function"]:
         m = median_ns("scope_enter_exit", case)
         if m is not None:
             print(f"| {case} (enter + exit) | {fmt(m)} |")

@@ -72,17 +72,56 @@ impl Lcg {
     }
 }
 
-impl OrderBook {
-    fn add(&mut self, id: u64, bid: bool, price: u32, rng: &mut Lcg) {
-        let order = classtrack::scope::<Order, _>(|| Order {
+// Every constructor of the block runs in the type's class scope: what `new` allocates (the
+// strings, the tags) is charged to `quickstart::Order`.
+#[classtrack::class]
+impl Order {
+    fn new(id: u64, price: u32, rng: &mut Lcg) -> Self {
+        Order {
             id,
             trader: format!("trader-{:04}", rng.next(5000)),
             symbol: format!("SYM{:03}", rng.next(200)),
             price,
             qty: 1 + rng.next(500),
             tags: (0..rng.next(3)).map(|t| format!("tag{t}")).collect(),
-        });
+        }
+    }
+}
+
+#[classtrack::class]
+impl Trade {
+    fn new(buy: u64, sell: u64, price: u32, qty: u32) -> Self {
+        Trade {
+            buy,
+            sell,
+            price,
+            qty,
+            venue_ref: format!("X{buy}-{sell}"),
+        }
+    }
+}
+
+/// The reference data, charged to the class named "symbol cache".
+#[classtrack::scope("symbol cache")]
+fn load_symbols() -> HashMap<String, SymbolInfo> {
+    (0..2000)
+        .map(|i| {
+            let name = format!("SYM{i:03}");
+            let info = SymbolInfo {
+                description: format!("{name}: listed instrument number {i} ").repeat(20),
+                tick_sizes: (1..=16).collect(),
+                name: name.clone(),
+            };
+            (name, info)
+        })
+        .collect()
+}
+
+impl OrderBook {
+    fn add(&mut self, id: u64, bid: bool, price: u32, rng: &mut Lcg) {
+        let order = Order::new(id, price, rng);
         let side = if bid { &mut self.bids } else { &mut self.asks };
+        // Growth that is not a constructor's: the closure form charges it where it happens.
         classtrack::scope::<PriceLevel, _>(|| {
             side.entry(price)
                 .or_insert_with(|| PriceLevel {
@@ -108,15 +147,9 @@ impl OrderBook {
             if let (Some(buy), Some(sell)) = (buy, sell) {
                 let qty = self.orders.remove(&buy).map_or(0, |o| o.qty);
                 self.orders.remove(&sell);
-                classtrack::scope::<Trade, _>(|| {
-                    trades.push(Trade {
-                        buy,
-                        sell,
-                        price: ask,
-                        qty,
-                        venue_ref: format!("X{buy}-{sell}"),
-                    })
-                });
+                let trade = Trade::new(buy, sell, ask, qty);
+                // The vector's growth is the trades' too.
+                classtrack::scope::<Trade, _>(|| trades.push(trade));
             }
             self.bids.retain(|_, l| !l.queue.is_empty());
             self.asks.retain(|_, l| !l.queue.is_empty());
@@ -152,19 +185,7 @@ fn main() {
     let mut rng = Lcg(7);
     tracker.create_snapshot("startup");
 
-    let cache: HashMap<String, SymbolInfo> = classtrack::scope_named("symbol cache", || {
-        (0..2000)
-            .map(|i| {
-                let name = format!("SYM{i:03}");
-                let info = SymbolInfo {
-                    description: format!("{name}: listed instrument number {i} ").repeat(20),
-                    tick_sizes: (1..=16).collect(),
-                    name: name.clone(),
-                };
-                (name, info)
-            })
-            .collect()
-    });
+    let cache = load_symbols();
     tracker.create_snapshot("symbols cached");
 
     let mut book = OrderBook::default();

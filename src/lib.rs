@@ -256,6 +256,8 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+#[doc(hidden)]
+pub mod __private;
 mod diff;
 mod dump;
 mod dumps;
@@ -291,6 +293,8 @@ mod sync;
 pub mod testing;
 mod tracker;
 
+#[cfg(feature = "macros")]
+pub use classtrack_macros::{class, scope};
 pub use classtrack_shim::{
     cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, sample_mean,
     set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
@@ -341,7 +345,7 @@ pub fn allocator_installed() -> bool {
     classtrack_shim::shim_stats().shards > 0
 }
 
-// The README's examples write reports: they need the default features.
+// The README's examples write reports and use the attributes: they need the default features.
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "html", feature = "pprof"))]
+#[cfg(all(doctest, feature = "html", feature = "pprof", feature = "macros"))]
 pub struct ReadmeDoctests;

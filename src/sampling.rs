@@ -70,7 +70,7 @@ pub struct Frame {
 /// the address ranges of the machinery's functions, which works in every build that is not
 /// stripped, whatever its debug info (`debug = "line-tables-only"` names functions without
 /// their paths). Frames inlined into them are told by their source file, so that the program's
-/// code inlined into classtrack's (a closure passed to [`scope`](crate::scope)) is kept. In a
+/// code inlined into classtrack's (a closure passed to [`scope`](fn@crate::scope)) is kept. In a
 /// stripped program (no symbol table) frames are told by name and file alone, and without
 /// debug info its functions have no names: sites are then addresses.
 ///

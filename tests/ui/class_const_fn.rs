@@ -1,0 +1,14 @@
+pub struct Point {
+    x: i64,
+}
+
+#[classtrack::class]
+impl Point {
+    pub const fn origin() -> Self {
+        Point { x: 0 }
+    }
+}
+
+fn main() {
+    let _ = Point::origin().x;
+}

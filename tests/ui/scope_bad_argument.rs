@@ -1,0 +1,6 @@
+#[classtrack::scope(points)]
+fn load() -> Vec<u8> {
+    Vec::new()
+}
+
+fn main() {}

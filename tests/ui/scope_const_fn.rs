@@ -1,0 +1,8 @@
+#[classtrack::scope]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    let _ = answer();
+}

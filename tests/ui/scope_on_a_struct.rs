@@ -1,0 +1,6 @@
+#[classtrack::scope("points")]
+pub struct Point {
+    x: i64,
+}
+
+fn main() {}
