@@ -398,6 +398,20 @@ pub(crate) fn telling_frame(frames: &[Frame]) -> Option<&Frame> {
         .or(frames.first())
 }
 
+/// One site's line: its estimate of live bytes and its telling frame.
+fn write_live_site(
+    out: &mut dyn Write,
+    frames: &[Frame],
+    estimate: &crate::sampling::Estimate,
+) -> io::Result<()> {
+    let at = telling_frame(frames).map_or_else(|| "?".to_owned(), frame_line);
+    writeln!(
+        out,
+        "    {}  {at}",
+        super::format_site_estimate(estimate.live_bytes, estimate.live_samples, estimate.exact)
+    )
+}
+
 /// `function (file:line)`, or the function alone without debug info.
 fn frame_line(f: &Frame) -> String {
     match (&f.file, f.line) {
@@ -489,16 +503,7 @@ pub(crate) fn write_leak_suspects(
             writeln!(out, "    (no allocation site: {why})")?;
         }
         for site in merge_same_stacks(&s.top_sites).iter().take(sites) {
-            let at = telling_frame(&site.frames).map_or_else(|| "?".to_owned(), frame_line);
-            writeln!(
-                out,
-                "    {}  {at}",
-                super::format_site_estimate(
-                    site.estimate.live_bytes,
-                    site.estimate.live_samples,
-                    site.estimate.exact
-                )
-            )?;
+            write_live_site(out, &site.frames, &site.estimate)?;
         }
     }
     Ok(())
@@ -557,16 +562,7 @@ pub(crate) fn write_peak(
         }
         writeln!(out, "  {}:", c.name)?;
         for site in found {
-            let at = telling_frame(stats.frames(site)).map_or_else(|| "?".to_owned(), frame_line);
-            writeln!(
-                out,
-                "    {}  {at}",
-                super::format_site_estimate(
-                    site.estimate.live_bytes,
-                    site.estimate.live_samples,
-                    site.estimate.exact
-                )
-            )?;
+            write_live_site(out, stats.frames(site), &site.estimate)?;
         }
     }
     writeln!(out, "{}", "-".repeat(79))

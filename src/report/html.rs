@@ -840,17 +840,7 @@ impl<'a> Report<'a> {
                     tr {
                         td.n { (format_site_estimate(s.estimate.live_bytes, s.estimate.live_samples, s.estimate.exact)) }
                         td.n { (format_site_estimate(s.estimate.allocated_bytes, s.estimate.samples, s.estimate.exact)) }
-                        td.name {
-                            (frame_where(frames))
-                            @if frames.len() > 1 {
-                                details {
-                                    summary { "stack (" (frames.len()) " frames)" }
-                                    ol.stack {
-                                        @for f in frames { li { (frame_line(f)) } }
-                                    }
-                                }
-                            }
-                        }
+                        td.name { (site_where(frames)) }
                     }
                 }
             }
@@ -1007,17 +997,7 @@ impl<'a> Report<'a> {
                         tr {
                             td.name { (self.link(&c.name)) }
                             td.n { (format_site_estimate(s.estimate.live_bytes, s.estimate.live_samples, s.estimate.exact)) }
-                            td.name {
-                                (frame_where(frames))
-                                @if frames.len() > 1 {
-                                    details {
-                                        summary { "stack (" (frames.len()) " frames)" }
-                                        ol.stack {
-                                            @for f in frames { li { (frame_line(f)) } }
-                                        }
-                                    }
-                                }
-                            }
+                            td.name { (site_where(frames)) }
                         }
                     }
                 }
@@ -1251,6 +1231,21 @@ fn frame_line(f: &Frame) -> Markup {
         @if let Some(file) = &f.file {
             " " span.note.mono {
                 "at " (file) @if let Some(line) = f.line { ":" (line) }
+            }
+        }
+    }
+}
+
+/// A site's cell: its telling frame, and its whole stack folded.
+fn site_where(frames: &[Frame]) -> Markup {
+    html! {
+        (frame_where(frames))
+        @if frames.len() > 1 {
+            details {
+                summary { "stack (" (frames.len()) " frames)" }
+                ol.stack {
+                    @for f in frames { li { (frame_line(f)) } }
+                }
             }
         }
     }
