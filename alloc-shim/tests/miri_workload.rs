@@ -97,3 +97,47 @@ fn threads_allocating_resizing_and_freeing_across_threads_count_exactly() {
         assert!(c.allocations > BLOCKS as u64);
     }
 }
+
+/// A measurement: two threads work for it, blocks are freed on a third that does not; the
+/// figures are exact, and the slot comes back once its last block is freed.
+#[test]
+fn a_measurement_counts_its_threads_blocks_wherever_they_are_freed() {
+    use classtrack_shim::{begin_measurement, end_measurement, set_measurement};
+    let id = begin_measurement().expect("a free slot");
+    let class = Tag::class(ClassId(FIRST + 100));
+    let made: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                s.spawn(move || {
+                    let prev = set_measurement(id);
+                    let prev_tag = replace_tag(class);
+                    let mut v: Vec<u8> = Vec::with_capacity(8);
+                    v.extend_from_slice(&[t; 40]); // grown by realloc within the measurement
+                    let dropped = vec![0u8; 100];
+                    drop(dropped);
+                    replace_tag(prev_tag);
+                    set_measurement(prev);
+                    v
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let caps: u64 = made.iter().map(|v| v.capacity() as u64).sum();
+    // Freed on a thread that is not measured: counted in the measurement all the same.
+    let freer = std::thread::spawn(move || drop(made));
+    freer.join().unwrap();
+    let totals = end_measurement(id);
+    assert_eq!(totals.total.allocations, 4);
+    assert_eq!(totals.total.frees, 4);
+    assert_eq!(totals.total.allocated_bytes, caps + 200);
+    assert_eq!(totals.total.freed_bytes, caps + 200);
+    assert!(totals.peak_bytes >= 100 && totals.peak_bytes <= caps + 200);
+    assert_eq!(totals.classes.len(), 1);
+    assert_eq!(totals.classes[0].0, ClassId(FIRST + 100));
+    // Every block is freed: the slot is free again (the first free one: no other test here
+    // measures).
+    let again = begin_measurement().expect("a free slot");
+    assert_eq!(again, id);
+    let _ = end_measurement(again);
+}
