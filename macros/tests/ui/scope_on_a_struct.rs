@@ -1,4 +1,4 @@
-#[classtrack::scope("points")]
+#[classtrack_macros::scope("points")]
 pub struct Point {
     x: i64,
 }

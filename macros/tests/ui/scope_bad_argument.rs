@@ -1,4 +1,4 @@
-#[classtrack::scope(points)]
+#[classtrack_macros::scope(points)]
 fn load() -> Vec<u8> {
     Vec::new()
 }

@@ -1,4 +1,4 @@
-#[classtrack::scope]
+#[classtrack_macros::scope]
 const fn answer() -> u32 {
     42
 }

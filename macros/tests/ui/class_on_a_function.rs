@@ -1,4 +1,4 @@
-#[classtrack::class]
+#[classtrack_macros::class]
 fn build() -> Vec<u8> {
     vec![0; 16]
 }

@@ -1,6 +1,6 @@
 pub struct Point;
 
-#[classtrack::class(label = "points")]
+#[classtrack_macros::class(label = "points")]
 impl Point {
     pub fn new() -> Self {
         Point

@@ -2,7 +2,7 @@ pub struct Cache {
     entries: Vec<u64>,
 }
 
-#[classtrack::class]
+#[classtrack_macros::class]
 impl Cache {
     pub fn len(&self) -> usize {
         self.entries.len()

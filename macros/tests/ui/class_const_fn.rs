@@ -2,7 +2,7 @@ pub struct Point {
     x: i64,
 }
 
-#[classtrack::class]
+#[classtrack_macros::class]
 impl Point {
     pub const fn origin() -> Self {
         Point { x: 0 }
