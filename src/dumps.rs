@@ -291,6 +291,14 @@ impl ClassTracker {
             path: dir.clone(),
             source,
         })?;
+        // Read before the dumps' lock is taken: `peak` takes every tracker's lock in turn (see
+        // `peak::rewatch`), which must not happen under a lock of this tracker's.
+        let baseline = match trigger {
+            // The peak now (the heap now, if it is above the recorded one).
+            DumpTrigger::NewPeak { .. } => crate::peak::peak(&self.inner.history)
+                .map_or(0, |p| crate::peak::user_class_bytes(&p)),
+            _ => 0,
+        };
         let mut dumps = self.inner.dumps.lock();
         if dumps
             .as_ref()
@@ -317,12 +325,6 @@ impl ClassTracker {
                     generation: crate::fork::generation(),
                 })
             }
-        };
-        let baseline = match trigger {
-            // The peak now (the heap now, if it is above the recorded one).
-            DumpTrigger::NewPeak { .. } => crate::peak::peak(&self.inner.history)
-                .map_or(0, |p| crate::peak::user_class_bytes(&p)),
-            _ => 0,
         };
         running.shared.watches.lock().push(Watch {
             trigger,

@@ -118,6 +118,9 @@ pub(crate) fn offer_snapshot(st: &mut crate::history::State, snap: &Arc<Snapshot
 
 /// Sets the level at which the allocator wakes the watcher: one step above the lowest peak
 /// recorded by a tracker alive (nobody watches when there is no tracker).
+///
+/// It takes each tracker's lock in turn: call it with no lock of classtrack's held (a tracker's
+/// lock held meanwhile would invert the order the fork handlers take them in).
 pub(crate) fn rewatch() {
     let lowest = histories()
         .iter()

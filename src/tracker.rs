@@ -288,10 +288,12 @@ impl Inner {
         // the peak: the peak is never below a snapshot.
         let new_peak = crate::peak::offer_snapshot(st, &snap);
         drop(guard);
+        drop(one_at_a_time);
+        // With no lock of this tracker held: `rewatch` takes every tracker's lock in turn, and
+        // holding one of ours meanwhile would invert the fork handlers' order.
         if new_peak {
             crate::peak::rewatch();
         }
-        drop(one_at_a_time);
         drop((replaced, old_referents));
         self.publish(&snap);
         #[cfg(feature = "metrics")]
