@@ -144,16 +144,18 @@ fn each_new_peak_writes_a_dump_holding_the_peak() {
         bytes
     };
     let mut kept = Vec::new();
-    // Climbs to 64 MB, then to 256 MB: each at least 50% above the peak before it. A climb
-    // may be dumped at several heights on its way (each 50% above the last dump).
+    // Climbs to 64 MB, then to 256 MB. A climb may be dumped at several heights on its way,
+    // each 50% above the last dump: at its top the last dump holds at least two thirds of it
+    // (else the top, 50% above that dump, makes another).
     for mb in [64u64, 256] {
         kept.push(classtrack::scope::<Climber, _>(|| {
             (0..mb - kept.len() as u64 * 64)
                 .map(|_| vec![1u8; 1 << 20])
                 .collect::<Vec<Vec<u8>>>()
         }));
-        // Within the bound of `ClassTracker::peak`: 1% plus a few threads' granularity.
-        let low = (mb << 20) - (mb << 20) / 100 - (8 << 20);
+        // Two thirds of the top, less the bound of `ClassTracker::peak` (1% plus a few
+        // threads' granularity).
+        let low = (mb << 20) * 2 / 3 - (mb << 20) / 100 - (8 << 20);
         let start = Instant::now();
         while tracker
             .dump_status()
@@ -169,6 +171,10 @@ fn each_new_peak_writes_a_dump_holding_the_peak() {
         }
     }
     let written = tracker.dump_status().written;
+    assert!(
+        written.len() >= 2,
+        "one dump or more per climb: {written:?}"
+    );
     let last = written.last().unwrap();
     assert!(
         last.to_str().unwrap().ends_with("-new-peak.json"),
