@@ -116,17 +116,22 @@ pub(crate) fn offer_snapshot(st: &mut crate::history::State, snap: &Arc<Snapshot
     true
 }
 
+/// The lowest peak the trackers recorded (0 for one with none); `None` without a tracker.
+/// Takes each tracker's lock in turn (see [`rewatch`]).
+fn lowest_peak(histories: &[Arc<History>]) -> Option<u64> {
+    histories
+        .iter()
+        .map(|h| h.lock().peak.as_ref().map_or(0, |p| user_class_bytes(p)))
+        .min()
+}
+
 /// Sets the level at which the allocator wakes the watcher: one step above the lowest peak
 /// recorded by a tracker alive (nobody watches when there is no tracker).
 ///
 /// It takes each tracker's lock in turn: call it with no lock of classtrack's held (a tracker's
 /// lock held meanwhile would invert the order the fork handlers take them in).
 pub(crate) fn rewatch() {
-    let lowest = histories()
-        .iter()
-        .map(|h| h.lock().peak.as_ref().map_or(0, |p| user_class_bytes(p)))
-        .min();
-    match lowest {
+    match lowest_peak(&histories()) {
         Some(bytes) => classtrack_shim::watch_peak(bytes.saturating_add(step(bytes)), step(bytes)),
         None => classtrack_shim::watch_peak(u64::MAX, 0),
     }
@@ -189,11 +194,7 @@ fn watch() {
         if !woken {
             // A timeout: a reading only if the figure the checks publish says it is worth one.
             let estimate = classtrack_shim::user_heap_estimate();
-            let lowest = histories
-                .iter()
-                .map(|h| h.lock().peak.as_ref().map_or(0, |p| user_class_bytes(p)))
-                .min()
-                .unwrap_or(0);
+            let lowest = lowest_peak(&histories).unwrap_or(0);
             if estimate < lowest.saturating_add(step(lowest)) {
                 continue;
             }
