@@ -986,6 +986,9 @@ impl ClassTracker {
     ///     let tracker = classtrack::ClassTracker::new();
     ///     // 8 MB live for a moment, then gone.
     ///     let spike = classtrack::scope_named("peak doc spike", || vec![1u8; 8 << 20]);
+    ///     // The `classtrack-peak` thread reads the counters soon after the allocation; a
+    ///     // call of `peak` reads them too, so this example does not depend on how soon.
+    ///     tracker.peak();
     ///     drop(spike);
     ///     let peak = tracker.peak().unwrap();
     ///     let spike = peak.class_named("peak doc spike").unwrap();
