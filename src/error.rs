@@ -144,14 +144,6 @@ pub enum Error {
         /// What the last failure said.
         last: String,
     },
-    /// A `resolution_level` above 0 for an object tracked by handle (`track_object`), which
-    /// cannot be broken down by nested scopes.
-    NoBreakdown {
-        /// The object's name.
-        name: String,
-        /// The level given.
-        level: u32,
-    },
 }
 
 impl fmt::Display for Error {
@@ -267,13 +259,6 @@ impl fmt::Display for Error {
                 f,
                 "this value is not a tracked instance: its class was not tracked when it was \
                  built; call track_class before construct"
-            ),
-            Error::NoBreakdown { name, level } => write!(
-                f,
-                "{name} cannot be broken down by nested scopes (resolution_level {level}): an \
-                 object tracked by handle was allocated before it was tracked, under whatever \
-                 scope was current; pass resolution_level 0, or build it with \
-                 ClassTracker::construct to get a breakdown"
             ),
         }
     }

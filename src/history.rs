@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
 use crate::snapshot::Snapshot;
+use crate::stats::Breakdown;
 use crate::stats::SnapshotStats;
 use crate::sync::{Lock, Mailbox};
 
@@ -347,8 +348,10 @@ pub(crate) struct InstanceRecord {
     pub(crate) max_size: u64,
     /// Return addresses of the construction stack, resolved only when shown.
     pub(crate) trace: Option<Box<[usize]>>,
-    /// The breakdown by nested scopes at the last snapshot (with a resolution level).
+    /// The breakdown at the last snapshot (by nested scopes, or by traversal).
     pub(crate) referents: Vec<Referent>,
+    /// How its size and breakdown are found.
+    pub(crate) breakdown: Breakdown,
     /// The last snapshot pass ([`State::begin_pass`]) that measured it.
     pub(crate) pass: u64,
 }
@@ -1060,6 +1063,7 @@ mod tests {
             max_size: 0,
             trace: None,
             referents: Vec::new(),
+            breakdown: Breakdown::Scopes,
             pass: 0,
         }
     }

@@ -33,12 +33,13 @@ pub struct TrackOptions {
     /// Change it for one live instance with
     /// [`ClassTracker::track_change`](crate::ClassTracker::track_change).
     ///
-    /// Only constructed instances can be broken down: the breakdown is made as their blocks
-    /// are allocated, each nested scope charging a node of its own. An object given to
-    /// [`track_object`](crate::ClassTracker::track_object) was allocated before it was
-    /// tracked, under whatever scope was current then, so no breakdown of it by nested scopes
-    /// exists: `track_object` refuses a level above 0 with
-    /// [`Error::NoBreakdown`](crate::Error::NoBreakdown) rather than ignore it.
+    /// A constructed instance is broken down as its blocks are allocated, each nested scope
+    /// charging a node of its own. An object tracked by handle was allocated before it was
+    /// tracked, under whatever scope was current then: it is broken down by traversal, field
+    /// by field, to this depth, when tracked with
+    /// [`track_object_footprint`](crate::ClassTracker::track_object_footprint); given to
+    /// [`track_object`](crate::ClassTracker::track_object), it is tracked with no breakdown
+    /// ([`Breakdown::Unavailable`](crate::Breakdown::Unavailable)).
     pub resolution_level: u32,
     /// For `track_object`: the tracker holds a strong reference, so the object lives at least
     /// as long as it is tracked. (A constructed [`Tracked<T>`] is owned by the program; `keep`
@@ -177,7 +178,8 @@ pub(crate) enum Source {
 /// An `Arc` tracked by handle.
 pub(crate) trait SharedObject: Send + Sync {
     fn alive(&self) -> bool;
-    fn size(&self) -> u64;
+    /// Its size now, and its parts: by traversal where it has one, else its own inline bytes.
+    fn measure(&self) -> (u64, Vec<crate::objects::Referent>);
     fn repr(&self) -> Option<String>;
     fn address(&self) -> usize;
 }
@@ -187,17 +189,30 @@ pub(crate) struct SharedArc<T: Send + Sync + 'static> {
     /// With `keep`: held (never read) to keep the object alive while it is tracked.
     pub(crate) _kept: Option<Arc<T>>,
     pub(crate) repr: Option<fn(&T) -> String>,
+    /// A traversal ([`Footprint`](crate::Footprint) or `Allocative`), and the depth of its
+    /// breakdown.
+    pub(crate) walk: Option<(Walk<T>, u32)>,
 }
+
+/// How a traversal measures a value, to a depth.
+pub(crate) type Walk<T> = fn(&T, u32) -> crate::footprint::FootprintSize;
 
 impl<T: Send + Sync + 'static> SharedObject for SharedArc<T> {
     fn alive(&self) -> bool {
         self.weak.strong_count() > 0
     }
 
-    fn size(&self) -> u64 {
-        self.weak
-            .upgrade()
-            .map_or(0, |a| std::mem::size_of_val(&*a) as u64)
+    fn measure(&self) -> (u64, Vec<crate::objects::Referent>) {
+        let Some(obj) = self.weak.upgrade() else {
+            return (0, Vec::new());
+        };
+        match self.walk {
+            Some((walk, depth)) => {
+                let size = walk(&obj, depth);
+                (size.bytes, size.referents)
+            }
+            None => (std::mem::size_of_val(&*obj) as u64, Vec::new()),
+        }
     }
 
     fn repr(&self) -> Option<String> {

@@ -206,6 +206,9 @@
 //!   [`report::pprof`]), flamegraphs and folded stacks ([`Snapshot::write_flamegraph`],
 //!   [`Stats::write_flamegraph`]; also with `html`). Pulls in `prost`, `flate2` and `inferno`.
 //!
+//! - **`allocative`**: `ClassTracker::track_object_allocative`, objects tracked by handle
+//!   measured by the traversal of Meta's [`allocative`](https://docs.rs/allocative) for types
+//!   that derive `Allocative` rather than [`Footprint`]. Pulls in `allocative`.
 //! - **`tracing`**: `integrations::tracing::ClassLayer`, a `tracing-subscriber` layer that
 //!   makes spans class scopes (by span name, or by a `class` field), so `#[instrument]`ed
 //!   functions and `.instrument(span)`ed tasks are attributed with no other change. Pulls in
@@ -265,6 +268,7 @@ mod dumps;
 mod dwarf;
 mod error;
 mod file;
+mod footprint;
 mod fork;
 mod future;
 mod history;
@@ -294,7 +298,7 @@ pub mod testing;
 mod tracker;
 
 #[cfg(feature = "macros")]
-pub use classtrack_macros::{class, scope};
+pub use classtrack_macros::{class, scope, Footprint};
 pub use classtrack_shim::{
     cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, sample_mean,
     set_stack_depth, set_unwinder, stack_depth, unwinder, ClassId, TrackingAlloc, Unwinder,
@@ -303,6 +307,7 @@ pub use classtrack_shim::{
 pub use diff::{ClassDiff, LeakSuspect, SiteSummary, SnapshotDiff};
 pub use dumps::{DumpOptions, DumpStatus, DumpTrigger};
 pub use error::{Error, Result};
+pub use footprint::{footprint_of, Footprint, FootprintSize, Visitor};
 pub use future::{InClass, Scoped};
 pub use history::{Compaction, Retention};
 pub use instance::{TrackOptions, Tracked, REPR_LIMIT};
@@ -328,7 +333,7 @@ pub use snapshot::{
     TrackedClassTotals,
 };
 pub use stats::{
-    ClassStats, InstanceStats, OmittedClasses, SiteStats, SnapshotStats, SortKey, Stats,
+    Breakdown, ClassStats, InstanceStats, OmittedClasses, SiteStats, SnapshotStats, SortKey, Stats,
     STATS_VERSION,
 };
 #[doc(hidden)]

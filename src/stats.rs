@@ -194,8 +194,39 @@ pub struct InstanceStats {
     pub trace: Vec<String>,
     /// Whether it was tracked by handle (`track_object`) rather than constructed.
     pub shared: bool,
-    /// Its bytes broken down by nested scopes at the last snapshot (with a resolution level).
+    /// Its bytes broken down at the last snapshot, largest first: by nested scopes, or by
+    /// its parts (see [`breakdown`](Self::breakdown)).
     pub referents: Vec<Referent>,
+    /// How its sizes and referents were found. Absent in a file of an earlier classtrack:
+    /// read from [`shared`](Self::shared) (by handle: its own bytes).
+    #[serde(default)]
+    pub breakdown: Breakdown,
+}
+
+/// How an instance's sizes and its breakdown ([`InstanceStats::referents`]) were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Breakdown {
+    /// Built with [`construct`](crate::ClassTracker::construct): its sizes are the live bytes
+    /// allocated in its scope, and with a resolution level its referents are the scopes
+    /// nested in it.
+    #[default]
+    Scopes,
+    /// Tracked by handle ([`track_object`](crate::ClassTracker::track_object)) with no
+    /// resolution level: its sizes are its own inline bytes (`size_of_val`).
+    OwnBytes,
+    /// Tracked with a traversal
+    /// ([`track_object_footprint`](crate::ClassTracker::track_object_footprint), or
+    /// `track_object_allocative`): its sizes are the bytes reachable from it (its inline
+    /// bytes and all it owns), its referents its parts to the resolution level.
+    Traversal,
+    /// Tracked by handle with a resolution level above 0, but no traversal: its type has no
+    /// [`Footprint`](crate::Footprint) (or it was given to `track_object`). Its sizes are its
+    /// own inline bytes, with no breakdown.
+    Unavailable {
+        /// The resolution level asked.
+        level: u32,
+    },
 }
 
 /// What instances are sorted by in [`Stats::print_stats`].
@@ -481,6 +512,7 @@ impl Stats {
                     trace: Vec::new(),
                     shared: matches!(r.source, Source::Shared(_)),
                     referents: r.referents.clone(),
+                    breakdown: r.breakdown,
                 }
             })
             .collect();
@@ -699,6 +731,54 @@ impl Stats {
             }
         }
         peak.map(|(s, _)| s.time)
+    }
+
+    /// The instances of the tracked class `class` alive at the last snapshot, merged into one
+    /// tree (pympler's `merged` referents of a class): their sizes summed, and their referents
+    /// summed part by part (parts of the same name, at the same place, are one). `None` when
+    /// no instance of the class was measured by the last snapshot.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use classtrack::{ClassTracker, TrackOptions};
+    ///
+    /// #[derive(classtrack::Footprint)]
+    /// struct Foo { a: Vec<u64> }
+    ///
+    /// let tracker = ClassTracker::new();
+    /// let deep = TrackOptions::new().resolution_level(1);
+    /// let f1 = Arc::new(Foo { a: Vec::with_capacity(1000) });
+    /// let f2 = Arc::new(Foo { a: Vec::with_capacity(100) });
+    /// tracker.track_object_footprint(&f1, deep.clone())?;
+    /// tracker.track_object_footprint(&f2, deep)?;
+    /// tracker.create_snapshot("merge");
+    /// let merged = tracker.stats().merged_referents(std::any::type_name::<Foo>()).unwrap();
+    /// assert_eq!(merged.bytes, 2 * 24 + 1100 * 8);
+    /// assert_eq!(merged.children[0].name, "a");
+    /// assert_eq!(merged.children[0].bytes, 2 * 24 + 1100 * 8);
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    pub fn merged_referents(&self, class: &str) -> Option<Referent> {
+        let last = self.snapshots.last()?.time;
+        let mut merged = Referent {
+            name: class.to_owned(),
+            bytes: 0,
+            children: Vec::new(),
+        };
+        let mut any = false;
+        for i in self.instances.iter().filter(|i| i.class == class) {
+            let Some(&(time, size)) = i.sizes.last() else {
+                continue;
+            };
+            if time != last || i.death.is_some_and(|d| d <= last) {
+                continue;
+            }
+            any = true;
+            merged.bytes += size;
+            merge_referents(&mut merged.children, &i.referents);
+        }
+        sort_referents(&mut merged.children);
+        any.then_some(merged)
     }
 
     /// Reverses the order of [`print_stats`](Self::print_stats) (again: back to normal).
@@ -947,6 +1027,13 @@ impl Stats {
                 for snap in stats.snapshots.iter_mut().chain(&mut stats.peak) {
                     merge_sites(&mut snap.sites);
                 }
+                // Files written before the breakdown was recorded: an object tracked by handle
+                // was measured by its own bytes.
+                for i in &mut stats.instances {
+                    if i.shared && i.breakdown == Breakdown::Scopes {
+                        i.breakdown = Breakdown::OwnBytes;
+                    }
+                }
                 stats.version = STATS_VERSION;
                 Ok(stats)
             }
@@ -966,6 +1053,27 @@ impl Stats {
                 dump::Version::Number(_) | dump::Version::Unknown => Err(corrupt(e.to_string())),
             },
         }
+    }
+}
+
+/// Adds `from` into `into`, part by part (by name).
+fn merge_referents(into: &mut Vec<Referent>, from: &[Referent]) {
+    for r in from {
+        match into.iter_mut().find(|m| m.name == r.name) {
+            Some(m) => {
+                m.bytes += r.bytes;
+                merge_referents(&mut m.children, &r.children);
+            }
+            None => into.push(r.clone()),
+        }
+    }
+}
+
+/// Largest first, then by name, at every level.
+fn sort_referents(list: &mut [Referent]) {
+    list.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    for r in list {
+        sort_referents(&mut r.children);
     }
 }
 

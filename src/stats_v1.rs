@@ -82,7 +82,17 @@ impl StatsV1 {
             version: STATS_VERSION,
             snapshots,
             classes: self.classes,
-            instances: self.instances,
+            // An object tracked by handle was measured by its own bytes.
+            instances: self
+                .instances
+                .into_iter()
+                .map(|mut i| {
+                    if i.shared {
+                        i.breakdown = crate::stats::Breakdown::OwnBytes;
+                    }
+                    i
+                })
+                .collect(),
             evicted_instances: self.evicted_instances,
             compaction: self.compaction,
             stacks: Vec::new(),

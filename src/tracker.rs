@@ -195,7 +195,10 @@ impl Inner {
         type Measured = (u64, u64, Option<String>, Vec<crate::objects::Referent>);
         let mut measured: Vec<Measured> = shared
             .into_iter()
-            .map(|(i, obj)| (i, obj.size(), obj.repr().map(clip), Vec::new()))
+            .map(|(i, obj)| {
+                let (size, referents) = obj.measure();
+                (i, size, obj.repr().map(clip), referents)
+            })
             .collect();
         // The pass over the live constructed instances, from the last record to the first: a
         // death in between batches moves the last record into the dead one's place, so a
@@ -550,6 +553,7 @@ impl ClassTracker {
             max_size: 0,
             trace: None,
             referents: Vec::new(),
+            breakdown: crate::stats::Breakdown::Scopes,
             pass: 0,
         }
     }
@@ -562,6 +566,7 @@ impl ClassTracker {
         repr: String,
         shared: Arc<dyn SharedObject>,
         trace: Option<Box<[usize]>>,
+        breakdown: crate::stats::Breakdown,
     ) -> u64 {
         let history = self.history();
         let mut st = history.lock();
@@ -577,6 +582,7 @@ impl ClassTracker {
         st.insert_instance(InstanceRecord {
             source: Source::Shared(shared),
             trace,
+            breakdown,
             ..record
         });
         st.record_birth(class, time);
@@ -586,36 +592,43 @@ impl ClassTracker {
     /// Tracks an existing shared object by handle; returns its instance id.
     ///
     /// Birth is now. Its size at each snapshot is the object's own bytes
-    /// (`size_of_val(&*obj)`): that is what can be measured exactly of an object built
-    /// elsewhere (what it owns on the heap was charged to the scope that allocated it). The
-    /// tracker holds a `Weak` reference, or with `keep` a strong one. The death is the moment
-    /// the last strong reference is gone, recorded by the next snapshot or
+    /// (`size_of_val(&*obj)`): that is what can be measured of any object built elsewhere
+    /// (what it owns on the heap was charged to the scope that allocated it). For the bytes
+    /// it reaches, by traversal, use [`track_object_footprint`](Self::track_object_footprint).
+    /// The tracker holds a `Weak` reference, or with `keep` a strong one. The death is the
+    /// moment the last strong reference is gone, recorded by the next snapshot or
     /// [`ClassTracker::poll`].
     ///
     /// Tracking an object that this tracker already tracks is an error.
     ///
-    /// No breakdown by nested scopes: the object's blocks were allocated before it was
-    /// tracked, under whatever scope was current then, so they cannot be told apart by the
-    /// scopes nested in its own (see [`TrackOptions::resolution_level`]). A
-    /// `resolution_level` above 0 is [`Error::NoBreakdown`]; build the value with
-    /// [`construct`](Self::construct) to get a breakdown.
+    /// A `resolution_level` above 0 cannot be honoured here: the object's blocks were
+    /// allocated before it was tracked, under whatever scope was current then, so there is no
+    /// breakdown by nested scopes, and without a [`Footprint`](crate::Footprint) there is no
+    /// traversal. The object is tracked all the same, its
+    /// [`InstanceStats::breakdown`](crate::InstanceStats::breakdown) is
+    /// [`Breakdown::Unavailable`](crate::Breakdown::Unavailable), and
+    /// [`Stats::print_stats`](crate::Stats::print_stats) says so.
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use classtrack::{ClassTracker, Error, TrackOptions};
+    /// use classtrack::{Breakdown, ClassTracker, TrackOptions};
     ///
     /// let tracker = ClassTracker::new();
     /// let config = Arc::new(vec![1u8; 64]);
-    /// let deep = TrackOptions::new().resolution_level(1);
-    /// assert!(matches!(tracker.track_object(&config, deep), Err(Error::NoBreakdown { .. })));
-    /// assert!(tracker.track_object(&config, TrackOptions::new()).is_ok());
+    /// tracker.track_object(&config, TrackOptions::new().resolution_level(2))?;
+    /// tracker.create_snapshot("one");
+    /// let stats = tracker.stats();
+    /// assert_eq!(stats.instances[0].breakdown, Breakdown::Unavailable { level: 2 });
+    /// // Its own bytes: the Vec's pointer, capacity and length.
+    /// assert_eq!(stats.instances[0].sizes[0].1, 24);
+    /// # Ok::<(), classtrack::Error>(())
     /// ```
     pub fn track_object<T: Send + Sync + 'static>(
         &self,
         obj: &Arc<T>,
         options: TrackOptions,
     ) -> Result<u64> {
-        crate::instance::through_marker(|| self.track_shared(obj, options, None))
+        crate::instance::through_marker(|| self.track_shared(obj, options, None, None))
     }
 
     /// As [`track_object`](Self::track_object), and records the object's `Debug`
@@ -626,7 +639,99 @@ impl ClassTracker {
         options: TrackOptions,
     ) -> Result<u64> {
         crate::instance::through_marker(|| {
-            self.track_shared(obj, options, Some(|v: &T| format!("{v:?}")))
+            self.track_shared(obj, options, Some(|v: &T| format!("{v:?}")), None)
+        })
+    }
+
+    /// Tracks an existing shared object by handle, as [`track_object`](Self::track_object),
+    /// measured by traversal (pympler's `track_object(obj, resolution_level=…)`, sized by
+    /// `asizeof`): its size at each snapshot is the bytes reachable from it, its inline bytes
+    /// and everything it owns (a block shared by several `Arc`s within it counted once), and
+    /// with a `resolution_level` its
+    /// [`InstanceStats::referents`](crate::InstanceStats::referents) are its parts (fields,
+    /// then their fields, …) to that depth. Its
+    /// [`breakdown`](crate::InstanceStats::breakdown) is
+    /// [`Breakdown::Traversal`](crate::Breakdown::Traversal).
+    ///
+    /// A traversal answers "what does this object reach now"; the class's live bytes answer
+    /// "what was allocated in its scope". They differ when the object holds what other code
+    /// allocated, or when its scope allocated what it no longer holds; `print_stats` and the
+    /// HTML report show both. The traversal runs on the thread that takes the snapshot, and
+    /// reads the object through a shared reference, taking no lock.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use classtrack::{Breakdown, ClassTracker, TrackOptions};
+    ///
+    /// #[derive(classtrack::Footprint)]
+    /// struct Foo { data: Vec<u64>, name: String }
+    ///
+    /// let tracker = ClassTracker::new();
+    /// let foo = Arc::new(Foo { data: (0..1000).collect(), name: "spam".to_owned() });
+    /// tracker.track_object_footprint(&foo, TrackOptions::new().resolution_level(2))?;
+    /// tracker.create_snapshot("one");
+    /// let stats = tracker.stats();
+    /// let foo = &stats.instances[0];
+    /// assert_eq!(foo.breakdown, Breakdown::Traversal);
+    /// assert_eq!(foo.sizes[0].1, 48 + 8000 + 4);
+    /// assert_eq!(foo.referents[0].name, "data");
+    /// assert_eq!(foo.referents[0].bytes, 24 + 8000);
+    /// assert_eq!(foo.referents[0].children[0].name, "[items]");
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    pub fn track_object_footprint<T: crate::Footprint + Send + Sync + 'static>(
+        &self,
+        obj: &Arc<T>,
+        options: TrackOptions,
+    ) -> Result<u64> {
+        let depth = options.resolution_level;
+        crate::instance::through_marker(|| {
+            self.track_shared(
+                obj,
+                options,
+                None,
+                Some((|v: &T, d| crate::footprint::footprint_of(v, d), depth)),
+            )
+        })
+    }
+
+    /// As [`track_object_footprint`](Self::track_object_footprint), for a type that
+    /// implements Meta's `allocative::Allocative` (`#[derive(Allocative)]`) instead of
+    /// [`Footprint`](crate::Footprint): the traversal is allocative's, and the parts are named
+    /// as allocative names them (a field, then the field's type below it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use allocative::Allocative;
+    /// use classtrack::{ClassTracker, TrackOptions};
+    ///
+    /// #[derive(Allocative)]
+    /// struct Foo { data: Vec<u64> }
+    ///
+    /// let tracker = ClassTracker::new();
+    /// let foo = Arc::new(Foo { data: Vec::with_capacity(1000) });
+    /// tracker.track_object_allocative(&foo, TrackOptions::new().resolution_level(1))?;
+    /// tracker.create_snapshot("one");
+    /// let foo = &tracker.stats().instances[0];
+    /// assert_eq!(foo.sizes[0].1, 24 + 8000);
+    /// assert_eq!(foo.referents[0].name, "data");
+    /// # Ok::<(), classtrack::Error>(())
+    /// ```
+    #[cfg(feature = "allocative")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "allocative")))]
+    pub fn track_object_allocative<T: allocative::Allocative + Send + Sync + 'static>(
+        &self,
+        obj: &Arc<T>,
+        options: TrackOptions,
+    ) -> Result<u64> {
+        let depth = options.resolution_level;
+        crate::instance::through_marker(|| {
+            self.track_shared(
+                obj,
+                options,
+                None,
+                Some((|v: &T, d| crate::footprint::allocative_of(v, d), depth)),
+            )
         })
     }
 
@@ -635,6 +740,7 @@ impl ClassTracker {
         obj: &Arc<T>,
         options: TrackOptions,
         repr: Option<fn(&T) -> String>,
+        walk: Option<(crate::instance::Walk<T>, u32)>,
     ) -> Result<u64> {
         let class = class_id_of::<T>();
         let _g = OverheadGuard::new();
@@ -642,12 +748,11 @@ impl ClassTracker {
             .name
             .clone()
             .unwrap_or_else(|| type_name::<T>().to_owned());
-        if options.resolution_level > 0 {
-            return Err(Error::NoBreakdown {
-                name,
-                level: options.resolution_level,
-            });
-        }
+        let breakdown = match (&walk, options.resolution_level) {
+            (Some(_), _) => crate::stats::Breakdown::Traversal,
+            (None, 0) => crate::stats::Breakdown::OwnBytes,
+            (None, level) => crate::stats::Breakdown::Unavailable { level },
+        };
         let address = Arc::as_ptr(obj) as *const () as usize;
         {
             let history = self.history();
@@ -666,8 +771,9 @@ impl ClassTracker {
             weak: Arc::downgrade(obj),
             _kept: options.keep.then(|| obj.clone()),
             repr,
+            walk,
         });
-        Ok(self.register_shared(class, name, repr_text, shared, trace))
+        Ok(self.register_shared(class, name, repr_text, shared, trace, breakdown))
     }
 
     /// Changes how deep one live instance is broken down by nested scopes (pympler's
@@ -682,7 +788,8 @@ impl ClassTracker {
     /// A value that is not a live instance of this tracker is
     /// [`Error::InstanceNotTracked`]: built while its class was not tracked, built by another
     /// tracker, or forgotten by [`clear`](Self::clear) or [`detach_all`](Self::detach_all).
-    /// Objects tracked by handle have no breakdown (see [`track_object`](Self::track_object)).
+    /// Objects tracked by handle keep the level they were tracked with (see
+    /// [`track_object_footprint`](Self::track_object_footprint)).
     ///
     /// ```
     /// use classtrack::{ClassTracker, TrackOptions};

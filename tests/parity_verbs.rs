@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use classtrack::{ClassTracker, Error, SortKey, TrackOptions, TrackingAlloc};
+use classtrack::{Breakdown, ClassTracker, Error, SortKey, TrackOptions, TrackingAlloc};
 
 #[global_allocator]
 static ALLOC: TrackingAlloc<System> = TrackingAlloc::new(System);
@@ -201,27 +201,46 @@ fn track_change_of_a_value_that_is_not_a_live_instance_is_an_error() {
 }
 
 #[test]
-fn track_object_refuses_a_resolution_level() {
+fn track_object_with_a_resolution_level_is_tracked_without_a_breakdown() {
     let tracker = ClassTracker::new();
     let shared = Arc::new(vec![0u8; 64]);
-    let err = tracker
+    // pympler's callers pass a level and expect the object tracked.
+    let id = tracker
         .track_object(&shared, TrackOptions::new().resolution_level(2))
-        .unwrap_err();
-    match &err {
-        Error::NoBreakdown { name, level } => {
-            assert!(name.contains("Vec<u8>"), "{name}");
-            assert_eq!(*level, 2);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(err.to_string().contains("pass resolution_level 0"), "{err}");
-    assert!(tracker
-        .track_object_debug(&shared, TrackOptions::new().resolution_level(1))
-        .is_err());
-    // Nothing registered; at level 0 it is tracked.
-    assert!(tracker.stats().instances.is_empty());
-    let id = tracker.track_object(&shared, TrackOptions::new()).unwrap();
-    assert_eq!(tracker.stats().instances[0].id, id);
+        .unwrap();
+    let other = Arc::new(vec![0u8; 8]);
+    let debug_id = tracker
+        .track_object_debug(&other, TrackOptions::new().resolution_level(1))
+        .unwrap();
+    let plain = Arc::new(vec![0u8; 8]);
+    let plain_id = tracker.track_object(&plain, TrackOptions::new()).unwrap();
+    tracker.create_snapshot("one");
+    let stats = tracker.stats();
+    let find = |id| stats.instances.iter().find(|i| i.id == id).unwrap();
+    let deep = find(id);
+    assert!(deep.name.contains("Vec<u8>"), "{}", deep.name);
+    assert_eq!(deep.breakdown, Breakdown::Unavailable { level: 2 });
+    // Sized as at level 0: its own bytes, with no referents.
+    assert_eq!(deep.sizes.last().unwrap().1, 24);
+    assert!(deep.referents.is_empty());
+    assert_eq!(
+        find(debug_id).breakdown,
+        Breakdown::Unavailable { level: 1 }
+    );
+    assert_eq!(find(plain_id).breakdown, Breakdown::OwnBytes);
+    // print_stats says why there is no breakdown, and what to do.
+    let mut out = Vec::new();
+    stats.print_stats(&mut out, None, None).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("no breakdown (resolution level 2 asked)")
+            && text.contains("track_object_footprint"),
+        "{text}"
+    );
+    // The flag survives a dump.
+    let loaded =
+        classtrack::Stats::from_json(&serde_json::to_vec(&stats).unwrap(), "copy").unwrap();
+    assert_eq!(loaded, stats);
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //!
 //! An `async fn` returns its future wrapped with `InClass`, so what it allocates after each
 //! `.await` is charged too. Functions that are not wrapped are left as they are.
+//!
+//! - `#[derive(classtrack::Footprint)]` implements `classtrack::Footprint` by visiting each
+//!   field by name; `#[footprint(skip)]` on a field counts its inline bytes only.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -16,8 +19,8 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{
-    parse_macro_input, Block, GenericArgument, ImplItem, ImplItemFn, Item, ItemFn, LitStr,
-    PathArguments, ReturnType, Signature, Type,
+    parse_macro_input, Block, Data, DeriveInput, Fields, GenericArgument, ImplItem, ImplItemFn,
+    Item, ItemFn, LitStr, PathArguments, ReturnType, Signature, Type,
 };
 
 /// Runs the constructors of an `impl` block in the type's class scope.
@@ -317,4 +320,121 @@ fn first_span(tokens: &TokenStream2) -> Span {
         .into_iter()
         .next()
         .map_or_else(Span::call_site, |t| t.span())
+}
+
+/// Implements `classtrack::Footprint` for a struct or an enum by visiting its fields.
+///
+/// Each field is a part named by the field (`0`, `1`, … in a tuple struct or variant; an
+/// enum's active variant's fields): its inline bytes and what it owns. `#[footprint(skip)]` on
+/// a field counts its inline bytes only, for a field whose type has no `Footprint` (a lock, a
+/// handle to something not owned). Every type parameter must implement `Footprint`.
+///
+/// Compile errors: on a union; on a `footprint` attribute other than `#[footprint(skip)]`.
+#[proc_macro_derive(Footprint, attributes(footprint))]
+pub fn derive_footprint(item: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(item as DeriveInput);
+    match expand_footprint(input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_footprint(mut input: DeriveInput) -> syn::Result<TokenStream2> {
+    let visitor = quote!(__classtrack_visitor);
+    let body = match &input.data {
+        Data::Struct(data) => {
+            let (pattern, visits) = visit_fields(&data.fields, &visitor)?;
+            quote!(let Self #pattern = self; #(#visits)*)
+        }
+        Data::Enum(data) => {
+            let mut arms = Vec::new();
+            for variant in &data.variants {
+                let name = &variant.ident;
+                let (pattern, visits) = visit_fields(&variant.fields, &visitor)?;
+                arms.push(quote!(Self::#name #pattern => { #(#visits)* }));
+            }
+            if arms.is_empty() {
+                // No value of an empty enum exists.
+                quote!(match *self {})
+            } else {
+                quote!(match self { #(#arms)* })
+            }
+        }
+        Data::Union(u) => {
+            return Err(syn::Error::new(
+                u.union_token.span,
+                "classtrack::Footprint cannot be derived for a union: which field is live is \
+                 not known; implement `Footprint` by hand",
+            ))
+        }
+    };
+    let params: Vec<_> = input
+        .generics
+        .type_params()
+        .map(|p| p.ident.clone())
+        .collect();
+    let where_clause = input.generics.make_where_clause();
+    for p in params {
+        where_clause
+            .predicates
+            .push(syn::parse_quote!(#p: ::classtrack::Footprint));
+    }
+    let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
+    let ident = &input.ident;
+    Ok(quote! {
+        #[automatically_derived]
+        impl #impl_generics ::classtrack::Footprint for #ident #type_generics #where_clause {
+            #[allow(unused_variables)]
+            fn footprint(&self, #visitor: &mut ::classtrack::Visitor<'_>) {
+                #body
+            }
+        }
+    })
+}
+
+/// The pattern that binds `fields` by reference, and a visit of each one not skipped.
+fn visit_fields(
+    fields: &Fields,
+    visitor: &TokenStream2,
+) -> syn::Result<(TokenStream2, Vec<TokenStream2>)> {
+    let mut bindings = Vec::new();
+    let mut visits = Vec::new();
+    for (i, field) in fields.iter().enumerate() {
+        let binding = quote::format_ident!("__classtrack_field_{}", i);
+        let name = match &field.ident {
+            Some(ident) => ident.to_string(),
+            None => i.to_string(),
+        };
+        let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+        let skip = skipped(&field.attrs)?;
+        match &field.ident {
+            Some(ident) => bindings.push(quote!(#ident: #binding)),
+            None => bindings.push(quote!(#binding)),
+        }
+        if !skip {
+            visits.push(quote_spanned!(field.span()=> #visitor.field(#name, #binding);));
+        }
+    }
+    let pattern = match fields {
+        Fields::Named(_) => quote!({ #(#bindings),* }),
+        Fields::Unnamed(_) => quote!(( #(#bindings),* )),
+        Fields::Unit => quote!(),
+    };
+    Ok((pattern, visits))
+}
+
+/// Whether a field carries `#[footprint(skip)]`; any other `footprint` attribute is an error.
+fn skipped(attrs: &[syn::Attribute]) -> syn::Result<bool> {
+    let mut skip = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("footprint")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
+                skip = true;
+                Ok(())
+            } else {
+                Err(meta.error("unknown footprint attribute; the only one is `#[footprint(skip)]`"))
+            }
+        })?;
+    }
+    Ok(skip)
 }

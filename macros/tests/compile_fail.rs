@@ -1,7 +1,8 @@
 //! The attribute macros' compile errors, each with a message that says what to do: `class`
 //! on a function, on an impl block with no constructor, on a `const fn` constructor, with an
 //! unknown argument; `scope` on a `const fn`, on a struct, with an argument that is not a
-//! string. The expected messages are the `.stderr` files beside each case in `tests/ui/`.
+//! string; `#[derive(Footprint)]` on a union, and with a field attribute other than
+//! `#[footprint(skip)]`. The expected messages are the `.stderr` files beside each case in `tests/ui/`.
 //!
 //! The errors come from the expansion, before any of classtrack's paths is resolved: the cases
 //! use this crate alone (`#[classtrack_macros::class]`, which users write

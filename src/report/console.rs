@@ -10,7 +10,7 @@ use crate::diff::{merge_same_stacks, SnapshotDiff};
 use crate::objects::Referent;
 use crate::sampling::{is_machinery, is_std, Frame};
 use crate::snapshot::{ClassTotals, Snapshot, NOT_INSTALLED};
-use crate::stats::{SnapshotStats, Stats};
+use crate::stats::{Breakdown, SnapshotStats, Stats};
 
 fn share(part: u64, total: u64) -> String {
     if total == 0 {
@@ -660,8 +660,45 @@ pub(crate) fn write_instances(
             writeln!(out, "  {t:>10.3} s  {:>12}", format_bytes(*size))?;
         }
         writeln!(out, "  max {}", format_bytes(i.max_size))?;
+        match i.breakdown {
+            Breakdown::Traversal => {
+                writeln!(
+                    out,
+                    "  sizes by traversal: the bytes reachable from it (inline and owned)"
+                )?;
+                // Beside it, what the allocator charged to its class's scope.
+                let scoped = stats
+                    .snapshots
+                    .last()
+                    .and_then(|s| s.classes.iter().find(|c| *c.name == *i.class));
+                match scoped {
+                    Some(c) => writeln!(
+                        out,
+                        "  its class: {} live allocated in its scope at the last snapshot",
+                        format_bytes(c.live_bytes)
+                    )?,
+                    None => writeln!(
+                        out,
+                        "  its class: nothing allocated in its scope at the last snapshot"
+                    )?,
+                }
+            }
+            Breakdown::Unavailable { level } => writeln!(
+                out,
+                "  no breakdown (resolution level {level} asked): tracked by handle, sized by \
+                 its own bytes;\n  for a breakdown, implement classtrack::Footprint for its \
+                 type and use track_object_footprint"
+            )?,
+            _ => {}
+        }
         if !i.referents.is_empty() {
-            writeln!(out, "  referents at the last snapshot:")?;
+            match i.breakdown {
+                Breakdown::Traversal => writeln!(
+                    out,
+                    "  referents at the last snapshot, by traversal (its parts):"
+                )?,
+                _ => writeln!(out, "  referents at the last snapshot:")?,
+            }
             write_referents(out, &i.referents, 2)?;
         }
         if !i.trace.is_empty() {

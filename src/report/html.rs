@@ -25,7 +25,7 @@ use crate::objects::Referent;
 use crate::report::{format_bytes, format_site_estimate, Measure};
 use crate::sampling::Frame;
 use crate::snapshot::{ClassTotals, NOT_INSTALLED};
-use crate::stats::{ClassStats, InstanceStats, SiteStats, SnapshotStats, Stats};
+use crate::stats::{Breakdown, ClassStats, InstanceStats, SiteStats, SnapshotStats, Stats};
 use crate::ClassTracker;
 
 /// Classes drawn as bands of the memory chart (the rest is "other").
@@ -791,7 +791,12 @@ impl<'a> Report<'a> {
                             @if has_class && c.tracked.is_some() && lines.len() > 1 {
                                 ul.legend {
                                     li { (swatch(chart::PALETTE[0])) "the class (every allocation in its scope)" }
-                                    li { (swatch(chart::PALETTE[1])) "its tracked instances" }
+                                    li {
+                                        (swatch(chart::PALETTE[1])) "its tracked instances"
+                                        @if instances.iter().any(|i| i.breakdown == Breakdown::Traversal) {
+                                            " (those tracked with a traversal: the bytes reachable from them)"
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -898,7 +903,12 @@ impl<'a> Report<'a> {
             p.note {
                 (instances.len()) " kept"
                 @if instances.len() > INSTANCES { ", the " (INSTANCES) " largest shown" }
-                "; sizes are their live bytes at each snapshot of their life."
+                "; sizes are their live bytes at each snapshot of their life"
+                @if instances.iter().any(|i| i.breakdown == Breakdown::Traversal) {
+                    " (for those marked " span.badge { "by traversal" } ", the bytes reachable from them: "
+                    "their inline bytes and all they own, whoever allocated it)"
+                }
+                "."
             }
             table {
                 tr {
@@ -911,7 +921,13 @@ impl<'a> Report<'a> {
                         td.name {
                             code { (i.repr) }
                             @if i.name != i.class { " (" (i.name) ")" }
-                            @if i.shared { " " span.badge { "by handle" } }
+                            @match i.breakdown {
+                                Breakdown::Traversal => { " " span.badge { "by traversal" } }
+                                Breakdown::Unavailable { level } => {
+                                    " " span.badge title=(format!("resolution level {level} asked: tracked by handle, its type has no Footprint")) { "by handle, no breakdown" }
+                                }
+                                _ => { @if i.shared { " " span.badge { "by handle" } } }
+                            }
                         }
                         td.n { (seconds(i.birth)) }
                         td.n { (i.death.map_or_else(|| "alive".to_owned(), seconds)) }
@@ -934,7 +950,10 @@ impl<'a> Report<'a> {
                                         }
                                     }
                                     @if !i.referents.is_empty() {
-                                        div { b { "Breakdown by nested scopes at the last snapshot:" } }
+                                        div { b {
+                                            @if i.breakdown == Breakdown::Traversal { "Breakdown by traversal (its parts) at the last snapshot:" }
+                                            @else { "Breakdown by nested scopes at the last snapshot:" }
+                                        } }
                                         (referents(&i.referents))
                                     }
                                     @if !i.trace.is_empty() {
