@@ -28,6 +28,29 @@ use crate::objects::Referent;
 /// field becomes a part named by the field (`0`, `1`, … in a tuple struct; an enum's active
 /// variant's fields), and `#[footprint(skip)]` on a field counts its inline bytes only.
 ///
+/// ```
+/// # #[cfg(feature = "macros")] {
+/// #[derive(classtrack::Footprint)]
+/// struct Session {
+///     user: String,
+///     cart: Vec<u32>,
+///     #[footprint(skip)]
+///     socket: std::net::UdpSocket,
+/// }
+///
+/// let s = Session {
+///     user: "ada".to_owned(),
+///     cart: vec![7; 10],
+///     socket: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+/// };
+/// let size = classtrack::footprint_of(&s, 1);
+/// assert_eq!(size.bytes, std::mem::size_of::<Session>() as u64 + 3 + 40);
+/// assert_eq!(size.referents[0].name, "cart");
+/// # }
+/// ```
+///
+/// By hand:
+///
 /// Implemented for the integers, floats, `bool`, `char`, `()`, `String`, `str`, `Vec`,
 /// `VecDeque`, `LinkedList`, `BinaryHeap`, `HashMap`, `HashSet`, `BTreeMap`, `BTreeSet`,
 /// `Box`, `Rc` and `Arc` (a block behind several of them is counted once per traversal),

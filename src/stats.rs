@@ -739,6 +739,7 @@ impl Stats {
     /// no instance of the class was measured by the last snapshot.
     ///
     /// ```
+    /// # #[cfg(feature = "macros")] {
     /// use std::sync::Arc;
     /// use classtrack::{ClassTracker, TrackOptions};
     ///
@@ -749,14 +750,14 @@ impl Stats {
     /// let deep = TrackOptions::new().resolution_level(1);
     /// let f1 = Arc::new(Foo { a: Vec::with_capacity(1000) });
     /// let f2 = Arc::new(Foo { a: Vec::with_capacity(100) });
-    /// tracker.track_object_footprint(&f1, deep.clone())?;
-    /// tracker.track_object_footprint(&f2, deep)?;
+    /// tracker.track_object_footprint(&f1, deep.clone()).unwrap();
+    /// tracker.track_object_footprint(&f2, deep).unwrap();
     /// tracker.create_snapshot("merge");
     /// let merged = tracker.stats().merged_referents(std::any::type_name::<Foo>()).unwrap();
     /// assert_eq!(merged.bytes, 2 * 24 + 1100 * 8);
     /// assert_eq!(merged.children[0].name, "a");
     /// assert_eq!(merged.children[0].bytes, 2 * 24 + 1100 * 8);
-    /// # Ok::<(), classtrack::Error>(())
+    /// # }
     /// ```
     pub fn merged_referents(&self, class: &str) -> Option<Referent> {
         let last = self.snapshots.last()?.time;

@@ -660,6 +660,7 @@ impl ClassTracker {
     /// reads the object through a shared reference, taking no lock.
     ///
     /// ```
+    /// # #[cfg(feature = "macros")] {
     /// use std::sync::Arc;
     /// use classtrack::{Breakdown, ClassTracker, TrackOptions};
     ///
@@ -668,7 +669,7 @@ impl ClassTracker {
     ///
     /// let tracker = ClassTracker::new();
     /// let foo = Arc::new(Foo { data: (0..1000).collect(), name: "spam".to_owned() });
-    /// tracker.track_object_footprint(&foo, TrackOptions::new().resolution_level(2))?;
+    /// tracker.track_object_footprint(&foo, TrackOptions::new().resolution_level(2)).unwrap();
     /// tracker.create_snapshot("one");
     /// let stats = tracker.stats();
     /// let foo = &stats.instances[0];
@@ -677,7 +678,7 @@ impl ClassTracker {
     /// assert_eq!(foo.referents[0].name, "data");
     /// assert_eq!(foo.referents[0].bytes, 24 + 8000);
     /// assert_eq!(foo.referents[0].children[0].name, "[items]");
-    /// # Ok::<(), classtrack::Error>(())
+    /// # }
     /// ```
     pub fn track_object_footprint<T: crate::Footprint + Send + Sync + 'static>(
         &self,

@@ -4,6 +4,9 @@
 //! tuple structs, enums and generics; and pympler's ClassTracker tests that track an object
 //! with a resolution level (`test_merge`, `test_dump`, `test_dump_load_with_filename`,
 //! `test_sort_stats`), ported.
+//!
+//! The derive comes with feature `macros` (on by default).
+#![cfg(feature = "macros")]
 
 use std::alloc::System;
 use std::borrow::Cow;
@@ -336,7 +339,7 @@ struct Bar {
     _data: Vec<u8>,
 }
 
-fn instance<'s>(stats: &'s Stats, id: u64) -> &'s classtrack::InstanceStats {
+fn instance(stats: &Stats, id: u64) -> &classtrack::InstanceStats {
     stats.instances.iter().find(|i| i.id == id).unwrap()
 }
 

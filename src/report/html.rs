@@ -775,7 +775,13 @@ impl<'a> Report<'a> {
                     p {
                         "Tracked" @if t.options.name.is_some() { " as " code { (t.name) } } ": "
                         (t.created) " instance" @if t.created != 1 { "s" } " registered"
-                        @if !t.attached { " (detached: new instances no longer registered)" }
+                        @if !t.attached {
+                            @if !instances.is_empty() && instances.iter().all(|i| i.shared) {
+                                ", by handle (track_object): what the class constructs is not registered"
+                            } @else {
+                                " (detached: new instances no longer registered)"
+                            }
+                        }
                         @if t.options.trace { "; construction traced" }
                         @if t.options.resolution_level > 0 { "; broken down " (t.options.resolution_level) " level" @if t.options.resolution_level != 1 { "s" } " deep" }
                         "."

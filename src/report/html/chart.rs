@@ -174,7 +174,13 @@ impl Axis {
     }
 }
 
-/// The time axis: from the first time to the last (a second around a single time).
+/// The shortest time axis, in seconds: ticks a tenth of it apart need 4 decimals, so that a
+/// few microseconds between two times (an instance born just before a snapshot) do not make
+/// labels too long to fit between ticks.
+const MIN_SPAN: f64 = 1e-3;
+
+/// The time axis: from the first time to the last (a second around a single time, at least
+/// [`MIN_SPAN`] around close ones).
 fn time_range(times: impl Iterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for t in times.filter(|t| t.is_finite()) {
@@ -186,6 +192,10 @@ fn time_range(times: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     if hi - lo < 1e-9 {
         return ((lo - 0.5).max(0.0), lo + 0.5);
+    }
+    if hi - lo < MIN_SPAN {
+        let start = ((lo + hi - MIN_SPAN) / 2.0).max(0.0);
+        return (start, start + MIN_SPAN);
     }
     (lo, hi)
 }
@@ -259,6 +269,12 @@ fn draw_lines(chart: &mut Plot<'_, '_>, lines: &[Line], scale: f64) -> Result<()
         chart
             .draw_series(LineSeries::new(points(), color.stroke_width(2)))
             .map_err(drawing_error)?;
+        // A line of one point (a single snapshot) draws nothing: a dot shows the value.
+        if line.points.len() == 1 {
+            chart
+                .draw_series(points().map(|p| Circle::new(p, 4, color.filled())))
+                .map_err(drawing_error)?;
+        }
     }
     Ok(())
 }
@@ -421,6 +437,18 @@ mod tests {
         assert_eq!(seconds_label(0.25, 0.6), "0.25 s");
         assert_eq!(seconds_label(0.0004, 0.001), "0.0004 s");
         assert_eq!(seconds_label(2.0, 0.0), "2.000 s");
+    }
+
+    #[test]
+    fn close_times_get_an_axis_of_a_millisecond_with_short_labels() {
+        // An instance born 50 µs before the only snapshot.
+        let (lo, hi) = time_range([0.00238, 0.00243].into_iter());
+        assert!((hi - lo - MIN_SPAN).abs() < 1e-12 && lo <= 0.00238 && hi >= 0.00243);
+        assert_eq!(seconds_label(0.0024, hi - lo), "0.0024 s");
+        // Near zero the axis starts at zero.
+        assert_eq!(time_range([0.0, 0.0001].into_iter()), (0.0, MIN_SPAN));
+        // Times far enough apart keep their own range.
+        assert_eq!(time_range([1.0, 1.5].into_iter()), (1.0, 1.5));
     }
 
     #[test]
