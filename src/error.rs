@@ -137,6 +137,12 @@ pub enum Error {
         /// What is wrong, and what to do instead.
         reason: String,
     },
+    /// A budget that cannot be set ([`set_budget`](crate::set_budget),
+    /// [`set_budget_interval`](crate::set_budget_interval)).
+    InvalidBudget {
+        /// What is wrong, and what to do instead.
+        reason: String,
+    },
     /// Dumps of [`ClassTracker::dump_on`](crate::ClassTracker::dump_on) could not be written.
     Dumps {
         /// How many failed.
@@ -192,6 +198,7 @@ impl fmt::Display for Error {
                  object's Debug implementation may have panicked (fix it, or track the object \
                  without Debug), then start periodic snapshots again"
             ),
+            Error::InvalidBudget { reason } => write!(f, "invalid budget: {reason}"),
             Error::Spawn { thread, source } => write!(
                 f,
                 "could not start the {thread} thread: {source}; the process may have reached \

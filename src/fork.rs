@@ -125,6 +125,7 @@ fn take_locks() -> Held {
         }
     }
     guards.push(crate::peak::fork_lock());
+    guards.push(crate::budget::fork_lock());
     guards.extend(crate::registry::fork_locks());
     guards.extend(crate::objects::fork_locks());
     guards.push(Box::new(BACKTRACE.lock()));

@@ -261,6 +261,7 @@
 
 #[doc(hidden)]
 pub mod __private;
+mod budget;
 mod diff;
 mod dump;
 mod dumps;
@@ -297,6 +298,10 @@ mod sync;
 pub mod testing;
 mod tracker;
 
+pub use budget::{
+    budget, budget_interval, budget_stats, over_budget, set_budget, set_budget_interval,
+    BudgetEvent, BudgetStats, DEFAULT_BUDGET_INTERVAL,
+};
 #[cfg(feature = "macros")]
 pub use classtrack_macros::{class, scope, Footprint};
 pub use classtrack_shim::{

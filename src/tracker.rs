@@ -1123,6 +1123,44 @@ impl ClassTracker {
         crate::peak::reset(&self.inner.history)
     }
 
+    /// Runs `callback` on the `classtrack-budget` thread (never in the allocator) each time a
+    /// class with a budget ([`set_budget`](crate::set_budget)) goes above it
+    /// ([`BudgetEvent::exceeded`](crate::BudgetEvent::exceeded) `true`), and again when it
+    /// comes back to it or under (`false`), for as long as this tracker lives.
+    ///
+    /// The callback runs with no lock of classtrack's held, so it may call classtrack (take a
+    /// snapshot, write a dump, take a budget away); a panic in it is caught and counted in
+    /// [`budget_stats`](crate::budget_stats). It should be quick: the next round waits for it.
+    ///
+    /// ```
+    /// # #[global_allocator]
+    /// # static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    /// #     classtrack::TrackingAlloc::new(std::alloc::System);
+    /// # fn main() -> Result<(), classtrack::Error> {
+    /// use std::sync::mpsc;
+    ///
+    /// let tracker = classtrack::ClassTracker::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let tx = std::sync::Mutex::new(tx);
+    /// tracker.on_budget_exceeded(move |e| {
+    ///     let _ = tx.lock().unwrap().send((e.name.to_string(), e.exceeded));
+    /// });
+    /// let tenant = classtrack::class_id_named("tenant-9");
+    /// classtrack::set_budget(tenant, Some(64 << 10))?;
+    /// let data = classtrack::scope_named("tenant-9", || vec![0u8; 1 << 20]);
+    /// assert_eq!(rx.recv().unwrap(), ("tenant-9".to_owned(), true));
+    /// drop(data);
+    /// assert_eq!(rx.recv().unwrap(), ("tenant-9".to_owned(), false));
+    /// classtrack::set_budget(tenant, None)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_budget_exceeded(
+        &self,
+        callback: impl Fn(&crate::BudgetEvent) + Send + Sync + 'static,
+    ) {
+        crate::budget::on_exceeded(&self.inner.history, Arc::new(callback));
+    }
+
     /// The snapshots kept in full, oldest first: the most recent
     /// [`Retention::recent_snapshots`] (32 by default). Older ones are summarized in
     /// [`Stats::snapshots`].

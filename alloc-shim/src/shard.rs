@@ -482,6 +482,71 @@ pub(crate) fn class_live(class: ClassId) -> u64 {
     alloc.saturating_sub(freed)
 }
 
+/// The live bytes of each class of `classes` now (into `live`, one per class, in order),
+/// summed over every shard: all freed counters read first (acquire), then all allocated ones,
+/// as in [`read_totals`], so no figure is ever below the truth at the moment the frees were
+/// read. Allocates nothing. Costs two loads per class and per shard (a class absent from a
+/// shard costs a pointer load there); put classes of one page together (sort `classes`) to
+/// read each page's counters together.
+///
+/// # Panics
+///
+/// If `live` is shorter than `classes`.
+pub fn read_live_bytes(classes: &[ClassId], live: &mut [u64]) {
+    let live = &mut live[..classes.len()];
+    let mut freed = [0u64; 64];
+    for (classes, live) in classes.chunks(freed.len()).zip(live.chunks_mut(64)) {
+        let freed = &mut freed[..classes.len()];
+        freed.fill(0);
+        live.fill(0);
+        for_each_shard(|shard| {
+            let mut page: Option<(u32, Option<&Page>)> = None;
+            for (k, &class) in classes.iter().enumerate() {
+                if class.0 >= ClassId::LIMIT {
+                    continue;
+                }
+                let p = match page {
+                    Some((key, p)) if key == page_key(class) => p,
+                    _ => {
+                        let p = shard.existing_page(class);
+                        page = Some((page_key(class), p));
+                        p
+                    }
+                };
+                if let Some(p) = p {
+                    // Acquire: pairs with the release stores of frees (see `on_free`).
+                    freed[k] = freed[k]
+                        .wrapping_add(p.counters(class).freed_bytes.load(Ordering::Acquire));
+                }
+            }
+        });
+        for_each_shard(|shard| {
+            let mut page: Option<(u32, Option<&Page>)> = None;
+            for (k, &class) in classes.iter().enumerate() {
+                if class.0 >= ClassId::LIMIT {
+                    continue;
+                }
+                let p = match page {
+                    Some((key, p)) if key == page_key(class) => p,
+                    _ => {
+                        let p = shard.existing_page(class);
+                        page = Some((page_key(class), p));
+                        p
+                    }
+                };
+                if let Some(p) = p {
+                    // Relaxed: as in `read_totals`.
+                    live[k] =
+                        live[k].wrapping_add(p.counters(class).alloc_bytes.load(Ordering::Relaxed));
+                }
+            }
+        });
+        for (l, f) in live.iter_mut().zip(freed.iter()) {
+            *l = l.saturating_sub(*f);
+        }
+    }
+}
+
 /// Sums every shard's counters for the class ids below `classes`.
 ///
 /// Reads all *freed* counters (acquire) before all *allocated* counters, so a free is never
