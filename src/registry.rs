@@ -6,12 +6,18 @@
 //!
 //! The global registry sits behind a [`Lock`] (see `sync.rs`). The allocator never takes it,
 //! so holding it while allocating cannot deadlock; every access runs under the shim's
-//! `OverheadGuard`, so its memory is booked as overhead. Each
-//! thread keeps a cache of the ids it has used, so entering a known scope takes no lock.
+//! `OverheadGuard`, so its memory is booked as overhead.
+//!
+//! A known name is found without any lock, in a table shared by every thread ([`NameTable`]:
+//! open addressing over pointers to entries that are never freed, grown under the lock by
+//! publishing a larger copy), so a thread keeps no cache of names: its memory does not grow
+//! with the number of names it uses. A known type is found in a per-thread cache of the types
+//! it used (a program has few types).
 
 use std::any::TypeId;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use crate::sync::Lock;
@@ -25,16 +31,123 @@ pub const OVERHEAD_CLASS: &str = "<classtrack overhead>";
 
 struct Registry {
     names: Vec<Arc<str>>,
-    by_name: HashMap<Arc<str>, ClassId>,
     by_type: HashMap<TypeId, ClassId>,
+    /// Every name table published so far, the current one last: a reader may still be in an
+    /// older one, so none is freed. Boxed: `TABLE` points at a table, which must not move when
+    /// the list grows.
+    #[allow(clippy::vec_box)]
+    tables: Vec<Box<NameTable>>,
+    /// Names in the current table.
+    table_len: usize,
+}
+
+/// A class name's entry in the [`NameTable`]s: made once, never freed.
+struct Entry {
+    id: ClassId,
+    name: Arc<str>,
+}
+
+/// One slot of a [`NameTable`]: the entry, and its name's hash (never 0 in a filled slot), so
+/// that a probe passes other names without reading their entries.
+struct Slot {
+    hash: AtomicU64,
+    entry: AtomicPtr<Entry>,
+}
+
+/// Names to ids, read without a lock: a power-of-two array of slots, linear probing, at most
+/// half full. Only [`Registry::id_of_name`] writes it, under the registry's lock: it fills an
+/// empty slot (the entry first, then the hash), or publishes a copy twice as large.
+struct NameTable {
+    slots: Box<[Slot]>,
+}
+
+/// The current name table, or null before the first name.
+static TABLE: AtomicPtr<NameTable> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The hash of names, the same for every table and thread.
+static HASHER: LazyLock<hashbrown::DefaultHashBuilder> = LazyLock::new(Default::default);
+
+/// The hash of `name` as the tables keep it: never 0 (0 marks an empty slot).
+#[inline]
+fn hash_of(name: &str) -> u64 {
+    HASHER.hash_one(name) | 1
+}
+
+impl NameTable {
+    fn with_slots(slots: usize) -> NameTable {
+        NameTable {
+            slots: (0..slots)
+                .map(|_| Slot {
+                    hash: AtomicU64::new(0),
+                    entry: AtomicPtr::new(std::ptr::null_mut()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The id of `name` (whose hash is `hash`) if this table has it.
+    #[inline]
+    fn find(&self, hash: u64, name: &str) -> Option<ClassId> {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = &self.slots[i];
+            // Acquire: pairs with the release store of the hash, which comes after the entry's
+            // pointer was stored (and the entry written).
+            match slot.hash.load(Ordering::Acquire) {
+                // Empty, or being filled: not found here (the caller then asks under the lock).
+                0 => return None,
+                h if h == hash => {
+                    // Relaxed: ordered by the acquire load of the hash above.
+                    let entry = slot.entry.load(Ordering::Relaxed);
+                    // SAFETY: the pointer was stored before the hash, and entries are leaked
+                    // when made and never freed.
+                    if let Some(entry) = unsafe { entry.as_ref() } {
+                        if *entry.name == *name {
+                            return Some(entry.id);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Puts `entry` (of `hash`) in the first empty slot of its probe sequence. Under the
+    /// registry's lock (the only writer), with room left (at most half full); readers may be
+    /// probing the table meanwhile.
+    fn insert(&self, hash: u64, entry: &'static Entry) {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        while self.slots[i].hash.load(Ordering::Relaxed) != 0 {
+            i = (i + 1) & mask;
+        }
+        // Relaxed, then release: a reader that sees the hash sees the pointer and the entry.
+        self.slots[i]
+            .entry
+            .store(std::ptr::from_ref(entry).cast_mut(), Ordering::Relaxed);
+        self.slots[i].hash.store(hash, Ordering::Release);
+    }
+}
+
+/// The id of `name`, found in the current table without a lock.
+#[inline]
+fn find_name(hash: u64, name: &str) -> Option<ClassId> {
+    // Acquire: pairs with the release store that published the table, so its slots are seen
+    // as filled before it was published.
+    let table = TABLE.load(Ordering::Acquire);
+    // SAFETY: published tables are kept in `Registry::tables` and never freed.
+    unsafe { table.as_ref() }?.find(hash, name)
 }
 
 impl Registry {
     fn new() -> Registry {
         let mut r = Registry {
             names: Vec::new(),
-            by_name: HashMap::new(),
             by_type: HashMap::new(),
+            tables: Vec::new(),
+            table_len: 0,
         };
         r.id_of_name(UNTRACKED_CLASS);
         r.id_of_name(OVERHEAD_CLASS);
@@ -43,7 +156,8 @@ impl Registry {
     }
 
     fn id_of_name(&mut self, name: &str) -> ClassId {
-        if let Some(&id) = self.by_name.get(name) {
+        let hash = hash_of(name);
+        if let Some(id) = find_name(hash, name) {
             return id;
         }
         if self.names.len() >= ClassId::LIMIT as usize {
@@ -53,7 +167,31 @@ impl Registry {
         let id = ClassId(self.names.len() as u32);
         let name: Arc<str> = Arc::from(name);
         self.names.push(name.clone());
-        self.by_name.insert(name, id);
+        let entry: &'static Entry = Box::leak(Box::new(Entry { id, name }));
+        let full = self
+            .tables
+            .last()
+            .is_none_or(|t| (self.table_len + 1) * 2 > t.slots.len());
+        if full {
+            let slots = self.tables.last().map_or(64, |t| t.slots.len() * 2);
+            let table = Box::new(NameTable::with_slots(slots));
+            if let Some(old) = self.tables.last() {
+                for slot in old.slots.iter() {
+                    let h = slot.hash.load(Ordering::Relaxed);
+                    // SAFETY: entries are leaked when made and never freed.
+                    if let Some(e) = unsafe { slot.entry.load(Ordering::Relaxed).as_ref() } {
+                        table.insert(h, e);
+                    }
+                }
+            }
+            table.insert(hash, entry);
+            // Release: publishes the filled table (see `find_name`).
+            TABLE.store(std::ptr::from_ref(&*table).cast_mut(), Ordering::Release);
+            self.tables.push(table);
+        } else if let Some(table) = self.tables.last() {
+            table.insert(hash, entry);
+        }
+        self.table_len += 1;
         // Release: a thread that sees the count sees the class registered (ids are dense).
         REGISTERED.store(self.names.len() as u32, Ordering::Release);
         id
@@ -80,7 +218,6 @@ pub(crate) fn fork_locks() -> Vec<Box<dyn std::any::Any>> {
 #[derive(Default)]
 struct Cache {
     types: HashMap<TypeId, ClassId>,
-    names: HashMap<Box<str>, ClassId>,
 }
 
 thread_local! {
@@ -121,16 +258,14 @@ fn id_of_type_slow(tid: TypeId, name: &'static str) -> ClassId {
     id
 }
 
-/// The class id of the class named `name`, registering it on first use.
+/// The class id of the class named `name`, registering it on first use. A known name is
+/// found without a lock.
 ///
 /// Call it under an [`OverheadGuard`]: a miss allocates.
 #[inline]
 pub(crate) fn id_of_name(name: &str) -> ClassId {
-    let hit = CACHE
-        .try_with(|c| c.borrow().names.get(name).copied())
-        .ok()
-        .flatten();
-    match hit {
+    let hash = hash_of(name);
+    match find_name(hash, name) {
         Some(id) => id,
         None => id_of_name_slow(name),
     }
@@ -139,9 +274,7 @@ pub(crate) fn id_of_name(name: &str) -> ClassId {
 #[cold]
 #[inline(never)]
 fn id_of_name_slow(name: &str) -> ClassId {
-    let id = REGISTRY.lock().id_of_name(name);
-    let _ = CACHE.try_with(|c| c.borrow_mut().names.insert(Box::from(name), id));
-    id
+    REGISTRY.lock().id_of_name(name)
 }
 
 /// The names of all classes registered so far, indexed by class id.
@@ -160,4 +293,54 @@ pub fn class_count() -> usize {
 pub(crate) fn name_of(id: ClassId) -> Option<Arc<str>> {
     let _g = OverheadGuard::new();
     REGISTRY.lock().names.get(id.index()).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads registering names while others look them up, across several growths of the
+    /// table: every thread gets the same id for a name, distinct names get distinct ids, and
+    /// each id names its name.
+    #[test]
+    fn names_are_found_without_a_lock_while_the_table_grows() {
+        const THREADS: usize = if cfg!(miri) { 3 } else { 8 };
+        const NAMES: usize = if cfg!(miri) { 150 } else { 5_000 };
+        let _g = OverheadGuard::new();
+        let ids: Vec<Vec<ClassId>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    s.spawn(move || {
+                        let _g = OverheadGuard::new();
+                        // Each thread in its own order, so that registrations and lookups of
+                        // one name meet.
+                        (0..NAMES)
+                            .map(|i| {
+                                let i = (i * 7 + t * 911) % NAMES;
+                                (i, id_of_name(&format!("registry test {i}")))
+                            })
+                            .fold(vec![ClassId::UNTRACKED; NAMES], |mut v, (i, id)| {
+                                v[i] = id;
+                                v
+                            })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for other in &ids[1..] {
+            assert_eq!(other, &ids[0]);
+        }
+        let mut seen: Vec<ClassId> = ids[0].clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), NAMES);
+        for (i, &id) in ids[0].iter().enumerate() {
+            assert!(id >= ClassId::FIRST_USER);
+            assert_eq!(&*name_of(id).unwrap(), format!("registry test {i}"));
+            assert_eq!(id_of_name(&format!("registry test {i}")), id);
+        }
+        assert_eq!(id_of_name(UNTRACKED_CLASS), ClassId::UNTRACKED);
+        assert_eq!(id_of_name(OVERHEAD_CLASS), ClassId::OVERHEAD);
+    }
 }

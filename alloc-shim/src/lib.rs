@@ -122,7 +122,9 @@ pub use sampling::{
     wait_for_samples, SampleEvent, SampleRecord, StackRecord, CHANNEL_CAPACITY,
     DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
 };
-pub use shard::{read_live_bytes, read_totals, shim_stats, ClassCounters, ShimStats};
+pub use shard::{
+    read_live_bytes, read_totals, shim_stats, ClassCounters, ShimStats, SHARD_PAGE_LIMIT,
+};
 pub use tracking::TrackingAlloc;
 pub use unwind::{
     cached_dwarf_enabled, cached_dwarf_fallbacks, frame_pointers_detected, set_unwinder, unwinder,

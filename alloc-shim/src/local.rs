@@ -657,6 +657,8 @@ fn sink_slow(local: &Local, class: ClassId) -> Sink {
             local.page.set(page);
             Sink::Owned(page.counters(class))
         }
+        // The shard has all the pages it may take: this class is counted in the shared shard.
+        None if shard.full() => shared_sink(class),
         None => Sink::Lost,
     }
 }

@@ -13,12 +13,17 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::ClassId;
 
 /// Classes per page.
 pub(crate) const PAGE: usize = 128;
+/// The most pages of counters a thread's shard takes (1 MiB: 32,768 classes). A thread's
+/// counts of classes on other pages go to the shared shard, with `fetch_add` (each class's
+/// counters there are written by every thread that counts it): with many classes, memory
+/// stays at this much per thread plus one page per 128 classes for the process.
+pub const SHARD_PAGE_LIMIT: usize = 256;
 /// Pages per mid-level table.
 const MID: usize = 512;
 /// Mid-level tables per shard.
@@ -51,6 +56,9 @@ pub(crate) struct Shard {
     /// owner last published them (see `crate::peak`); for the shared shard, kept exact with
     /// `fetch_add`. Lags the counters by what the owner allocated since its last check.
     net: AtomicI64,
+    /// Pages installed in a per-thread shard (written by its owner only; the shared shard's
+    /// are not counted).
+    pages: AtomicUsize,
 }
 
 /// The head of the push-only list of per-thread shards.
@@ -129,6 +137,7 @@ impl Shard {
             owned: AtomicBool::new(true),
             next: AtomicPtr::new(ptr::null_mut()),
             net: AtomicI64::new(0),
+            pages: AtomicUsize::new(0),
         }
     }
 
@@ -173,14 +182,37 @@ impl Shard {
         self.owned.store(false, Ordering::Release);
     }
 
-    /// The page holding `class`'s counters, creating it (and its table) if needed. `None` only
-    /// when `System` has no memory for a page. Off the hot path: the caller caches the page.
+    /// The page holding `class`'s counters, creating it (and its table) if needed. `None`
+    /// when `System` has no memory for a page, or when a per-thread shard has its
+    /// [`SHARD_PAGE_LIMIT`] of pages ([`full`](Self::full)). Off the hot path: the caller caches
+    /// the page. For a per-thread shard, called by its owner only.
     pub(crate) fn page(&'static self, class: ClassId) -> Option<&'static Page> {
+        if let Some(page) = self.existing_page(class) {
+            return Some(page);
+        }
+        if self.full() {
+            return None;
+        }
         let i = class.index();
         debug_assert!(i < ClassId::LIMIT as usize);
         // Indices are masked so that a bad id cannot go out of bounds.
         let mid = install(&self.root[(i / (PAGE * MID)) % ROOT])?;
-        install(&mid.pages[(i / PAGE) % MID])
+        let page = install(&mid.pages[(i / PAGE) % MID])?;
+        if !ptr::eq(self, &SHARED) {
+            // Relaxed load + store: only the owner installs pages in its shard; the next owner
+            // sees the count through `release`/`claim`.
+            store_add_usize(&self.pages, 1);
+        }
+        Some(page)
+    }
+
+    /// Whether this is a per-thread shard with its [`SHARD_PAGE_LIMIT`] of pages: its owner
+    /// counts classes on other pages in the shared shard.
+    #[inline]
+    pub(crate) fn full(&self) -> bool {
+        // Relaxed: written by the owner only, which is the caller (or the shard is shared,
+        // whose count stays 0).
+        self.pages.load(Ordering::Relaxed) >= SHARD_PAGE_LIMIT
     }
 }
 
@@ -293,6 +325,12 @@ impl Sink {
             counter.fetch_add(delta, order);
         }
     }
+}
+
+/// Adds `n` to a count that only the current thread writes: a relaxed load and store.
+#[inline]
+fn store_add_usize(c: &AtomicUsize, n: usize) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// Adds to a counter that only the current thread writes: a relaxed load and a store with
