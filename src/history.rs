@@ -331,6 +331,24 @@ impl ClassRecord {
     }
 }
 
+/// Per class, the largest live bytes seen: 8 bytes a class, indexed by class id.
+#[derive(Default)]
+pub(crate) struct Peaks(Vec<u64>);
+
+impl Peaks {
+    /// Raises `class`'s peak to `bytes` if higher; returns the peak.
+    #[inline]
+    pub(crate) fn raise(&mut self, class: ClassId, bytes: u64) -> u64 {
+        let i = class.index();
+        if i >= self.0.len() {
+            self.0.resize(i + 1, 0);
+        }
+        let peak = &mut self.0[i];
+        *peak = (*peak).max(bytes);
+        *peak
+    }
+}
+
 /// The tracker's record of one instance.
 pub(crate) struct InstanceRecord {
     pub(crate) id: u64,
@@ -587,7 +605,7 @@ pub(crate) struct State {
     /// Shared objects alive now, by address: to refuse tracking one twice.
     pub(crate) shared: HashMap<usize, u64>,
     /// Per class, the largest live bytes its snapshots have seen: one number per class.
-    pub(crate) peaks: HashMap<ClassId, u64>,
+    pub(crate) peaks: Peaks,
     /// The reading of the counters at the largest live user heap seen (see `crate::peak`).
     pub(crate) peak: Option<Arc<Snapshot>>,
     /// Snapshot passes over the instances begun so far.
@@ -606,7 +624,7 @@ impl State {
             retention,
             compaction: Compaction::default(),
             shared: HashMap::new(),
-            peaks: HashMap::new(),
+            peaks: Peaks::default(),
             peak: None,
             passes: 0,
         }
@@ -696,9 +714,7 @@ impl State {
     /// far, and keeps the new peaks.
     pub(crate) fn record_peaks(&mut self, snap: &mut Snapshot) {
         for c in snap.classes_mut() {
-            let peak = self.peaks.entry(c.id).or_insert(0);
-            *peak = (*peak).max(c.live_bytes);
-            c.peak_seen_bytes = *peak;
+            c.peak_seen_bytes = self.peaks.raise(c.id, c.live_bytes);
         }
     }
 

@@ -149,9 +149,8 @@ fn offer(snap: &Snapshot, histories: &[Arc<History>]) -> bool {
         let time = history.now();
         let mut st = history.lock();
         for (c, level) in snap.classes.iter().zip(&mut levels) {
-            let peak = st.peaks.entry(c.id).or_insert(0);
-            *peak = (*peak).max(c.live_bytes);
-            *level = (*level).min(*peak);
+            let peak = st.peaks.raise(c.id, c.live_bytes);
+            *level = (*level).min(peak);
         }
         if st
             .peak

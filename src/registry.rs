@@ -271,6 +271,12 @@ pub(crate) fn id_of_name(name: &str) -> ClassId {
     }
 }
 
+/// The class id of the class named `name` if it is registered (without registering it, and
+/// without a lock).
+pub(crate) fn find(name: &str) -> Option<ClassId> {
+    find_name(hash_of(name), name)
+}
+
 #[cold]
 #[inline(never)]
 fn id_of_name_slow(name: &str) -> ClassId {

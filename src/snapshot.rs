@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use classtrack_shim::{read_totals, shim_stats, ClassId, OverheadGuard, METADATA_BYTES_PER_BLOCK};
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::registry;
@@ -224,7 +223,6 @@ pub struct Snapshot {
     pub allocator_installed: bool,
     /// A hint about the set-up, shown under the table: a tracing layer that sees no span.
     pub(crate) hint: Option<&'static str>,
-    index: HashMap<Arc<str>, usize>,
 }
 
 impl Snapshot {
@@ -262,11 +260,6 @@ impl Snapshot {
                 peak_seen_bytes: c.live_bytes(),
             });
         }
-        let index = classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), i))
-            .collect();
         let tracker_bytes = classes
             .get(ClassId::OVERHEAD.index())
             .map_or(0, |c| c.live_bytes);
@@ -301,7 +294,6 @@ impl Snapshot {
             hint: crate::integrations::tracing::quiet_hint(allocator.allocated_bytes),
             #[cfg(not(feature = "tracing"))]
             hint: None,
-            index,
         }
     }
 
@@ -389,7 +381,15 @@ impl Snapshot {
     /// assert!(snap.class_named("no such class").is_none());
     /// ```
     pub fn class_named(&self, name: &str) -> Option<&ClassTotals> {
-        self.index.get(name).map(|&i| &self.classes[i])
+        // By the name's id (found without a lock, and without a per-snapshot index: a
+        // snapshot of a million classes holds no map of them), among classes in id order.
+        let id = registry::find(name)?;
+        match self.classes.binary_search_by_key(&id, |c| c.id) {
+            Ok(i) if *self.classes[i].name == *name => Some(&self.classes[i]),
+            // `classes` was changed since it was taken (a public field): look at each.
+            Ok(_) => self.classes.iter().find(|c| *c.name == *name),
+            Err(_) => None,
+        }
     }
 
     /// The class of type `T` (named `std::any::type_name::<T>()`), or `None` if it had not

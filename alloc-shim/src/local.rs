@@ -622,6 +622,13 @@ fn count_in(local: &Local, class: ClassId, event: Event) {
                 note_net(local, class, counters, event);
                 Sink::Owned(counters).apply(event)
             }
+            // A class beyond the thread's shard's pages (a thread with a shard of its own: the
+            // net is the thread's, published with its shard's, not the shared shard's, which
+            // every such thread would write).
+            Sink::Shared(counters) if !local.shard.get().is_null() => {
+                note_net(local, class, counters, event);
+                Sink::Shared(counters).apply(event)
+            }
             Sink::Shared(_) => shared_count(class, event),
             Sink::Lost => Sink::Lost.apply(event),
         }
