@@ -12,8 +12,7 @@
 //!
 //! A class whose live bytes go above its limit, and stay there, is flagged by the end of the
 //! next round: at most [`budget_interval`] (10 ms by default) plus one round's reading after it
-//! crossed (a round over 10,000 budgets and 16 threads takes about a millisecond:
-//! [`budget_stats`] reports it). A class above its limit for a shorter while may be missed. As
+//! crossed ([`budget_stats`] reports how long a round takes). A class above its limit for a shorter while may be missed. As
 //! the counters are read in two passes (frees first), a class that allocates and frees within
 //! a round can read above its true live bytes by what it allocated during the reading: it may be
 //! flagged one round early.
@@ -134,9 +133,17 @@ fn install_flag(class: ClassId) -> Option<&'static AtomicBool> {
 /// A soft limit: nothing fails or waits because of it. [`over_budget`] answers whether the
 /// class is above it, and the callbacks of
 /// [`ClassTracker::on_budget_exceeded`](crate::ClassTracker::on_budget_exceeded) run when it
-/// crosses it (see [the module](self) for how late). The first budget starts the
-/// `classtrack-budget` thread; it stops when the last is taken away. A class whose budget is
-/// taken away is no longer over it (no callback runs for that).
+/// crosses it. The first budget starts the `classtrack-budget` thread; it stops when the last
+/// is taken away. A class whose budget is taken away is no longer over it (no callback runs
+/// for that).
+///
+/// How late: the thread reads the live bytes of the classes with a budget every
+/// [`budget_interval`] (10 ms by default), so a class that goes above its budget, and stays
+/// there, is flagged within one interval and one round's reading ([`budget_stats`] tells how
+/// long a round takes; `benches/tenants.rs` measures it with up to a million budgets). A
+/// class above its budget for less time may be missed. The counters are read in two passes
+/// (frees first), so a class that allocates and frees during a reading can read above its
+/// true live bytes by what it allocated meanwhile, and be flagged one round early.
 ///
 /// An id that names no class ([`class_id_named`](crate::class_id_named) and
 /// [`class_id_of`](crate::class_id_of) give valid ones) is [`Error::InvalidBudget`]; a thread
