@@ -75,6 +75,10 @@ pub(crate) struct Local {
     /// key and address.
     page_key: Cell<u32>,
     page: Cell<*const Page>,
+    /// The page of the last class counted in the shared shard because this thread's shard has
+    /// all its pages ([`Shard::full`]): its key and address. Emptied with `page_key`.
+    shared_key: Cell<u32>,
+    shared_page: Cell<*const Page>,
     /// The shard this thread owns, or null.
     shard: Cell<*const Shard>,
     /// One of [`FRESH`], [`ACTIVE`], [`BUSY`], [`EXITED`].
@@ -176,6 +180,8 @@ thread_local! {
             tag: Cell::new(0),
             page_key: Cell::new(NO_PAGE),
             page: Cell::new(ptr::null()),
+            shared_key: Cell::new(NO_PAGE),
+            shared_page: Cell::new(ptr::null()),
             shard: Cell::new(ptr::null()),
             state: Cell::new(FRESH),
             in_sampler: Cell::new(false),
@@ -221,6 +227,7 @@ impl Drop for Retire {
             local.net.set(0);
             let shard = local.shard.replace(ptr::null());
             local.page_key.set(NO_PAGE);
+            local.shared_key.set(NO_PAGE);
             local.state.set(EXITED);
             // No page at hand: off the fast path for the rest of the thread's life.
             retarget(local);
@@ -616,6 +623,13 @@ fn count_in(local: &Local, class: ClassId, event: Event) {
         let counters = unsafe { &*local.page.get() }.counters(class);
         note_net(local, class, counters, event);
         Sink::Owned(counters).apply(event)
+    } else if local.shared_key.get() == page_key(class) {
+        // SAFETY: the cached page was set by `sink_slow` from the shared shard, for a thread
+        // that owns a full shard (it is emptied when the shard is released), holds `class`
+        // (same key), and pages are never freed.
+        let counters = unsafe { &*local.shared_page.get() }.counters(class);
+        note_net(local, class, counters, event);
+        Sink::Shared(counters).apply(event)
     } else {
         match sink_slow(local, class) {
             Sink::Owned(counters) => {
@@ -665,7 +679,14 @@ fn sink_slow(local: &Local, class: ClassId) -> Sink {
             Sink::Owned(page.counters(class))
         }
         // The shard has all the pages it may take: this class is counted in the shared shard.
-        None if shard.full() => shared_sink(class),
+        None if shard.full() => match shard::shared().page(class) {
+            Some(page) => {
+                local.shared_key.set(page_key(class));
+                local.shared_page.set(page);
+                Sink::Shared(page.counters(class))
+            }
+            None => Sink::Lost,
+        },
         None => Sink::Lost,
     }
 }
@@ -711,6 +732,7 @@ fn shard_slow(local: &Local) -> Option<&'static Shard> {
         // the shared shard.
         local.shard.set(ptr::null());
         local.page_key.set(NO_PAGE);
+        local.shared_key.set(NO_PAGE);
         local.state.set(EXITED);
         retarget(local);
         shard.release();
