@@ -9,16 +9,15 @@
 //!
 //! Each row runs in a child process of its own (classes and counter shards are never freed
 //! within a process), and prints:
-//! - the processor time per request: every thread makes passes over every tenant in an order
-//!   of its own (a warm-up pass, then at least three and a million requests), all at once; the
-//!   wall time of the timed passes × the processors the threads had, over the requests;
+//! - the processor time per request ([`serve`]), by the tenant's name (`scope_named`) and by
+//!   its class id kept with it (`scope_id`);
 //! - the median time of the five snapshots;
 //! - classtrack's own live bytes (`<classtrack overhead>`) and its counter shards, after them;
 //! - the process's resident memory;
 //! - the time of one round of the budget thread, with a budget on every tenant.
 //!
-//! Not a criterion bench: one row takes seconds to set up and holds up to a gigabyte; the
-//! figures are medians of several measurements within the row.
+//! Not a criterion bench: one row takes seconds to set up and holds up to a gigabyte. Each
+//! request figure is millions of requests timed together; compare rows of one run.
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -46,9 +45,9 @@ fn main() {
         chosen
     };
     println!(
-        "| threads × tenants | time per request | snapshot | tracker | counter shards | RSS | budget round |"
+        "| threads × tenants | request, by name | request, by id | snapshot | tracker | counter shards | RSS | budget round |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("the bench's own path");
     for (t, n) in rows {
         let out = Command::new(&exe)
@@ -84,19 +83,67 @@ fn run(threads: usize, tenants: usize) {
         .iter()
         .map(|n| classtrack::scope_named(n, || vec![1u8; 64]))
         .collect();
-    // Every thread serves every tenant, in its own order: a warm-up pass, then timed passes,
-    // all threads at once (a barrier before and after).
+    let ids: Vec<classtrack::ClassId> = names
+        .iter()
+        .map(|n| classtrack::class_id_named(n))
+        .collect();
+    let by_name = serve(threads, tenants, |i| {
+        classtrack::scope_named(&names[i], || black_box(vec![0u8; 48]));
+    });
+    // The same requests with each tenant's class id at hand (`scope_id`): no name to look up.
+    let by_id = serve(threads, tenants, |i| {
+        classtrack::scope_id(ids[i], || black_box(vec![0u8; 48]));
+    });
+    let snapshots: Vec<f64> = (0..5)
+        .map(|i| {
+            let start = Instant::now();
+            black_box(tracker.create_snapshot(&format!("snapshot {i}")));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let snap = tracker.create_snapshot("figures");
+    let check = snap.class_named("tenant-0").map(|c| c.live_bytes);
+    assert_eq!(check, Some(64), "a tenant's live bytes are exact");
+    let rss = snap.process.map(|p| p.resident_bytes).unwrap_or(0);
+    // A budget on every tenant, then the time of one round of the budget thread.
+    for &id in &ids {
+        classtrack::set_budget(id, Some(1 << 20)).unwrap();
+    }
+    let round = {
+        let start = classtrack::budget_stats().rounds;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while classtrack::budget_stats().rounds < start + 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        classtrack::budget_stats().last_round
+    };
+    println!(
+        "| {threads} × {tenants} | {by_name:.0} ns | {by_id:.0} ns | {:.2} ms | {} | {} | {} | {:.2} ms |",
+        median(snapshots),
+        mib(snap.overhead.tracker_bytes),
+        mib(snap.overhead.shard_bytes),
+        mib(rss),
+        round.as_secs_f64() * 1e3,
+    );
+    drop(kept);
+}
+
+/// Processor time per request, in ns: `threads` threads each serve every one of `tenants`
+/// tenants with `request`, in an order of their own (a warm-up pass, then at least three passes
+/// and a million requests), all at once (a barrier before and after the timed passes); the wall
+/// time of the timed passes × the processors the threads had (at most one each), over the
+/// requests they served.
+fn serve(threads: usize, tenants: usize, request: impl Fn(usize) + Sync) -> f64 {
     let barrier = std::sync::Barrier::new(threads + 1);
-    // At least three passes, and a million requests a thread.
     let passes = (1_000_000 / tenants).max(3);
     let mut wall = Duration::ZERO;
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (names, barrier) = (&names, &barrier);
+            let (barrier, request) = (&barrier, &request);
             s.spawn(move || {
                 let order: Vec<usize> = {
                     let mut x = t as u64 + 1;
-                    let mut order: Vec<usize> = (0..names.len()).collect();
+                    let mut order: Vec<usize> = (0..tenants).collect();
                     for i in (1..order.len()).rev() {
                         x ^= x << 13;
                         x ^= x >> 7;
@@ -105,11 +152,7 @@ fn run(threads: usize, tenants: usize) {
                     }
                     order
                 };
-                let pass = || {
-                    for &i in &order {
-                        classtrack::scope_named(&names[i], || black_box(vec![0u8; 48]));
-                    }
-                };
+                let pass = || order.iter().for_each(|&i| request(i));
                 pass();
                 barrier.wait();
                 for _ in 0..passes {
@@ -123,46 +166,8 @@ fn run(threads: usize, tenants: usize) {
         barrier.wait();
         wall = start.elapsed();
     });
-    // Processor time per request: the wall time of the timed passes times the processors the
-    // threads had (at most one each), over the requests they served.
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(threads);
-    let per_request = wall.as_secs_f64() * 1e9 * cpus as f64 / (passes * threads * tenants) as f64;
-    let snapshots: Vec<f64> = (0..5)
-        .map(|i| {
-            let start = Instant::now();
-            black_box(tracker.create_snapshot(&format!("snapshot {i}")));
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    let snap = tracker.create_snapshot("figures");
-    let check = snap.class_named("tenant-0").map(|c| c.live_bytes);
-    assert_eq!(check, Some(64), "a tenant's live bytes are exact");
-    let rss = snap.process.map(|p| p.resident_bytes).unwrap_or(0);
-    // A budget on every tenant, then the time of one round of the budget thread.
-    let ids: Vec<_> = names
-        .iter()
-        .map(|n| classtrack::class_id_named(n))
-        .collect();
-    for &id in &ids {
-        classtrack::set_budget(id, Some(1 << 20)).unwrap();
-    }
-    let round = {
-        let start = classtrack::budget_stats().rounds;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while classtrack::budget_stats().rounds < start + 3 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        classtrack::budget_stats().last_round
-    };
-    println!(
-        "| {threads} × {tenants} | {per_request:.0} ns | {:.2} ms | {} | {} | {} | {:.2} ms |",
-        median(snapshots),
-        mib(snap.overhead.tracker_bytes),
-        mib(snap.overhead.shard_bytes),
-        mib(rss),
-        round.as_secs_f64() * 1e3,
-    );
-    drop(kept);
+    wall.as_secs_f64() * 1e9 * cpus as f64 / (passes * threads * tenants) as f64
 }
