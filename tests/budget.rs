@@ -123,6 +123,17 @@ fn the_one_leaking_tenant_among_ten_thousand_is_flagged_and_no_other() {
         "flagged {late:?} after crossing"
     );
     assert_eq!(wrongly_flagged.load(Ordering::Relaxed), 0);
+    // The callbacks run on the budget thread after it set the flags: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| ids.contains(&e.class))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let events = events.lock().unwrap().clone();
     let ours: Vec<&BudgetEvent> = events.iter().filter(|e| ids.contains(&e.class)).collect();
     assert_eq!(ours.len(), 1, "{ours:?}");
