@@ -204,6 +204,55 @@ pub(crate) fn functions_of(
     out
 }
 
+/// The functions of `file`'s symbol table, sorted by address, in the file's addresses, each
+/// with its name as a range of `data` (the bytes `file` was parsed from): `(start, end,
+/// name offset, name length)`, 24 bytes a function, with no copy of the names. A symbol without
+/// a size ends where the next starts; a name outside `data` is left out.
+pub(crate) fn function_ranges_of(
+    file: &object::File<'_>,
+    data: &[u8],
+) -> Vec<(usize, usize, u32, u32)> {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let base = data.as_ptr() as usize;
+    let range_of = |name: &str| -> Option<(u32, u32)> {
+        let offset = (name.as_ptr() as usize).checked_sub(base)?;
+        (offset + name.len() <= data.len())
+            .then(|| Some((u32::try_from(offset).ok()?, u32::try_from(name.len()).ok()?)))?
+    };
+    // (start, size as the end for now, name offset, name length)
+    let mut symbols: Vec<(usize, usize, u32, u32)> = file
+        .symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.is_definition())
+        .filter_map(|s| {
+            let (offset, len) = range_of(s.name().ok()?)?;
+            Some((
+                usize::try_from(s.address()).ok()?,
+                usize::try_from(s.size()).ok()?,
+                offset,
+                len,
+            ))
+        })
+        .collect();
+    symbols.sort_unstable_by_key(|&(start, size, ..)| (start, std::cmp::Reverse(size)));
+    symbols.dedup_by_key(|s| s.0);
+    // Sizes to ends: a symbol without a size ends where the next starts (the last one, then,
+    // is dropped).
+    let mut keep = symbols.len();
+    for i in 0..symbols.len() {
+        let (start, size, ..) = symbols[i];
+        if size > 0 {
+            symbols[i].1 = start + size;
+        } else if let Some(next) = symbols.get(i + 1) {
+            symbols[i].1 = next.0;
+        } else {
+            keep = i;
+        }
+    }
+    symbols.truncate(keep);
+    symbols.shrink_to_fit();
+    symbols
+}
+
 /// The separate debug file of `path`: by build id under `/usr/lib/debug/.build-id/`, else by
 /// its `.gnu_debuglink` name beside it, in its `.debug` directory or under `/usr/lib/debug`
 /// (where gdb looks).
