@@ -685,14 +685,8 @@ impl ClassTracker {
         obj: &Arc<T>,
         options: TrackOptions,
     ) -> Result<u64> {
-        let depth = options.resolution_level;
-        crate::instance::through_marker(|| {
-            self.track_shared(
-                obj,
-                options,
-                None,
-                Some((|v: &T, d| crate::footprint::footprint_of(v, d), depth)),
-            )
+        self.track_walked(obj, options, |v: &T, d| {
+            crate::footprint::footprint_of(v, d)
         })
     }
 
@@ -725,15 +719,24 @@ impl ClassTracker {
         obj: &Arc<T>,
         options: TrackOptions,
     ) -> Result<u64> {
-        let depth = options.resolution_level;
         crate::instance::through_marker(|| {
-            self.track_shared(
-                obj,
-                options,
-                None,
-                Some((|v: &T, d| crate::footprint::allocative_of(v, d), depth)),
-            )
+            self.track_walked(obj, options, |v: &T, d| {
+                crate::footprint::allocative_of(v, d)
+            })
         })
+    }
+
+    /// Tracks `obj` by handle, measured by the traversal `walk` to the resolution level. Called
+    /// through the trace marker by the public entry points (so a construction trace starts at
+    /// the program's call).
+    fn track_walked<T: Send + Sync + 'static>(
+        &self,
+        obj: &Arc<T>,
+        options: TrackOptions,
+        walk: crate::instance::Walk<T>,
+    ) -> Result<u64> {
+        let depth = options.resolution_level;
+        self.track_shared(obj, options, None, Some((walk, depth)))
     }
 
     fn track_shared<T: Send + Sync + 'static>(

@@ -589,3 +589,23 @@ mod allocative_adapter {
         assert_eq!(raw.bytes, 24 + 1000);
     }
 }
+
+/// A traced object tracked by traversal: its construction trace starts at the program's call.
+#[test]
+fn a_traced_object_tracked_by_traversal_starts_at_the_programs_call() {
+    let tracker = ClassTracker::new();
+    let foo = Arc::new(Foo {
+        a: vec![1; 4],
+        b: None,
+    });
+    tracker
+        .track_object_footprint(&foo, TrackOptions::new().trace(true))
+        .unwrap();
+    let stats = tracker.stats();
+    let first = &stats.instances[0].trace[0];
+    assert!(
+        first.contains("a_traced_object_tracked_by_traversal_starts_at_the_programs_call"),
+        "{:?}",
+        stats.instances[0].trace
+    );
+}

@@ -537,52 +537,42 @@ pub fn read_live_bytes(classes: &[ClassId], live: &mut [u64]) {
         let freed = &mut freed[..classes.len()];
         freed.fill(0);
         live.fill(0);
-        for_each_shard(|shard| {
-            let mut page: Option<(u32, Option<&Page>)> = None;
-            for (k, &class) in classes.iter().enumerate() {
-                if class.0 >= ClassId::LIMIT {
-                    continue;
-                }
-                let p = match page {
-                    Some((key, p)) if key == page_key(class) => p,
-                    _ => {
-                        let p = shard.existing_page(class);
-                        page = Some((page_key(class), p));
-                        p
-                    }
-                };
-                if let Some(p) = p {
-                    // Acquire: pairs with the release stores of frees (see `on_free`).
-                    freed[k] = freed[k]
-                        .wrapping_add(p.counters(class).freed_bytes.load(Ordering::Acquire));
-                }
-            }
+        for_each_counters(classes, |k, c| {
+            // Acquire: pairs with the release stores of frees (see `on_free`).
+            freed[k] = freed[k].wrapping_add(c.freed_bytes.load(Ordering::Acquire));
         });
-        for_each_shard(|shard| {
-            let mut page: Option<(u32, Option<&Page>)> = None;
-            for (k, &class) in classes.iter().enumerate() {
-                if class.0 >= ClassId::LIMIT {
-                    continue;
-                }
-                let p = match page {
-                    Some((key, p)) if key == page_key(class) => p,
-                    _ => {
-                        let p = shard.existing_page(class);
-                        page = Some((page_key(class), p));
-                        p
-                    }
-                };
-                if let Some(p) = p {
-                    // Relaxed: as in `read_totals`.
-                    live[k] =
-                        live[k].wrapping_add(p.counters(class).alloc_bytes.load(Ordering::Relaxed));
-                }
-            }
+        for_each_counters(classes, |k, c| {
+            // Relaxed: as in `read_totals`.
+            live[k] = live[k].wrapping_add(c.alloc_bytes.load(Ordering::Relaxed));
         });
         for (l, f) in live.iter_mut().zip(freed.iter()) {
             *l = l.saturating_sub(*f);
         }
     }
+}
+
+/// Calls `f(k, counters)` for the counters of each class `classes[k]` in every shard that has
+/// its page (consecutive classes of one page share one lookup of it).
+fn for_each_counters(classes: &[ClassId], mut f: impl FnMut(usize, &Counters)) {
+    for_each_shard(|shard| {
+        let mut page: Option<(u32, Option<&Page>)> = None;
+        for (k, &class) in classes.iter().enumerate() {
+            if class.0 >= ClassId::LIMIT {
+                continue;
+            }
+            let p = match page {
+                Some((key, p)) if key == page_key(class) => p,
+                _ => {
+                    let p = shard.existing_page(class);
+                    page = Some((page_key(class), p));
+                    p
+                }
+            };
+            if let Some(p) = p {
+                f(k, p.counters(class));
+            }
+        }
+    });
 }
 
 /// Sums every shard's counters for the class ids below `classes`.
