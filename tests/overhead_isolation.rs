@@ -82,18 +82,35 @@ fn classes_sum_to_inner_allocator() {
         vec![vec![0u8; 77]; 100]
     }));
     let classes = classtrack::class_count();
-    let totals = classtrack_shim::read_totals(classes);
-    // Read the inner allocator right after the counters, with no allocation in between (the
-    // totals vector was allocated, and counted, before the counters were read).
-    let inner_bytes = BYTES.load(Ordering::SeqCst);
-    let inner_blocks = BLOCKS.load(Ordering::SeqCst);
-    let bytes: u64 = totals.iter().map(|c| c.live_bytes()).sum();
-    let blocks: u64 = totals.iter().map(|c| c.live_blocks()).sum();
-    assert_eq!(blocks, inner_blocks);
-    assert_eq!(
-        bytes + blocks * METADATA_BYTES_PER_BLOCK as u64,
-        inner_bytes
-    );
+    // classtrack's background threads (the sampler's aggregator, the peak watcher) may
+    // allocate or free while the counters are read: a reading counts only when the inner
+    // allocator's figures moved by nothing but the totals vector (one block, allocated and
+    // counted before the counters were read) between just before and just after it.
+    let vector = (classes * std::mem::size_of::<classtrack_shim::ClassCounters>()) as u64
+        + METADATA_BYTES_PER_BLOCK as u64;
+    for attempt in 0.. {
+        let (bytes_before, blocks_before) =
+            (BYTES.load(Ordering::SeqCst), BLOCKS.load(Ordering::SeqCst));
+        let totals = classtrack_shim::read_totals(classes);
+        let inner_bytes = BYTES.load(Ordering::SeqCst);
+        let inner_blocks = BLOCKS.load(Ordering::SeqCst);
+        let quiet = inner_blocks == blocks_before + 1 && inner_bytes == bytes_before + vector;
+        if !quiet && attempt < 100 {
+            continue;
+        }
+        assert!(
+            quiet,
+            "another thread allocated during each of 100 readings"
+        );
+        let bytes: u64 = totals.iter().map(|c| c.live_bytes()).sum();
+        let blocks: u64 = totals.iter().map(|c| c.live_blocks()).sum();
+        assert_eq!(blocks, inner_blocks);
+        assert_eq!(
+            bytes + blocks * METADATA_BYTES_PER_BLOCK as u64,
+            inner_bytes
+        );
+        return;
+    }
 }
 
 fn main() {
