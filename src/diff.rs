@@ -1,11 +1,14 @@
 //! What changed between two snapshots ([`SnapshotDiff`]), and which classes keep growing
 //! ([`LeakSuspect`]).
 //!
-//! Both work on a tracker's full snapshots ([`ClassTracker::snapshots`],
+//! Both work on a tracker's snapshots ([`ClassTracker::snapshots`],
 //! [`ClassTracker::leak_suspects`]) and on the snapshots kept in [`Stats`], live or loaded
-//! from a dump ([`SnapshotStats::diff`], [`Stats::leak_suspects`]). The recent snapshots have
-//! every class; summaries of older ones keep the largest classes only
-//! ([`Retention::summary_classes`]), and a class one left out counts as absent there.
+//! from a dump ([`SnapshotStats::diff`], [`Stats::leak_suspects`]). The latest snapshot has
+//! every class (but idle ones); the other recent ones keep the largest classes and those that
+//! changed ([`Retention::snapshot_classes`]), and summaries of older ones the largest classes
+//! only ([`Retention::summary_classes`]). A class one left out is unknown there: a diff leaves
+//! it out (counting it in [`SnapshotDiff::unknown`]), and a leak search takes the next
+//! snapshot's figure for it.
 //!
 //! [`Stats`]: crate::Stats
 //! [`Stats::leak_suspects`]: crate::Stats::leak_suspects
@@ -13,6 +16,7 @@
 //! [`ClassTracker::snapshots`]: crate::ClassTracker::snapshots
 //! [`ClassTracker::leak_suspects`]: crate::ClassTracker::leak_suspects
 //! [`Retention::summary_classes`]: crate::Retention::summary_classes
+//! [`Retention::snapshot_classes`]: crate::Retention::snapshot_classes
 
 use std::sync::Arc;
 
@@ -51,7 +55,7 @@ pub struct ClassDiff {
     pub frees: u64,
     /// Whether the class is new: it had not allocated by the earlier snapshot (absent from a
     /// full snapshot, or from a summary that says it had not allocated yet). A class that a
-    /// summary left out is counted from zero too, but is not new.
+    /// summary left out is not in the diff (see [`SnapshotDiff::unknown`]).
     pub new: bool,
 }
 
@@ -125,9 +129,16 @@ pub struct SnapshotDiff {
     pub from_description: String,
     /// The later snapshot's description.
     pub to_description: String,
-    /// Every class of the later snapshot, largest growth of live bytes first (largest
-    /// shrinkage last); ties in class id order.
+    /// Every class of the later snapshot whose change is known, largest growth of live
+    /// bytes first (largest shrinkage last); ties in class id order.
     pub classes: Vec<ClassDiff>,
+    /// Classes of the later snapshot that the earlier one left out although they had
+    /// allocated by then (it is a summary, or a trimmed recent snapshot: see
+    /// [`SnapshotStats::full`](crate::SnapshotStats::full)): their change is unknown, so they
+    /// are not in `classes`. A trimmed recent snapshot keeps every class that changed into
+    /// the next one ([`Retention::snapshot_classes`](crate::Retention::snapshot_classes)), so
+    /// between neighbours these are classes that did not change.
+    pub unknown: u64,
     /// Change of the allocator's live bytes (all classes).
     pub live_bytes_change: i64,
 }
@@ -153,13 +164,19 @@ impl<'a> From<&'a Snapshot> for Moment<'a> {
             description: &s.description,
             classes: &s.classes,
             allocator_live_bytes: s.allocator.live_bytes,
-            full: true,
-            unseen_from: None,
+            full: s.is_full(),
+            unseen_from: Some(s.unseen_from),
         }
     }
 }
 
 impl<'a> Moment<'a> {
+    /// Whether a class absent from `classes` had not allocated by then (see
+    /// [`SnapshotStats::absent_means_new`](crate::SnapshotStats::absent_means_new)).
+    fn absent_means_new(&self, id: ClassId) -> bool {
+        self.full || self.unseen_from.is_some_and(|from| id.0 >= from)
+    }
+
     /// Live bytes per class name.
     fn by_name(&self) -> HashMap<&'a str, &'a ClassTotals> {
         self.classes.iter().map(|c| (&*c.name, c)).collect()
@@ -170,14 +187,18 @@ impl SnapshotDiff {
     pub(crate) fn of(later: Moment<'_>, earlier: Moment<'_>) -> SnapshotDiff {
         let _g = OverheadGuard::new();
         let before = earlier.by_name();
+        let mut unknown = 0;
         let mut classes: Vec<ClassDiff> = later
             .classes
             .iter()
-            .map(|c| {
+            .filter_map(|c| {
                 let e = before.get(&*c.name).copied();
-                let new = e.is_none()
-                    && (earlier.full || earlier.unseen_from.is_some_and(|from| c.id.0 >= from));
-                ClassDiff::between(c, e, new)
+                let new = e.is_none() && earlier.absent_means_new(c.id);
+                if e.is_none() && !new {
+                    unknown += 1;
+                    return None;
+                }
+                Some(ClassDiff::between(c, e, new))
             })
             .collect();
         classes.sort_by(|a, b| {
@@ -191,6 +212,7 @@ impl SnapshotDiff {
             from_description: earlier.description.to_owned(),
             to_description: later.description.to_owned(),
             classes,
+            unknown,
             live_bytes_change: later.allocator_live_bytes as i64
                 - earlier.allocator_live_bytes as i64,
         }
@@ -308,7 +330,17 @@ impl LeakSuspect {
             .iter()
             .filter(|c| c.id != ClassId::OVERHEAD)
             .filter_map(|c| {
-                let live = |i: usize| by_name[i].get(&*c.name).map_or(0, |t| t.live_bytes);
+                // Where a snapshot left the class out although it had allocated (a trimmed
+                // one keeps every class that changed into the next), the next one's figure.
+                let live = |i: usize| {
+                    (i..snaps.len())
+                        .find_map(|j| match by_name[j].get(&*c.name) {
+                            Some(t) => Some(t.live_bytes),
+                            None if snaps[j].absent_means_new(c.id) => Some(0),
+                            None => None,
+                        })
+                        .unwrap_or(0)
+                };
                 let grew_in = (1..snaps.len()).filter(|&i| live(i) > live(i - 1)).count();
                 let growth_bytes = c.live_bytes as i64 - live(0) as i64;
                 (grew_in * 2 > intervals && growth_bytes > 0).then(|| LeakSuspect {

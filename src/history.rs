@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::instance::{Source, TrackOptions};
 use crate::objects::Referent;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ClassTotals, Snapshot};
 use crate::stats::Breakdown;
 use crate::stats::SnapshotStats;
 use crate::sync::{Lock, Mailbox};
@@ -96,7 +96,32 @@ pub struct Retention {
     ///
     /// [`ClassTracker::stats`]: crate::ClassTracker::stats
     pub sites_per_class: usize,
+    /// Classes each recent snapshot but the latest keeps, besides the two reserved ones: the
+    /// `snapshot_classes` largest by live bytes, and up to as many of those whose totals
+    /// changed from the snapshot before or to the snapshot after (the largest changes of
+    /// live bytes first). The others are summed into its
+    /// [`omitted`](crate::Snapshot::omitted), so its totals stay exact. The latest snapshot
+    /// keeps every class (but idle ones): with a million classes, a tracker keeps one
+    /// snapshot of every class, not [`recent_snapshots`](Self::recent_snapshots) of them.
+    /// Default 1,000; may be 0.
+    #[serde(default = "default_snapshot_classes")]
+    pub snapshot_classes: usize,
+    /// A user class with nothing live, and no allocation or free for this long, is left out of
+    /// the snapshots (summed into their [`omitted`](crate::Snapshot::omitted), as idle), so
+    /// that a service that has seen ten million connections in its life does not list ten
+    /// million classes. Its activity is looked at in the tracker's snapshots: a class is idle
+    /// once its counts stayed the same over snapshots this far apart. Default `None`: every
+    /// class is listed.
+    #[serde(default)]
+    pub idle_after: Option<std::time::Duration>,
 }
+
+fn default_snapshot_classes() -> usize {
+    DEFAULT_SNAPSHOT_CLASSES
+}
+
+/// The default of [`Retention::snapshot_classes`].
+const DEFAULT_SNAPSHOT_CLASSES: usize = 1000;
 
 /// The smallest capacity of a downsampled series: room for its first point, a pair to merge
 /// and its newest point.
@@ -112,6 +137,8 @@ impl Default for Retention {
             dead_instances: crate::tracker::DEFAULT_DEAD_INSTANCE_LIMIT,
             summary_classes: 32,
             sites_per_class: 16,
+            snapshot_classes: DEFAULT_SNAPSHOT_CLASSES,
+            idle_after: None,
         }
     }
 }
@@ -161,6 +188,27 @@ impl Retention {
     /// Sets [`sites_per_class`](Self::sites_per_class).
     pub fn sites_per_class(mut self, n: usize) -> Retention {
         self.sites_per_class = n;
+        self
+    }
+
+    /// Sets [`snapshot_classes`](Self::snapshot_classes).
+    pub fn snapshot_classes(mut self, n: usize) -> Retention {
+        self.snapshot_classes = n;
+        self
+    }
+
+    /// Sets [`idle_after`](Self::idle_after): `Some(while)` leaves classes idle for that long
+    /// out of snapshots, `None` lists every class.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let tracker = classtrack::ClassTracker::new();
+    /// let retention = classtrack::Retention::new().idle_after(Some(Duration::from_secs(600)));
+    /// tracker.set_retention(retention).unwrap();
+    /// ```
+    pub fn idle_after(mut self, idle: Option<std::time::Duration>) -> Retention {
+        self.idle_after = idle;
         self
     }
 
@@ -331,21 +379,57 @@ impl ClassRecord {
     }
 }
 
-/// Per class, the largest live bytes seen: 8 bytes a class, indexed by class id.
-#[derive(Default)]
-pub(crate) struct Peaks(Vec<u64>);
+/// What a tracker keeps of one class between snapshots: 16 bytes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Mark {
+    /// The largest live bytes seen.
+    peak: u64,
+    /// The low 32 bits of its allocations and frees at the last snapshot that saw it: a
+    /// change tells activity.
+    counts: u32,
+    /// When it was last seen active (seconds on the tracker's clock); `NaN` before it was
+    /// seen.
+    active_at: f32,
+}
 
-impl Peaks {
+/// Per class, what the tracker keeps between snapshots ([`Mark`]), indexed by class id.
+#[derive(Default)]
+pub(crate) struct Marks(Vec<Mark>);
+
+impl Marks {
+    fn mark(&mut self, class: ClassId) -> &mut Mark {
+        let i = class.index();
+        if i >= self.0.len() {
+            self.0.resize(
+                i + 1,
+                Mark {
+                    active_at: f32::NAN,
+                    ..Mark::default()
+                },
+            );
+        }
+        &mut self.0[i]
+    }
+
     /// Raises `class`'s peak to `bytes` if higher; returns the peak.
     #[inline]
     pub(crate) fn raise(&mut self, class: ClassId, bytes: u64) -> u64 {
-        let i = class.index();
-        if i >= self.0.len() {
-            self.0.resize(i + 1, 0);
+        let m = self.mark(class);
+        m.peak = m.peak.max(bytes);
+        m.peak
+    }
+
+    /// Records `c` as seen at `time`; returns whether it has been idle for `idle` seconds:
+    /// nothing live, and its counts unchanged since a snapshot at least that long ago.
+    fn seen(&mut self, c: &ClassTotals, time: f64, idle: Option<f64>) -> bool {
+        let m = self.mark(c.id);
+        let counts = (c.allocations.wrapping_add(c.frees)) as u32;
+        if m.active_at.is_nan() || counts != m.counts || c.live_bytes > 0 {
+            m.counts = counts;
+            m.active_at = time as f32;
+            return false;
         }
-        let peak = &mut self.0[i];
-        *peak = (*peak).max(bytes);
-        *peak
+        idle.is_some_and(|idle| time - f64::from(m.active_at) >= idle)
     }
 }
 
@@ -604,8 +688,11 @@ pub(crate) struct State {
     pub(crate) compaction: Compaction,
     /// Shared objects alive now, by address: to refuse tracking one twice.
     pub(crate) shared: HashMap<usize, u64>,
-    /// Per class, the largest live bytes its snapshots have seen: one number per class.
-    pub(crate) peaks: Peaks,
+    /// Per class, the largest live bytes its snapshots have seen and when it was last active.
+    pub(crate) peaks: Marks,
+    /// The classes whose totals changed from the snapshot before the latest to the latest:
+    /// the latest keeps them when it is trimmed (see [`Retention::snapshot_classes`]).
+    pub(crate) changed_into_latest: Vec<ClassId>,
     /// The reading of the counters at the largest live user heap seen (see `crate::peak`).
     pub(crate) peak: Option<Arc<Snapshot>>,
     /// Snapshot passes over the instances begun so far.
@@ -624,7 +711,8 @@ impl State {
             retention,
             compaction: Compaction::default(),
             shared: HashMap::new(),
-            peaks: Peaks::default(),
+            peaks: Marks::default(),
+            changed_into_latest: Vec::new(),
             peak: None,
             passes: 0,
         }
@@ -716,6 +804,24 @@ impl State {
         for c in snap.classes_mut() {
             c.peak_seen_bytes = self.peaks.raise(c.id, c.live_bytes);
         }
+    }
+
+    /// As [`record_peaks`](Self::record_peaks) for a snapshot taken at `time`, and notes
+    /// which classes were active: the user classes idle for
+    /// [`Retention::idle_after`] are moved from `snap.classes` into its `omitted`.
+    pub(crate) fn record_classes(&mut self, snap: &mut Snapshot, time: f64) {
+        let idle = self.retention.idle_after.map(|d| d.as_secs_f64());
+        let peaks = &mut self.peaks;
+        let omitted = &mut snap.omitted;
+        snap.classes.retain_mut(|c| {
+            c.peak_seen_bytes = peaks.raise(c.id, c.live_bytes);
+            let idle = peaks.seen(c, time, idle) && !c.is_reserved();
+            if idle {
+                omitted.add(c);
+                omitted.idle += 1;
+            }
+            !idle
+        });
     }
 
     /// Keeps `snap` among the recent snapshots, summarizing the oldest one beyond the limit.

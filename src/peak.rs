@@ -44,11 +44,14 @@ static WATCHER: Lock<Watcher> = Lock::new(Watcher {
 
 /// The live bytes of the user's classes in `snap` (every class but the two reserved ones).
 pub(crate) fn user_class_bytes(snap: &Snapshot) -> u64 {
-    snap.classes
+    let kept: u64 = snap
+        .classes
         .iter()
         .filter(|c| c.id >= ClassId::FIRST_USER)
         .map(|c| c.live_bytes)
-        .sum()
+        .sum();
+    // The classes left out are user classes: the reserved ones are always kept.
+    kept + snap.omitted.live_bytes
 }
 
 /// The step above a recorded peak of `bytes` at which the watcher is woken again.
@@ -147,22 +150,30 @@ fn offer(snap: &Snapshot, histories: &[Arc<History>]) -> bool {
     let mut levels: Vec<u64> = vec![u64::MAX; snap.classes.len()];
     for history in histories {
         let time = history.now();
+        let keep = {
+            let mut st = history.lock();
+            for (c, level) in snap.classes.iter().zip(&mut levels) {
+                let peak = st.peaks.raise(c.id, c.live_bytes);
+                *level = (*level).min(peak);
+            }
+            if beaten(&st, bytes) {
+                continue;
+            }
+            st.retention.snapshot_classes
+        };
+        // The tracker keeps its peak as it keeps a recent snapshot other than the latest:
+        // the largest classes, the others summed (`Retention::snapshot_classes`). Trimmed
+        // outside its lock.
+        let mut mine = snap.trimmed(keep, &[]);
+        mine.time = time;
         let mut st = history.lock();
-        for (c, level) in snap.classes.iter().zip(&mut levels) {
-            let peak = st.peaks.raise(c.id, c.live_bytes);
-            *level = (*level).min(peak);
-        }
-        if st
-            .peak
-            .as_ref()
-            .is_some_and(|p| user_class_bytes(p) >= bytes)
-        {
+        if beaten(&st, bytes) {
             continue;
         }
-        let mut mine = snap.clone();
-        mine.time = time;
         st.record_peaks(&mut mine);
-        st.peak = Some(Arc::new(mine));
+        let old = st.peak.replace(Arc::new(mine));
+        drop(st);
+        drop(old);
         taken = true;
     }
     for (c, peak) in snap.classes.iter().zip(levels) {
@@ -171,6 +182,13 @@ fn offer(snap: &Snapshot, histories: &[Arc<History>]) -> bool {
         }
     }
     taken
+}
+
+/// Whether the tracker's recorded peak is at least `bytes` of user classes.
+fn beaten(st: &crate::history::State, bytes: u64) -> bool {
+    st.peak
+        .as_ref()
+        .is_some_and(|p| user_class_bytes(p) >= bytes)
 }
 
 /// The longest the watcher sleeps between two looks at the published figure.
@@ -226,11 +244,14 @@ pub(crate) fn peak(history: &Arc<History>) -> Option<Arc<Snapshot>> {
 pub(crate) fn reset(history: &Arc<History>) {
     let _g = OverheadGuard::new();
     let _ = ensure_running(&mut WATCHER.lock());
-    let mut now = Snapshot::take(history.now(), DESCRIPTION);
+    let now = Snapshot::take(history.now(), DESCRIPTION);
+    let keep = history.lock().retention.snapshot_classes;
+    let mut now = now.trimmed(keep, &[]);
     let mut st = history.lock();
     st.record_peaks(&mut now);
-    st.peak = Some(Arc::new(now));
+    let old = st.peak.replace(Arc::new(now));
     drop(st);
+    drop(old);
     rewatch();
 }
 

@@ -283,10 +283,15 @@ fn id_of_name_slow(name: &str) -> ClassId {
     REGISTRY.lock().id_of_name(name)
 }
 
-/// The names of all classes registered so far, indexed by class id.
-pub(crate) fn names() -> Vec<Arc<str>> {
+/// The names of the classes `first..first + n`, appended to `out`, fewer where the registry ends. The registry's lock is
+/// held for these only, so a reader of many classes holds it a window at a time.
+pub(crate) fn names_from(first: usize, n: usize, out: &mut Vec<Arc<str>>) {
     let _g = OverheadGuard::new();
-    REGISTRY.lock().names.clone()
+    let r = REGISTRY.lock();
+    let end = first.saturating_add(n).min(r.names.len());
+    if first < end {
+        out.extend_from_slice(&r.names[first..end]);
+    }
 }
 
 /// The number of classes registered so far, reserved classes included.

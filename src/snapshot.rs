@@ -4,10 +4,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use classtrack_shim::{read_totals, shim_stats, ClassId, OverheadGuard, METADATA_BYTES_PER_BLOCK};
+use classtrack_shim::{
+    read_totals_from, shim_stats, ClassId, OverheadGuard, METADATA_BYTES_PER_BLOCK,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::registry;
+
+/// Classes a snapshot reads at a time (see [`Snapshot::take`]).
+const WINDOW: usize = 4096;
 
 /// What reports say when no allocation was counted.
 pub(crate) const NOT_INSTALLED: &str =
@@ -204,8 +209,16 @@ pub struct Snapshot {
     /// The description given to `create_snapshot`.
     pub description: String,
     /// Every class that has allocated at least once, plus the two reserved classes, in class
-    /// id order (the order classes were first used).
+    /// id order (the order classes were first used); but for the classes summed in
+    /// [`omitted`](Self::omitted).
     pub classes: Vec<ClassTotals>,
+    /// The classes left out of [`classes`](Self::classes), summed (all zero when none is):
+    /// idle ones ([`Retention::idle_after`](crate::Retention::idle_after)), and, in a
+    /// tracker's recent snapshots other than the latest, those beyond
+    /// [`Retention::snapshot_classes`](crate::Retention::snapshot_classes). The snapshot
+    /// [`ClassTracker::create_snapshot`](crate::ClassTracker::create_snapshot) returns keeps
+    /// every class but idle ones.
+    pub omitted: crate::stats::OmittedClasses,
     /// The sum over all classes.
     pub allocator: AllocatorTotals,
     /// The process's resident and virtual memory, when the platform reports them.
@@ -223,42 +236,65 @@ pub struct Snapshot {
     pub allocator_installed: bool,
     /// A hint about the set-up, shown under the table: a tracing layer that sees no span.
     pub(crate) hint: Option<&'static str>,
+    /// The number of classes registered when it was taken: a class with this id or a larger
+    /// one had not allocated (see [`SnapshotStats::unseen_from`](crate::SnapshotStats)).
+    pub(crate) unseen_from: u32,
 }
 
 impl Snapshot {
     /// Reads the counters now.
+    ///
+    /// A window of [`WINDOW`] classes at a time (their names, then their counters), so that
+    /// reading a million classes needs no buffer of every class's counters beside the
+    /// snapshot's own, and holds the registry's lock for one window at a time.
     pub(crate) fn take(time: f64, description: &str) -> Snapshot {
         let _g = OverheadGuard::new();
-        let names = registry::names();
-        let counters = read_totals(names.len());
+        let count = registry::class_count();
         let shim = shim_stats();
         let process = memory_stats::memory_stats().map(|m| ProcessMemory {
             resident_bytes: m.physical_mem as u64,
             virtual_bytes: m.virtual_mem as u64,
         });
         let mut allocator = AllocatorTotals::default();
-        let mut classes = Vec::new();
-        for (i, (c, name)) in counters.iter().zip(names).enumerate() {
-            allocator.live_bytes += c.live_bytes();
-            allocator.live_blocks += c.live_blocks();
-            allocator.allocated_bytes += c.allocated_bytes;
-            allocator.allocations += c.allocations;
-            allocator.freed_bytes += c.freed_bytes;
-            allocator.frees += c.frees;
-            if c.allocations == 0 && i >= ClassId::FIRST_USER.index() {
-                continue;
+        // Every class that has allocated, usually most of those registered: sized once, as a
+        // vector grown by doubling would copy (and fault in) its contents again and again.
+        let mut classes = Vec::with_capacity(count);
+        let mut names = Vec::with_capacity(WINDOW.min(count));
+        let mut counters = vec![classtrack_shim::ClassCounters::default(); WINDOW.min(count)];
+        let mut first = 0;
+        while first < count {
+            names.clear();
+            // The classes registered when the snapshot began: those since are left out.
+            registry::names_from(first, WINDOW.min(count - first), &mut names);
+            let counters = &mut counters[..names.len()];
+            read_totals_from(first, counters);
+            for (k, (c, name)) in counters.iter().zip(names.drain(..)).enumerate() {
+                let i = first + k;
+                allocator.live_bytes += c.live_bytes();
+                allocator.live_blocks += c.live_blocks();
+                allocator.allocated_bytes += c.allocated_bytes;
+                allocator.allocations += c.allocations;
+                allocator.freed_bytes += c.freed_bytes;
+                allocator.frees += c.frees;
+                if c.allocations == 0 && i >= ClassId::FIRST_USER.index() {
+                    continue;
+                }
+                classes.push(ClassTotals {
+                    id: ClassId(i as u32),
+                    name,
+                    live_bytes: c.live_bytes(),
+                    live_blocks: c.live_blocks(),
+                    allocated_bytes: c.allocated_bytes,
+                    allocations: c.allocations,
+                    freed_bytes: c.freed_bytes,
+                    frees: c.frees,
+                    peak_seen_bytes: c.live_bytes(),
+                });
             }
-            classes.push(ClassTotals {
-                id: ClassId(i as u32),
-                name,
-                live_bytes: c.live_bytes(),
-                live_blocks: c.live_blocks(),
-                allocated_bytes: c.allocated_bytes,
-                allocations: c.allocations,
-                freed_bytes: c.freed_bytes,
-                frees: c.frees,
-                peak_seen_bytes: c.live_bytes(),
-            });
+            if counters.is_empty() {
+                break;
+            }
+            first += counters.len();
         }
         let tracker_bytes = classes
             .get(ClassId::OVERHEAD.index())
@@ -273,6 +309,8 @@ impl Snapshot {
                 shard_bytes: shim.shard_bytes,
             },
             classes,
+            omitted: Default::default(),
+            unseen_from: count as u32,
             allocator,
             process,
             tracked: Vec::new(),
@@ -295,6 +333,104 @@ impl Snapshot {
             #[cfg(not(feature = "tracing"))]
             hint: None,
         }
+    }
+
+    /// Whether every class that had allocated is in [`classes`](Self::classes) (none is
+    /// [`omitted`](Self::omitted)).
+    pub fn is_full(&self) -> bool {
+        self.omitted.classes == 0
+    }
+
+    /// A copy that keeps the reserved classes, the `keep` largest others by live bytes (ties:
+    /// the first class) and the classes in `also` (sorted ids); the others are summed into
+    /// its `omitted`. Its sites are shared with this one.
+    pub(crate) fn trimmed(&self, keep: usize, also: &[ClassId]) -> Snapshot {
+        let users = self.classes.len().saturating_sub(2);
+        let mut kept = vec![false; self.classes.len()];
+        if keep >= users {
+            kept.fill(true);
+        } else {
+            // The `keep` largest: a selection, not a sort of every class.
+            let mut order: Vec<(u64, u32)> = self
+                .classes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.is_reserved())
+                .map(|(i, c)| (c.live_bytes, i as u32))
+                .collect();
+            if keep > 0 {
+                order.select_nth_unstable_by(keep - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                for &(_, i) in &order[..keep] {
+                    kept[i as usize] = true;
+                }
+            }
+            let mut also = also.iter().peekable();
+            for (c, k) in self.classes.iter().zip(kept.iter_mut()) {
+                while also.next_if(|&&id| id < c.id).is_some() {}
+                if c.is_reserved() || also.peek().is_some_and(|&&id| id == c.id) {
+                    *k = true;
+                }
+            }
+        }
+        let mut omitted = self.omitted;
+        let classes = self
+            .classes
+            .iter()
+            .zip(&kept)
+            .filter_map(|(c, &k)| {
+                if !k {
+                    omitted.add(c);
+                }
+                k.then(|| c.clone())
+            })
+            .collect();
+        Snapshot {
+            time: self.time,
+            timestamp: self.timestamp,
+            description: self.description.clone(),
+            classes,
+            omitted,
+            allocator: self.allocator,
+            process: self.process,
+            overhead: self.overhead,
+            tracked: self.tracked.clone(),
+            sites: self.sites.clone(),
+            sampling: self.sampling,
+            allocator_installed: self.allocator_installed,
+            hint: self.hint,
+            unseen_from: self.unseen_from,
+        }
+    }
+
+    /// The classes in both `self` and `later` whose counts differ, at most `limit` of them
+    /// (the largest changes of live bytes first, then of allocations), by id.
+    pub(crate) fn changed_into(&self, later: &Snapshot, limit: usize) -> Vec<ClassId> {
+        if limit == 0 {
+            return Vec::new();
+        }
+        // Both are in id order: one walk.
+        let mut changed: Vec<(u64, u64, ClassId)> = Vec::new();
+        let mut earlier = self.classes.iter().peekable();
+        for c in &later.classes {
+            while earlier.next_if(|e| e.id < c.id).is_some() {}
+            let Some(e) = earlier.next_if(|e| e.id == c.id) else {
+                continue;
+            };
+            if e.allocations != c.allocations || e.frees != c.frees {
+                changed.push((
+                    e.live_bytes.abs_diff(c.live_bytes),
+                    c.allocations.wrapping_sub(e.allocations),
+                    c.id,
+                ));
+            }
+        }
+        if changed.len() > limit {
+            changed.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+            changed.truncate(limit);
+        }
+        let mut ids: Vec<ClassId> = changed.into_iter().map(|(_, _, id)| id).collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first.

@@ -37,9 +37,13 @@ pub struct SnapshotStats {
     pub time: f64,
     /// The snapshot's description (its label).
     pub description: String,
-    /// Whether every class is in `classes` (a recent snapshot), rather than the largest ones
-    /// (the summary of an older snapshot; see
-    /// [`Retention::summary_classes`](crate::Retention::summary_classes)).
+    /// Whether every class that had allocated is in `classes`. Not so in the summary of an
+    /// older snapshot (the largest classes: see
+    /// [`Retention::summary_classes`](crate::Retention::summary_classes)), in a recent
+    /// snapshot other than the latest when there are many classes
+    /// ([`Retention::snapshot_classes`](crate::Retention::snapshot_classes)), or in one that
+    /// left idle classes out ([`Retention::idle_after`](crate::Retention::idle_after)): the
+    /// classes left out are summed in `omitted`.
     pub full: bool,
     /// The allocator's totals over all classes.
     pub allocator: AllocatorTotals,
@@ -52,7 +56,7 @@ pub struct SnapshotStats {
     /// Whether a [`TrackingAlloc`](crate::TrackingAlloc) counted any allocation by then.
     pub allocator_installed: bool,
     /// The classes' totals, in class id order: every class that had allocated (`full`), or
-    /// the two reserved classes and the largest others by live bytes.
+    /// the two reserved classes and those kept (see `full`).
     pub classes: Vec<ClassTotals>,
     /// The classes left out of `classes`, summed (all zero when `full`).
     pub omitted: OmittedClasses,
@@ -98,10 +102,15 @@ pub struct OmittedClasses {
     pub freed_bytes: u64,
     /// Their blocks ever freed.
     pub frees: u64,
+    /// How many of them were left out as idle: nothing live, and no allocation or free for
+    /// [`Retention::idle_after`](crate::Retention::idle_after). 0 in dumps written before
+    /// idle classes were left out.
+    #[serde(default)]
+    pub idle: u64,
 }
 
 impl OmittedClasses {
-    fn add(&mut self, c: &ClassTotals) {
+    pub(crate) fn add(&mut self, c: &ClassTotals) {
         self.classes += 1;
         self.live_bytes += c.live_bytes;
         self.live_blocks += c.live_blocks;
@@ -109,6 +118,18 @@ impl OmittedClasses {
         self.allocations += c.allocations;
         self.freed_bytes += c.freed_bytes;
         self.frees += c.frees;
+    }
+
+    /// Adds the classes `other` sums.
+    pub(crate) fn merge(&mut self, other: &OmittedClasses) {
+        self.classes += other.classes;
+        self.live_bytes += other.live_bytes;
+        self.live_blocks += other.live_blocks;
+        self.allocated_bytes += other.allocated_bytes;
+        self.allocations += other.allocations;
+        self.freed_bytes += other.freed_bytes;
+        self.frees += other.frees;
+        self.idle += other.idle;
     }
 }
 
@@ -357,7 +378,7 @@ impl SnapshotStats {
     pub(crate) fn summary(s: &Snapshot, classes: usize) -> SnapshotStats {
         let mut users: Vec<&ClassTotals> = s.user_classes().collect();
         users.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
-        let mut omitted = OmittedClasses::default();
+        let mut omitted = s.omitted;
         for c in users.iter().skip(classes) {
             omitted.add(c);
         }
@@ -382,17 +403,17 @@ impl SnapshotStats {
         SnapshotStats {
             time: s.time,
             description: s.description.clone(),
-            full: true,
+            full: s.omitted.classes == 0,
             allocator: s.allocator,
             process: s.process,
             overhead: s.overhead,
             sampling: s.sampling,
             allocator_installed: s.allocator_installed,
             classes: Vec::new(),
-            omitted: OmittedClasses::default(),
+            omitted: s.omitted,
             tracked: s.tracked.clone(),
             sites: Vec::new(),
-            unseen_from: Some(s.classes.iter().map(|c| c.id.0 + 1).max().unwrap_or(0)),
+            unseen_from: Some(s.unseen_from),
         }
     }
 

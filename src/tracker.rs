@@ -284,13 +284,44 @@ impl Inner {
         let mut tracked = per_class.finish(st.classes.iter().map(|(id, c)| (*id, &c.name)));
         tracked.sort_by(|a, b| a.name.cmp(&b.name));
         snap.tracked = tracked;
-        st.record_peaks(&mut snap);
+        st.record_classes(&mut snap, time);
         let snap = Arc::new(snap);
+        let previous = st.recent.back().cloned();
+        let changed_before = std::mem::take(&mut st.changed_into_latest);
+        let keep = st.retention.snapshot_classes;
         st.record_snapshot(snap.clone());
         // A snapshot above the recorded peak (which is a step behind the heap at most) is
         // the peak: the peak is never below a snapshot.
         let new_peak = crate::peak::offer_snapshot(st, &snap);
         drop(guard);
+        // The snapshot before is no longer the latest: it keeps its largest classes and those
+        // that changed into it or out of it (`Retention::snapshot_classes`). Trimmed outside
+        // the lock, then swapped in; dropped (the full one) after it is released.
+        if let Some(previous) = previous {
+            let changed = previous.changed_into(&snap, keep);
+            let trimmed = (previous.classes.len() > keep + 2).then(|| {
+                let mut also = changed_before;
+                also.extend_from_slice(&changed);
+                also.sort_unstable();
+                also.dedup();
+                Arc::new(previous.trimmed(keep, &also))
+            });
+            let mut st = history.lock();
+            let mut replaced = Vec::new();
+            if let Some(trimmed) = trimmed {
+                for r in st.recent.iter_mut().filter(|r| Arc::ptr_eq(r, &previous)) {
+                    replaced.push(std::mem::replace(r, trimmed.clone()));
+                }
+                if let Some(peak) = st.peak.as_mut().filter(|p| Arc::ptr_eq(p, &previous)) {
+                    replaced.push(std::mem::replace(peak, trimmed));
+                }
+            }
+            if st.recent.back().is_some_and(|r| Arc::ptr_eq(r, &snap)) {
+                st.changed_into_latest = changed;
+            }
+            drop(st);
+            drop((replaced, previous));
+        }
         drop(one_at_a_time);
         // With no lock of this tracker held: `rewatch` takes every tracker's lock in turn, and
         // holding one of ours meanwhile would invert the fork handlers' order.
@@ -1164,9 +1195,12 @@ impl ClassTracker {
         crate::budget::on_exceeded(&self.inner.history, Arc::new(callback));
     }
 
-    /// The snapshots kept in full, oldest first: the most recent
-    /// [`Retention::recent_snapshots`] (32 by default). Older ones are summarized in
-    /// [`Stats::snapshots`].
+    /// The recent snapshots, oldest first: the most recent
+    /// [`Retention::recent_snapshots`] (32 by default). The latest has every class (but idle
+    /// ones); the others keep the largest classes and those that changed, the rest summed in
+    /// their [`omitted`](Snapshot::omitted) ([`Retention::snapshot_classes`], 1,000 by
+    /// default, so that a tracker of a million classes keeps one snapshot of every class, not
+    /// 32). Older ones are summarized in [`Stats::snapshots`].
     pub fn snapshots(&self) -> Vec<Arc<Snapshot>> {
         let _g = OverheadGuard::new();
         self.history().lock().recent.iter().cloned().collect()

@@ -66,6 +66,20 @@ fn one_hundred_thousand_named_classes() {
         assert_eq!(c.live_bytes, 3 * size_of_class(i) as u64, "{n}");
         assert_eq!(c.live_blocks, 2, "{n}");
     }
+    // The counters read a window at a time (as a snapshot reads them), windows of any length
+    // and start, are the counters read at once.
+    let first = classtrack::class_id_named(&names[0]).0 as usize;
+    let all = classtrack_shim::read_totals(first + CLASSES);
+    for window in [1, 7, 127, 128, 129, 4096, 40_000] {
+        let mut from = first;
+        let mut buf = vec![classtrack_shim::ClassCounters::default(); window];
+        while from < first + CLASSES {
+            let n = window.min(first + CLASSES - from);
+            classtrack_shim::read_totals_from(from, &mut buf[..n]);
+            assert_eq!(&buf[..n], &all[from..from + n], "window {window} at {from}");
+            from += n;
+        }
+    }
     // Frees on the main thread of blocks allocated on the other one credit the same classes.
     drop(there);
     drop(here);

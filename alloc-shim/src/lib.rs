@@ -123,7 +123,8 @@ pub use sampling::{
     DEFAULT_SAMPLE_MEAN, MAX_STACK_DEPTH, STACK_CHANNEL_CAPACITY,
 };
 pub use shard::{
-    read_live_bytes, read_totals, shim_stats, ClassCounters, ShimStats, SHARD_PAGE_LIMIT,
+    read_live_bytes, read_totals, read_totals_from, shim_stats, ClassCounters, ShimStats,
+    SHARD_PAGE_LIMIT,
 };
 pub use tracking::TrackingAlloc;
 pub use unwind::{

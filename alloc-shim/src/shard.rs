@@ -453,11 +453,13 @@ impl ClassCounters {
     }
 }
 
-/// Calls `f` with every page of `shard` that exists, and the first class id of the page.
-fn for_each_page(shard: &Shard, classes: usize, mut f: impl FnMut(usize, &Page)) {
-    for (r, slot) in shard.root.iter().enumerate() {
+/// Calls `f` with every page of `shard` that exists and holds a class id in `from..to`, and
+/// the first class id of the page.
+fn for_each_page(shard: &Shard, from: usize, to: usize, mut f: impl FnMut(usize, &Page)) {
+    let first_root = from / (PAGE * MID);
+    for (r, slot) in shard.root.iter().enumerate().skip(first_root) {
         let base_r = r * PAGE * MID;
-        if base_r >= classes {
+        if base_r >= to {
             break;
         }
         // Acquire: see the contents of tables installed by other threads.
@@ -465,10 +467,11 @@ fn for_each_page(shard: &Shard, classes: usize, mut f: impl FnMut(usize, &Page))
         if mid.is_null() {
             continue;
         }
+        let first_mid = from.saturating_sub(base_r) / PAGE;
         // SAFETY: installed tables are never freed.
-        for (m, slot) in unsafe { &*mid }.pages.iter().enumerate() {
+        for (m, slot) in unsafe { &*mid }.pages.iter().enumerate().skip(first_mid) {
             let base = base_r + m * PAGE;
-            if base >= classes {
+            if base >= to {
                 break;
             }
             let page = slot.load(Ordering::Acquire);
@@ -584,12 +587,29 @@ fn for_each_counters(classes: &[ClassId], mut f: impl FnMut(usize, &Counters)) {
 pub fn read_totals(classes: usize) -> Vec<ClassCounters> {
     let classes = classes.min(ClassId::LIMIT as usize);
     let mut out = vec![ClassCounters::default(); classes];
+    read_totals_from(0, &mut out);
+    out
+}
+
+/// Sums every shard's counters for the classes `first..first + out.len()` into `out` (which
+/// it overwrites), as [`read_totals`] does: freed counters before allocated ones, so each
+/// class's live figures are never negative. Allocates nothing: a reader of many classes goes
+/// through them a window at a time, without a buffer the size of every class.
+pub fn read_totals_from(first: usize, out: &mut [ClassCounters]) {
+    let first = first.min(ClassId::LIMIT as usize);
+    let end = (first + out.len()).min(ClassId::LIMIT as usize);
+    out.fill(ClassCounters::default());
+    let out = &mut out[..end - first];
+    // The classes of `page` (whose first class is `base`) within `first..end`: their counters
+    // and where each goes in `out`.
+    fn window(first: usize, base: usize, page: &Page) -> (impl Iterator<Item = &Counters>, usize) {
+        let skip = first.saturating_sub(base);
+        (page.counters.iter().skip(skip), base + skip - first)
+    }
     for_each_shard(|shard| {
-        for_each_page(shard, classes, |base, page| {
-            for (k, c) in page.counters.iter().enumerate() {
-                let Some(o) = out.get_mut(base + k) else {
-                    break;
-                };
+        for_each_page(shard, first, end, |base, page| {
+            let (counters, at) = window(first, base, page);
+            for (o, c) in out[at..].iter_mut().zip(counters) {
                 // Acquire: pairs with the release stores of frees (see `on_free`).
                 o.frees += c.frees.load(Ordering::Acquire);
                 o.freed_bytes += c.freed_bytes.load(Ordering::Acquire);
@@ -599,11 +619,9 @@ pub fn read_totals(classes: usize) -> Vec<ClassCounters> {
     // The list is walked again: a shard published after the first walk may hold the
     // allocation of a block whose free the first walk saw.
     for_each_shard(|shard| {
-        for_each_page(shard, classes, |base, page| {
-            for (k, c) in page.counters.iter().enumerate() {
-                let Some(o) = out.get_mut(base + k) else {
-                    break;
-                };
+        for_each_page(shard, first, end, |base, page| {
+            let (counters, at) = window(first, base, page);
+            for (o, c) in out[at..].iter_mut().zip(counters) {
                 // Relaxed: every allocation that happened before a free seen above is already
                 // visible through that acquire; later ones may or may not be counted.
                 o.allocations += c.allocs.load(Ordering::Relaxed);
@@ -611,7 +629,6 @@ pub fn read_totals(classes: usize) -> Vec<ClassCounters> {
             }
         })
     });
-    out
 }
 
 /// Statistics about the shim itself.

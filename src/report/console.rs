@@ -20,16 +20,32 @@ fn share(part: u64, total: u64) -> String {
     }
 }
 
+/// User classes a snapshot's table lists, the largest; the others are one row, summed.
+pub(crate) const TABLE_ROWS: usize = 100;
+
 pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()> {
     let mut users: Vec<&ClassTotals> = snap.user_classes().collect();
-    users.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+    let largest =
+        |a: &&ClassTotals, b: &&ClassTotals| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id));
+    // The largest rows only are sorted: a snapshot may have a million classes.
+    let mut rest = crate::stats::OmittedClasses::default();
+    if users.len() > TABLE_ROWS {
+        users.select_nth_unstable_by(TABLE_ROWS - 1, largest);
+        for c in &users[TABLE_ROWS..] {
+            rest.add(c);
+        }
+        users.truncate(TABLE_ROWS);
+    }
+    users.sort_by(largest);
     let heap: Vec<&ClassTotals> = users.into_iter().chain([snap.untracked()]).collect();
+    let mut more = rest;
+    more.merge(&snap.omitted);
     const USER_HEAP: &str = "user heap";
     let width = heap
         .iter()
         .chain([&snap.tracker_class()])
         .map(|c| c.name.chars().count())
-        .chain([USER_HEAP.len()])
+        .chain([USER_HEAP.len(), if more.classes > 0 { 32 } else { 0 }])
         .max()
         .unwrap_or(5);
     let user_total = snap.user_live_bytes();
@@ -78,8 +94,32 @@ pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()
     for c in &heap {
         row(out, c, Some(user_total))?;
     }
+    if more.classes > 0 {
+        let idle = if more.idle > 0 {
+            format!(", {} idle", more.idle)
+        } else {
+            String::new()
+        };
+        line(
+            out,
+            [
+                &format!("{} more classes{idle}", more.classes),
+                &more.live_blocks.to_string(),
+                &format_bytes(more.live_bytes),
+                &format_bytes(if more.live_blocks == 0 {
+                    0
+                } else {
+                    (more.live_bytes as f64 / more.live_blocks as f64).round() as u64
+                }),
+                &share(more.live_bytes, user_total),
+                "",
+                &format_bytes(more.allocated_bytes),
+                &more.allocations.to_string(),
+            ],
+        )?;
+    }
     let sum = |f: fn(&ClassTotals) -> u64| heap.iter().map(|c| f(c)).sum::<u64>();
-    let blocks = sum(|c| c.live_blocks);
+    let blocks = sum(|c| c.live_blocks) + more.live_blocks;
     let average = |bytes: u64, blocks: u64| {
         if blocks == 0 {
             0
@@ -96,8 +136,8 @@ pub(crate) fn write_table(snap: &Snapshot, out: &mut dyn Write) -> io::Result<()
             &format_bytes(average(user_total, blocks)),
             &share(user_total, user_total),
             "",
-            &format_bytes(sum(|c| c.allocated_bytes)),
-            &sum(|c| c.allocations).to_string(),
+            &format_bytes(sum(|c| c.allocated_bytes) + more.allocated_bytes),
+            &(sum(|c| c.allocations) + more.allocations).to_string(),
         ],
     )?;
     row(out, snap.tracker_class(), None)?;
@@ -157,7 +197,15 @@ fn signed_bytes(change: i64) -> String {
 }
 
 pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result<()> {
-    let rows: Vec<_> = diff.classes.iter().filter(|c| c.changed()).collect();
+    let mut rows: Vec<_> = diff.classes.iter().filter(|c| c.changed()).collect();
+    // The largest growths and shrinkages; those between are one line, summed.
+    let mut between = None;
+    if rows.len() > TABLE_ROWS {
+        let half = TABLE_ROWS / 2;
+        let middle: Vec<_> = rows.drain(half..rows.len() - half).collect();
+        let change: i64 = middle.iter().map(|c| c.live_bytes_change).sum();
+        between = Some((half, middle.len(), change));
+    }
     let width = rows
         .iter()
         .map(|c| c.name.chars().count() + if c.new { " (new)".len() } else { 0 })
@@ -185,7 +233,14 @@ pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result
         "freed",
         "frees"
     )?;
-    for c in &rows {
+    for (i, c) in rows.iter().enumerate() {
+        if let Some((_, n, change)) = between.filter(|b| b.0 == i) {
+            writeln!(
+                out,
+                "... {n} more classes changed, by {} in all",
+                signed_bytes(change)
+            )?;
+        }
         let name = if c.new {
             format!("{} (new)", c.name)
         } else {
@@ -206,6 +261,14 @@ pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result
     }
     if rows.is_empty() {
         writeln!(out, "(no class changed)")?;
+    }
+    if diff.unknown > 0 {
+        writeln!(
+            out,
+            "{} classes not compared: the earlier snapshot left them out (a summary, or a \
+             recent snapshot that keeps the largest and the changed classes only)",
+            diff.unknown
+        )?;
     }
     writeln!(
         out,
