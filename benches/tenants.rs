@@ -1,6 +1,7 @@
 //! Many classes: T threads serve requests for N tenants, each request in the tenant's scope
-//! (`scope_named("tenant-<id>")`), each tenant keeping one 64-byte value live; then five
-//! snapshots, and a round of the budget thread with a budget on every tenant.
+//! (`scope_named("tenant-<id>")`), each tenant keeping one 64-byte value live; then forty
+//! snapshots (more than the 32 recent ones a tracker keeps), and a round of the budget thread
+//! with a budget on every tenant.
 //!
 //! ```text
 //! cargo bench --bench tenants                      # the README's rows
@@ -11,8 +12,12 @@
 //! within a process), and prints:
 //! - the processor time per request ([`serve`]), by the tenant's name (`scope_named`) and by
 //!   its class id kept with it (`scope_id`);
-//! - the median time of the five snapshots;
-//! - classtrack's own live bytes (`<classtrack overhead>`) and its counter shards, after them;
+//! - the median time of the forty snapshots (each call, trimming the snapshot before included);
+//! - the tracker's memory after them, and per tenant: classtrack's own live bytes
+//!   (`<classtrack overhead>`) after the snapshots less before the first (the class registry,
+//!   the sampler's tables and the rest of classtrack's process-wide memory are there before);
+//! - the class registry and the rest of classtrack's own memory (before the first snapshot),
+//!   and the counter shards;
 //! - the process's resident memory;
 //! - the time of one round of the budget thread, with a budget on every tenant.
 //!
@@ -45,9 +50,9 @@ fn main() {
         chosen
     };
     println!(
-        "| threads × tenants | request, by name | request, by id | snapshot | tracker | counter shards | RSS | budget round |"
+        "| threads × tenants | request, by name | request, by id | snapshot | tracker (per tenant) | registry and the rest | counter shards | RSS | budget round |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("the bench's own path");
     for (t, n) in rows {
         let out = Command::new(&exe)
@@ -94,7 +99,13 @@ fn run(threads: usize, tenants: usize) {
     let by_id = serve(threads, tenants, |i| {
         classtrack::scope_id(ids[i], || black_box(vec![0u8; 48]));
     });
-    let snapshots: Vec<f64> = (0..5)
+    let overhead = || {
+        let mut live = [0u64];
+        classtrack_shim::read_live_bytes(&[classtrack_shim::ClassId::OVERHEAD], &mut live);
+        live[0]
+    };
+    let before = overhead();
+    let snapshots: Vec<f64> = (0..40)
         .map(|i| {
             let start = Instant::now();
             black_box(tracker.create_snapshot(&format!("snapshot {i}")));
@@ -105,6 +116,11 @@ fn run(threads: usize, tenants: usize) {
     let check = snap.class_named("tenant-0").map(|c| c.live_bytes);
     assert_eq!(check, Some(64), "a tenant's live bytes are exact");
     let rss = snap.process.map(|p| p.resident_bytes).unwrap_or(0);
+    let shards = snap.overhead.shard_bytes;
+    // The tracker's own: what classtrack holds now (the latest snapshot is the tracker's, not
+    // another copy) less what it held before the first snapshot.
+    let tracker_bytes = overhead().saturating_sub(before);
+    drop(snap);
     // A budget on every tenant, then the time of one round of the budget thread.
     for &id in &ids {
         classtrack::set_budget(id, Some(1 << 20)).unwrap();
@@ -118,10 +134,12 @@ fn run(threads: usize, tenants: usize) {
         classtrack::budget_stats().last_round
     };
     println!(
-        "| {threads} × {tenants} | {by_name:.0} ns | {by_id:.0} ns | {:.2} ms | {} | {} | {} | {:.2} ms |",
+        "| {threads} × {tenants} | {by_name:.0} ns | {by_id:.0} ns | {:.2} ms | {} ({:.0} B) | {} | {} | {} | {:.2} ms |",
         median(snapshots),
-        mib(snap.overhead.tracker_bytes),
-        mib(snap.overhead.shard_bytes),
+        mib(tracker_bytes),
+        tracker_bytes as f64 / tenants as f64,
+        mib(before),
+        mib(shards),
         mib(rss),
         round.as_secs_f64() * 1e3,
     );

@@ -36,21 +36,27 @@ use crate::sync::{Lock, Mailbox};
 /// about (figures measured on x86-64 Linux; names and descriptions add their length):
 ///
 /// ```text
-/// recent_snapshots  × (C × 110 B + T × 90 B + 300 B)     full snapshots
-/// + C × 16 B                                              peak live bytes seen, per class
+/// C × 96 B                                                the latest snapshot (80 B a class),
+///                                                         and per class its peak and activity
+/// + recent_snapshots × (S × 110 B + T × 90 B + 300 B)   the other recent snapshots, trimmed
 /// + snapshot_history × (T × 90 B + K × 110 B + 200 B)   older snapshots, summarized
 /// + (L + dead_instances) × (1.5 KiB + instance_sizes × 16 B [+ 512 B with `trace`])
 /// + T × class_history × 16 B                              class histories
 /// ```
 ///
-/// for `C` classes that have allocated, `T` tracked classes, `K` classes kept per summary (the
-/// two reserved ones and up to [`summary_classes`](Self::summary_classes)) and `L` live
+/// for `C` classes that have allocated (idle ones left out of snapshots count 16 B:
+/// [`idle_after`](Self::idle_after)), `S` classes kept per recent snapshot (all `C` up to
+/// [`snapshot_classes`](Self::snapshot_classes), and at most twice that plus two beyond:
+/// the largest, and those that changed), `T` tracked classes, `K` classes kept per summary
+/// (the two reserved ones and up to [`summary_classes`](Self::summary_classes)) and `L` live
 /// instances (the program's own objects: each live instance is always kept); the 1.5 KiB of
 /// an instance hold its record, names and a representation of up to 128 ASCII characters.
 /// With the defaults, a program with 1,000 classes, 10 tracked classes and 1,000 live
-/// instances keeps at most about 3.2 MiB (full snapshots) + 4.7 MiB (older snapshots) + 22 MiB
+/// instances keeps at most about 3.2 MiB (recent snapshots) + 4.7 MiB (older snapshots) + 22 MiB
 /// (instances, 10,000 of them dead) + 0.2 MiB (class histories) ≈ 30 MiB, however long it
-/// runs; with `dead_instances(1000)`, about 12 MiB. Set smaller limits with
+/// runs; with `dead_instances(1000)`, about 12 MiB. With a million classes, the snapshots take
+/// about 96 MB (the latest) + 7 MB (the 31 others, trimmed to about 2,000 classes at most) +
+/// 4.7 MiB (older ones), however many snapshots it takes. Set smaller limits with
 /// [`ClassTracker::set_retention`](crate::ClassTracker::set_retention); the
 /// `bounded_memory` test checks the formula. (classtrack's process-wide memory, the same for
 /// every tracker, is apart: the sampler's channels and unwinder caches, about 600 KiB, and the

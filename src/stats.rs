@@ -949,6 +949,32 @@ impl Stats {
         crate::report::console::write_instances(self, filter, limit, out)
     }
 
+    /// Prints the totals, at the latest snapshot, of every class whose name contains `filter`
+    /// (tracked or not: any class that allocated), the largest live bytes first, at most
+    /// `limit` of them (all when `None`), then how many more matched. Finds any class of a
+    /// million: the latest snapshot keeps every class but idle ones
+    /// ([`Retention::idle_after`](crate::Retention::idle_after)), which it says it left out.
+    ///
+    /// ```
+    /// let tracker = classtrack::ClassTracker::new();
+    /// let kept = classtrack::scope_named("tenant-42", || vec![0u8; 100]);
+    /// tracker.create_snapshot("now");
+    /// let mut out = Vec::new();
+    /// tracker.stats().print_classes(&mut out, "tenant-4", None).unwrap();
+    /// let text = String::from_utf8(out).unwrap();
+    /// assert!(text.contains("tenant-42"), "{text}");
+    /// drop(kept);
+    /// ```
+    pub fn print_classes(
+        &self,
+        out: &mut dyn Write,
+        filter: &str,
+        limit: Option<usize>,
+    ) -> io::Result<()> {
+        let _g = OverheadGuard::new();
+        crate::report::console::write_classes(self, filter, limit, out)
+    }
+
     /// Writes the stats to `path` as versioned JSON, atomically: to a temporary file in the
     /// same directory, then renamed over `path`, so a crash never leaves half a file.
     ///

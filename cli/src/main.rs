@@ -63,6 +63,7 @@ const STATS_EXAMPLES: &str = "\
 Examples:
   classtrack stats stats.json --sort size --limit 10
   classtrack stats stats.json --sort class,birth --class Session
+  classtrack stats stats.json --class tenant-42     # any class's totals, and its instances
   classtrack stats stats.json --sort tsize --reverse";
 
 const DIFF_EXAMPLES: &str = "\
@@ -220,7 +221,8 @@ struct StatsArgs {
     /// Show at most N instances.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// Only instances of classes whose tracked name contains NAME.
+    /// Only instances of classes whose tracked name contains NAME; first, the totals of
+    /// every class (tracked or not) whose name contains it, at the latest snapshot.
     #[arg(long, value_name = "NAME")]
     class: Option<String>,
 }
@@ -470,12 +472,21 @@ fn run(command: Command, token: Option<&str>, out: &mut dyn Write) -> Result<()>
             if a.reverse {
                 stats.reverse_order();
             }
+            if let Some(class) = &a.class {
+                stats.print_classes(out, class, a.limit.or(Some(100)))?;
+                writeln!(out)?;
+            }
             stats.print_stats(out, a.class.as_deref(), a.limit)?;
             if let Some(class) = &a.class {
-                if !stats
-                    .instances
-                    .iter()
-                    .any(|i| i.class.contains(class.as_str()))
+                let any_class = stats
+                    .snapshots
+                    .last()
+                    .is_some_and(|s| s.classes.iter().any(|c| c.name.contains(class.as_str())));
+                if !any_class
+                    && !stats
+                        .instances
+                        .iter()
+                        .any(|i| i.class.contains(class.as_str()))
                 {
                     let names: Vec<&str> = stats.classes.iter().map(|c| c.name.as_str()).collect();
                     out.flush()?;

@@ -919,3 +919,46 @@ fn urls_the_command_cannot_read_fail_with_one_line() {
     ));
     assert!(line.contains("404"), "{line}");
 }
+
+#[test]
+fn stats_class_finds_any_class_among_thousands_by_part_of_its_name() {
+    let tracker = classtrack::ClassTracker::new();
+    let kept: Vec<Vec<u8>> = (0..3000)
+        .map(|i| classtrack::scope_named(&format!("cli::tenant-{i}"), || vec![0u8; 1 + i]))
+        .collect();
+    tracker.create_snapshot("tenants");
+    let dump = std::env::temp_dir().join(format!(
+        "classtrack-cli-classes-{}.json",
+        std::process::id()
+    ));
+    tracker.stats().dump(&dump).unwrap();
+    let one = ok(&["stats", path(&dump), "--class", "cli::tenant-2999"]);
+    let row = one
+        .lines()
+        .find(|l| l.starts_with("cli::tenant-2999"))
+        .unwrap_or_else(|| panic!("{one}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // class, live bytes (two cells: number and unit), live blocks, ...
+    assert_eq!(&cells[1..4], ["2.9", "KiB", "1"], "{row}");
+    assert!(one.contains(": 1\n"), "one class matched: {one}");
+    // Many matches: the largest first, at most --limit, then how many more.
+    let many = ok(&[
+        "stats",
+        path(&dump),
+        "--class",
+        "cli::tenant-1",
+        "--limit",
+        "5",
+    ]);
+    let rows: Vec<&str> = many
+        .lines()
+        .filter(|l| l.starts_with("cli::tenant-"))
+        .collect();
+    assert_eq!(rows.len(), 5, "{many}");
+    assert!(rows[0].starts_with("cli::tenant-1999 "), "{many}");
+    // tenant-1, 10-19, 100-199, 1000-1999: 1,111 classes.
+    assert!(many.contains(": 1111\n"), "{many}");
+    assert!(many.contains("... 1106 more"), "{many}");
+    std::fs::remove_file(&dump).unwrap();
+    drop(kept);
+}

@@ -277,6 +277,79 @@ pub(crate) fn write_diff(diff: &SnapshotDiff, out: &mut dyn Write) -> io::Result
     )
 }
 
+/// [`Stats::print_classes`].
+pub(crate) fn write_classes(
+    stats: &Stats,
+    filter: &str,
+    limit: Option<usize>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let Some(last) = stats.snapshots.last() else {
+        return writeln!(out, "no snapshot: take one with create_snapshot");
+    };
+    let mut found: Vec<&ClassTotals> = last
+        .classes
+        .iter()
+        .filter(|c| c.name.contains(filter))
+        .collect();
+    found.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
+    let shown = found.len().min(limit.unwrap_or(usize::MAX));
+    let width = found[..shown]
+        .iter()
+        .map(|c| c.name.chars().count())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    writeln!(
+        out,
+        "classes whose name contains {filter:?} at snapshot {:?} ({:.3} s): {}",
+        last.description,
+        last.time,
+        found.len()
+    )?;
+    if shown > 0 {
+        writeln!(
+            out,
+            "{:<width$}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}",
+            "class", "live bytes", "live blocks", "peak seen", "allocated", "allocations"
+        )?;
+    }
+    for c in &found[..shown] {
+        writeln!(
+            out,
+            "{:<width$}  {:>12}  {:>12}  {:>12}  {:>12}  {:>12}",
+            c.name,
+            format_bytes(c.live_bytes),
+            c.live_blocks,
+            format_bytes(c.peak_seen_bytes),
+            format_bytes(c.allocated_bytes),
+            c.allocations
+        )?;
+    }
+    if shown < found.len() {
+        let rest: u64 = found[shown..].iter().map(|c| c.live_bytes).sum();
+        writeln!(
+            out,
+            "... {} more, {} live in all",
+            found.len() - shown,
+            format_bytes(rest)
+        )?;
+    }
+    if !last.full {
+        writeln!(
+            out,
+            "(the snapshot left {} classes out{}: a class among them is not listed)",
+            last.omitted.classes,
+            if last.omitted.idle > 0 {
+                format!(", {} of them idle", last.omitted.idle)
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(())
+}
+
 /// One row of a snapshot's largest classes in the heap summary.
 struct SummaryRow {
     name: String,

@@ -1095,8 +1095,11 @@ impl<'a> Report<'a> {
         html! {
             @if !s.full {
                 p.note {
-                    "A summary of an older snapshot: it keeps the largest classes only; the "
-                    (s.omitted.classes) " it left out are summed below."
+                    "This snapshot keeps the largest classes (a summary of an older snapshot), \
+                     or the largest and those that changed (a recent one), or leaves idle ones \
+                     out; the " (s.omitted.classes) " it left out"
+                    @if s.omitted.idle > 0 { " (" (s.omitted.idle) " idle)" }
+                    " are summed below."
                 }
             }
             @if !s.allocator_installed { p.warn { (NOT_INSTALLED) } }
