@@ -41,17 +41,54 @@ struct Registry {
     table_len: usize,
 }
 
-/// A class name's entry in the [`NameTable`]s: made once, never freed.
-struct Entry {
-    id: ClassId,
-    name: Arc<str>,
+/// A class name's entry in the [`NameTable`]s: its id, its name's length and its bytes in one
+/// block (`[id: u32][len: u32][bytes]`, native byte order), so that a lookup reads one block
+/// beyond the slot, not a block and then the name's. Made once, never freed.
+#[derive(Clone, Copy)]
+struct Entry(&'static [u8]);
+
+impl Entry {
+    /// Leaks a new entry.
+    fn new(id: ClassId, name: &str) -> Entry {
+        let len = u32::try_from(name.len()).unwrap_or(u32::MAX) as usize;
+        let mut block = Vec::with_capacity(8 + len);
+        block.extend_from_slice(&id.0.to_ne_bytes());
+        block.extend_from_slice(&(len as u32).to_ne_bytes());
+        block.extend_from_slice(&name.as_bytes()[..len]);
+        Entry(Box::leak(block.into_boxed_slice()))
+    }
+
+    /// The entry whose block starts at `p`.
+    ///
+    /// # Safety
+    /// `p` is the start of a block made by [`Entry::new`] (never freed).
+    #[inline]
+    unsafe fn from_ptr(p: *const u8) -> Entry {
+        // SAFETY: the block starts with its length at bytes 4..8 and is 8 + len bytes long
+        // (the caller's promise); u8 needs no alignment.
+        unsafe {
+            let len = u32::from_ne_bytes(*p.add(4).cast::<[u8; 4]>()) as usize;
+            Entry(std::slice::from_raw_parts(p, 8 + len))
+        }
+    }
+
+    fn id(self) -> ClassId {
+        let mut id = [0; 4];
+        id.copy_from_slice(&self.0[..4]);
+        ClassId(u32::from_ne_bytes(id))
+    }
+
+    fn name(self) -> &'static [u8] {
+        &self.0[8..]
+    }
 }
 
 /// One slot of a [`NameTable`]: the entry, and its name's hash (never 0 in a filled slot), so
 /// that a probe passes other names without reading their entries.
 struct Slot {
     hash: AtomicU64,
-    entry: AtomicPtr<Entry>,
+    /// The start of an [`Entry`]'s block.
+    entry: AtomicPtr<u8>,
 }
 
 /// Names to ids, read without a lock: a power-of-two array of slots, linear probing, at most
@@ -100,11 +137,12 @@ impl NameTable {
                 h if h == hash => {
                     // Relaxed: ordered by the acquire load of the hash above.
                     let entry = slot.entry.load(Ordering::Relaxed);
-                    // SAFETY: the pointer was stored before the hash, and entries are leaked
-                    // when made and never freed.
-                    if let Some(entry) = unsafe { entry.as_ref() } {
-                        if *entry.name == *name {
-                            return Some(entry.id);
+                    if !entry.is_null() {
+                        // SAFETY: the pointer was stored before the hash, and entries are
+                        // leaked when made and never freed.
+                        let entry = unsafe { Entry::from_ptr(entry) };
+                        if entry.name() == name.as_bytes() {
+                            return Some(entry.id());
                         }
                     }
                 }
@@ -117,7 +155,7 @@ impl NameTable {
     /// Puts `entry` (of `hash`) in the first empty slot of its probe sequence. Under the
     /// registry's lock (the only writer), with room left (at most half full); readers may be
     /// probing the table meanwhile.
-    fn insert(&self, hash: u64, entry: &'static Entry) {
+    fn insert(&self, hash: u64, entry: Entry) {
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         while self.slots[i].hash.load(Ordering::Relaxed) != 0 {
@@ -126,7 +164,7 @@ impl NameTable {
         // Relaxed, then release: a reader that sees the hash sees the pointer and the entry.
         self.slots[i]
             .entry
-            .store(std::ptr::from_ref(entry).cast_mut(), Ordering::Relaxed);
+            .store(entry.0.as_ptr().cast_mut(), Ordering::Relaxed);
         self.slots[i].hash.store(hash, Ordering::Release);
     }
 }
@@ -165,9 +203,8 @@ impl Registry {
             return ClassId::UNTRACKED;
         }
         let id = ClassId(self.names.len() as u32);
-        let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
-        let entry: &'static Entry = Box::leak(Box::new(Entry { id, name }));
+        let entry = Entry::new(id, name);
+        self.names.push(Arc::from(name));
         let full = self
             .tables
             .last()
@@ -178,9 +215,10 @@ impl Registry {
             if let Some(old) = self.tables.last() {
                 for slot in old.slots.iter() {
                     let h = slot.hash.load(Ordering::Relaxed);
-                    // SAFETY: entries are leaked when made and never freed.
-                    if let Some(e) = unsafe { slot.entry.load(Ordering::Relaxed).as_ref() } {
-                        table.insert(h, e);
+                    let e = slot.entry.load(Ordering::Relaxed);
+                    if !e.is_null() {
+                        // SAFETY: entries are leaked when made and never freed.
+                        table.insert(h, unsafe { Entry::from_ptr(e) });
                     }
                 }
             }
@@ -283,8 +321,9 @@ fn id_of_name_slow(name: &str) -> ClassId {
     REGISTRY.lock().id_of_name(name)
 }
 
-/// The names of the classes `first..first + n`, appended to `out`, fewer where the registry ends. The registry's lock is
-/// held for these only, so a reader of many classes holds it a window at a time.
+/// The names of the classes `first..first + n`, appended to `out`, fewer where the registry
+/// ends. The registry's lock is held for these only, so a reader of many classes holds it a
+/// window at a time.
 pub(crate) fn names_from(first: usize, n: usize, out: &mut Vec<Arc<str>>) {
     let _g = OverheadGuard::new();
     let r = REGISTRY.lock();
