@@ -345,45 +345,28 @@ impl Snapshot {
     /// the first class) and the classes in `also` (sorted ids); the others are summed into
     /// its `omitted`. Its sites are shared with this one.
     pub(crate) fn trimmed(&self, keep: usize, also: &[ClassId]) -> Snapshot {
-        let users = self.classes.len().saturating_sub(2);
-        let mut kept = vec![false; self.classes.len()];
-        if keep >= users {
-            kept.fill(true);
-        } else {
-            // The `keep` largest: a selection, not a sort of every class.
-            let mut order: Vec<(u64, u32)> = self
-                .classes
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| !c.is_reserved())
-                .map(|(i, c)| (c.live_bytes, i as u32))
-                .collect();
-            if keep > 0 {
-                order.select_nth_unstable_by(keep - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-                for &(_, i) in &order[..keep] {
-                    kept[i as usize] = true;
-                }
-            }
-            let mut also = also.iter().peekable();
-            for (c, k) in self.classes.iter().zip(kept.iter_mut()) {
-                while also.next_if(|&&id| id < c.id).is_some() {}
-                if c.is_reserved() || also.peek().is_some_and(|&&id| id == c.id) {
-                    *k = true;
-                }
+        // The `keep` largest, in one pass with a heap of `keep` (no buffer of every class).
+        let mut ids = largest(
+            self.user_classes()
+                .map(|c| (c.live_bytes, std::cmp::Reverse(c.id))),
+            keep,
+        )
+        .into_iter()
+        .map(|(_, std::cmp::Reverse(id))| id)
+        .chain(also.iter().copied())
+        .collect::<Vec<ClassId>>();
+        ids.sort_unstable();
+        let mut ids = ids.into_iter().peekable();
+        let mut omitted = self.omitted;
+        let mut classes = Vec::with_capacity((keep + also.len() + 2).min(self.classes.len()));
+        for c in &self.classes {
+            while ids.next_if(|&id| id < c.id).is_some() {}
+            if c.is_reserved() || ids.next_if(|&id| id == c.id).is_some() {
+                classes.push(c.clone());
+            } else {
+                omitted.add(c);
             }
         }
-        let mut omitted = self.omitted;
-        let classes = self
-            .classes
-            .iter()
-            .zip(&kept)
-            .filter_map(|(c, &k)| {
-                if !k {
-                    omitted.add(c);
-                }
-                k.then(|| c.clone())
-            })
-            .collect();
         Snapshot {
             time: self.time,
             timestamp: self.timestamp,
@@ -405,30 +388,23 @@ impl Snapshot {
     /// The classes in both `self` and `later` whose counts differ, at most `limit` of them
     /// (the largest changes of live bytes first, then of allocations), by id.
     pub(crate) fn changed_into(&self, later: &Snapshot, limit: usize) -> Vec<ClassId> {
-        if limit == 0 {
-            return Vec::new();
-        }
         // Both are in id order: one walk.
-        let mut changed: Vec<(u64, u64, ClassId)> = Vec::new();
         let mut earlier = self.classes.iter().peekable();
-        for c in &later.classes {
+        let changed = later.classes.iter().filter_map(|c| {
             while earlier.next_if(|e| e.id < c.id).is_some() {}
-            let Some(e) = earlier.next_if(|e| e.id == c.id) else {
-                continue;
-            };
-            if e.allocations != c.allocations || e.frees != c.frees {
-                changed.push((
+            let e = earlier.next_if(|e| e.id == c.id)?;
+            (e.allocations != c.allocations || e.frees != c.frees).then(|| {
+                (
                     e.live_bytes.abs_diff(c.live_bytes),
                     c.allocations.wrapping_sub(e.allocations),
-                    c.id,
-                ));
-            }
-        }
-        if changed.len() > limit {
-            changed.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
-            changed.truncate(limit);
-        }
-        let mut ids: Vec<ClassId> = changed.into_iter().map(|(_, _, id)| id).collect();
+                    std::cmp::Reverse(c.id),
+                )
+            })
+        });
+        let mut ids: Vec<ClassId> = largest(changed, limit)
+            .into_iter()
+            .map(|(_, _, std::cmp::Reverse(id))| id)
+            .collect();
         ids.sort_unstable();
         ids
     }
@@ -569,6 +545,27 @@ impl Snapshot {
     }
 }
 
+/// The `k` largest items of `items`, in no order: one pass, a heap of `k`.
+fn largest<T: Ord>(items: impl Iterator<Item = T>, k: usize) -> Vec<T> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    if k == 0 {
+        return Vec::new();
+    }
+    // A min-heap of the largest so far: an item no larger than its least is passed over.
+    let mut heap: BinaryHeap<Reverse<T>> = BinaryHeap::with_capacity(k);
+    for item in items {
+        if heap.len() < k {
+            heap.push(Reverse(item));
+        } else if let Some(mut least) = heap.peek_mut() {
+            if item > least.0 {
+                least.0 = item;
+            }
+        }
+    }
+    heap.into_iter().map(|Reverse(t)| t).collect()
+}
+
 /// A [`ClassId`] in a dump: its number.
 mod class_id {
     use classtrack_shim::ClassId;
@@ -580,5 +577,31 @@ mod class_id {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ClassId, D::Error> {
         u32::deserialize(d).map(ClassId)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest;
+
+    #[test]
+    fn largest_keeps_the_k_largest_with_ties_broken_by_the_item() {
+        let mut x = 12345u64;
+        let items: Vec<(u64, std::cmp::Reverse<u32>)> = (0..5000u32)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 50, std::cmp::Reverse(i))
+            })
+            .collect();
+        for k in [0, 1, 7, 100, 4999, 5000, 6000] {
+            let mut got = largest(items.iter().copied(), k);
+            got.sort_unstable_by(|a, b| b.cmp(a));
+            let mut want = items.clone();
+            want.sort_unstable_by(|a, b| b.cmp(a));
+            want.truncate(k);
+            assert_eq!(got, want, "k = {k}");
+        }
     }
 }
