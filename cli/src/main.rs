@@ -631,11 +631,16 @@ fn diff(a: DiffArgs, load: &dyn Fn(&Path) -> Result<Stats>, out: &mut dyn Write)
             let others = snap.omitted.classes;
             writeln!(
                 out,
-                "note: snapshot {index} ({:?}) is a summary that keeps its {} (and sums {}): \
-                 a class it left out counts as absent there",
+                "note: snapshot {index} ({:?}) keeps {} (and sums {}{}): a class it left out \
+                 is not compared",
                 snap.description,
-                plural(kept as u64, "largest class", "largest classes"),
+                plural(kept as u64, "class", "classes"),
                 plural(others, "other class", "other classes"),
+                if snap.omitted.idle > 0 {
+                    format!(", {} of them idle", snap.omitted.idle)
+                } else {
+                    String::new()
+                },
             )?;
         }
     }
