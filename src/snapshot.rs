@@ -358,7 +358,8 @@ impl Snapshot {
         ids.sort_unstable();
         let mut ids = ids.into_iter().peekable();
         let mut omitted = self.omitted;
-        let mut classes = Vec::with_capacity((keep + also.len() + 2).min(self.classes.len()));
+        let mut classes =
+            Vec::with_capacity(keep.saturating_add(also.len() + 2).min(self.classes.len()));
         for c in &self.classes {
             while ids.next_if(|&id| id < c.id).is_some() {}
             if c.is_reserved() || ids.next_if(|&id| id == c.id).is_some() {
@@ -553,7 +554,7 @@ fn largest<T: Ord>(items: impl Iterator<Item = T>, k: usize) -> Vec<T> {
         return Vec::new();
     }
     // A min-heap of the largest so far: an item no larger than its least is passed over.
-    let mut heap: BinaryHeap<Reverse<T>> = BinaryHeap::with_capacity(k);
+    let mut heap: BinaryHeap<Reverse<T>> = BinaryHeap::with_capacity(k.min(4096));
     for item in items {
         if heap.len() < k {
             heap.push(Reverse(item));

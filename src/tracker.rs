@@ -299,7 +299,7 @@ impl Inner {
         // the lock, then swapped in; dropped (the full one) after it is released.
         if let Some(previous) = previous {
             let changed = previous.changed_into(&snap, keep);
-            let trimmed = (previous.classes.len() > keep + 2).then(|| {
+            let trimmed = (previous.classes.len() > keep.saturating_add(2)).then(|| {
                 let mut also = changed_before;
                 also.extend_from_slice(&changed);
                 also.sort_unstable();

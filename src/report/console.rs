@@ -661,7 +661,8 @@ pub(crate) fn write_peak(
         )?;
         return writeln!(out, "{}", "-".repeat(79));
     };
-    let user_classes: u64 = peak.user_classes().map(|c| c.live_bytes).sum();
+    let user_classes: u64 =
+        peak.user_classes().map(|c| c.live_bytes).sum::<u64>() + peak.omitted.live_bytes;
     let resident = peak.process.map_or_else(String::new, |p| {
         format!(", {} resident", format_bytes(p.resident_bytes))
     });

@@ -366,7 +366,7 @@ impl<'a> Report<'a> {
         };
         let full = snaps.iter().filter(|s| s.full).count();
         let mut text = format!(
-            "{} snapshot{} from {} to {}: {} kept in full",
+            "{} snapshot{} from {} to {}: {} with every class",
             snaps.len(),
             if snaps.len() == 1 { "" } else { "s" },
             seconds(first.time),
@@ -376,7 +376,9 @@ impl<'a> Report<'a> {
         if full < snaps.len() {
             let _ = write!(
                 text,
-                ", {} older ones as summaries of their largest classes",
+                ", {} with their largest classes only (older ones, summarized) or their \
+                 largest and their changed ones (recent ones, with many classes), the others \
+                 summed",
                 snaps.len() - full
             );
         }
@@ -987,7 +989,8 @@ impl<'a> Report<'a> {
                 p.note { "No peak recorded: these stats come from a file of version 2 or older." }
             };
         };
-        let user_classes: u64 = peak.user_classes().map(|c| c.live_bytes).sum();
+        let user_classes: u64 =
+            peak.user_classes().map(|c| c.live_bytes).sum::<u64>() + peak.omitted.live_bytes;
         let mut largest: Vec<&ClassTotals> =
             peak.user_classes().filter(|c| c.live_bytes > 0).collect();
         largest.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
