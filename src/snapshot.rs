@@ -239,16 +239,45 @@ pub struct Snapshot {
     /// The number of classes registered when it was taken: a class with this id or a larger
     /// one had not allocated (see [`SnapshotStats::unseen_from`](crate::SnapshotStats)).
     pub(crate) unseen_from: u32,
+    /// The ids of its largest user classes by live bytes, in id order, as many as `largest_of`
+    /// (found while it was taken, for [`trimmed`](Self::trimmed)).
+    largest: Vec<ClassId>,
+    /// How many largest classes `largest` was asked for.
+    largest_of: usize,
+}
+
+/// What [`Snapshot::take_after`] finds while it reads the counters, for the tracker to trim
+/// the snapshot before.
+pub(crate) struct Changed {
+    /// The classes in both snapshots whose counts differ, at most the number asked for (the
+    /// largest changes of live bytes first, then of allocations), by id.
+    pub(crate) ids: Vec<ClassId>,
 }
 
 impl Snapshot {
-    /// Reads the counters now.
+    /// Reads the counters now (see [`take_after`](Self::take_after)).
+    pub(crate) fn take(time: f64, description: &str) -> Snapshot {
+        Snapshot::take_after(time, description, 0, None).0
+    }
+
+    /// Reads the counters now, and in the same pass finds its `keep` largest user classes and
+    /// the classes (at most `keep`) whose counts changed since `previous`.
     ///
     /// A window of [`WINDOW`] classes at a time (their names, then their counters), so that
     /// reading a million classes needs no buffer of every class's counters beside the
-    /// snapshot's own, and holds the registry's lock for one window at a time.
-    pub(crate) fn take(time: f64, description: &str) -> Snapshot {
+    /// snapshot's own, and holds the registry's lock for one window at a time. Finding the
+    /// largest and the changed classes while they are read costs no other pass over them (at
+    /// a million classes, each pass moves some 80 MB through the caches).
+    pub(crate) fn take_after(
+        time: f64,
+        description: &str,
+        keep: usize,
+        previous: Option<&Snapshot>,
+    ) -> (Snapshot, Changed) {
         let _g = OverheadGuard::new();
+        let mut largest = Largest::new(keep);
+        let mut changed = Largest::new(if previous.is_some() { keep } else { 0 });
+        let mut earlier = previous.map(|p| p.classes.iter().peekable());
         let count = registry::class_count();
         let shim = shim_stats();
         let process = memory_stats::memory_stats().map(|m| ProcessMemory {
@@ -279,8 +308,24 @@ impl Snapshot {
                 if c.allocations == 0 && i >= ClassId::FIRST_USER.index() {
                     continue;
                 }
+                let id = ClassId(i as u32);
+                if id >= ClassId::FIRST_USER {
+                    largest.offer((c.live_bytes(), std::cmp::Reverse(id)));
+                }
+                if let Some(earlier) = earlier.as_mut() {
+                    while earlier.next_if(|e| e.id < id).is_some() {}
+                    if let Some(e) = earlier.next_if(|e| e.id == id) {
+                        if e.allocations != c.allocations || e.frees != c.frees {
+                            changed.offer((
+                                e.live_bytes.abs_diff(c.live_bytes()),
+                                c.allocations.wrapping_sub(e.allocations),
+                                std::cmp::Reverse(id),
+                            ));
+                        }
+                    }
+                }
                 classes.push(ClassTotals {
-                    id: ClassId(i as u32),
+                    id,
                     name,
                     live_bytes: c.live_bytes(),
                     live_blocks: c.live_blocks(),
@@ -299,7 +344,7 @@ impl Snapshot {
         let tracker_bytes = classes
             .get(ClassId::OVERHEAD.index())
             .map_or(0, |c| c.live_bytes);
-        Snapshot {
+        let snap = Snapshot {
             time,
             timestamp: SystemTime::now(),
             description: description.to_owned(),
@@ -311,6 +356,8 @@ impl Snapshot {
             classes,
             omitted: Default::default(),
             unseen_from: count as u32,
+            largest: largest.ids(|(_, std::cmp::Reverse(id))| id),
+            largest_of: keep,
             allocator,
             process,
             tracked: Vec::new(),
@@ -332,7 +379,11 @@ impl Snapshot {
             hint: crate::integrations::tracing::quiet_hint(allocator.allocated_bytes),
             #[cfg(not(feature = "tracing"))]
             hint: None,
-        }
+        };
+        let changed = Changed {
+            ids: changed.ids(|(_, _, std::cmp::Reverse(id))| id),
+        };
+        (snap, changed)
     }
 
     /// Whether every class that had allocated is in [`classes`](Self::classes) (none is
@@ -345,16 +396,20 @@ impl Snapshot {
     /// the first class) and the classes in `also` (sorted ids); the others are summed into
     /// its `omitted`. Its sites are shared with this one.
     pub(crate) fn trimmed(&self, keep: usize, also: &[ClassId]) -> Snapshot {
-        // The `keep` largest, in one pass with a heap of `keep` (no buffer of every class).
-        let mut ids = largest(
-            self.user_classes()
-                .map(|c| (c.live_bytes, std::cmp::Reverse(c.id))),
-            keep,
-        )
-        .into_iter()
-        .map(|(_, std::cmp::Reverse(id))| id)
-        .chain(also.iter().copied())
-        .collect::<Vec<ClassId>>();
+        // The `keep` largest: found when it was taken, or now, in one pass with a heap of
+        // `keep` (no buffer of every class).
+        let largest_now;
+        let largest = if self.largest_of == keep {
+            &self.largest
+        } else {
+            let mut heap = Largest::new(keep);
+            for c in self.user_classes() {
+                heap.offer((c.live_bytes, std::cmp::Reverse(c.id)));
+            }
+            largest_now = heap.ids(|(_, std::cmp::Reverse(id))| id);
+            &largest_now
+        };
+        let mut ids: Vec<ClassId> = largest.iter().chain(also).copied().collect();
         ids.sort_unstable();
         let mut ids = ids.into_iter().peekable();
         let mut omitted = self.omitted;
@@ -383,31 +438,9 @@ impl Snapshot {
             allocator_installed: self.allocator_installed,
             hint: self.hint,
             unseen_from: self.unseen_from,
+            largest: Vec::new(),
+            largest_of: 0,
         }
-    }
-
-    /// The classes in both `self` and `later` whose counts differ, at most `limit` of them
-    /// (the largest changes of live bytes first, then of allocations), by id.
-    pub(crate) fn changed_into(&self, later: &Snapshot, limit: usize) -> Vec<ClassId> {
-        // Both are in id order: one walk.
-        let mut earlier = self.classes.iter().peekable();
-        let changed = later.classes.iter().filter_map(|c| {
-            while earlier.next_if(|e| e.id < c.id).is_some() {}
-            let e = earlier.next_if(|e| e.id == c.id)?;
-            (e.allocations != c.allocations || e.frees != c.frees).then(|| {
-                (
-                    e.live_bytes.abs_diff(c.live_bytes),
-                    c.allocations.wrapping_sub(e.allocations),
-                    std::cmp::Reverse(c.id),
-                )
-            })
-        });
-        let mut ids: Vec<ClassId> = largest(changed, limit)
-            .into_iter()
-            .map(|(_, _, std::cmp::Reverse(id))| id)
-            .collect();
-        ids.sort_unstable();
-        ids
     }
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first.
@@ -546,25 +579,38 @@ impl Snapshot {
     }
 }
 
-/// The `k` largest items of `items`, in no order: one pass, a heap of `k`.
-fn largest<T: Ord>(items: impl Iterator<Item = T>, k: usize) -> Vec<T> {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
-    if k == 0 {
-        return Vec::new();
+/// The `k` largest items offered, kept in a min-heap of `k`: an item no larger than the least
+/// kept is passed over at the cost of one comparison.
+struct Largest<T: Ord> {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<T>>,
+    k: usize,
+}
+
+impl<T: Ord> Largest<T> {
+    fn new(k: usize) -> Largest<T> {
+        Largest {
+            heap: std::collections::BinaryHeap::with_capacity(k.min(4096)),
+            k,
+        }
     }
-    // A min-heap of the largest so far: an item no larger than its least is passed over.
-    let mut heap: BinaryHeap<Reverse<T>> = BinaryHeap::with_capacity(k.min(4096));
-    for item in items {
-        if heap.len() < k {
-            heap.push(Reverse(item));
-        } else if let Some(mut least) = heap.peek_mut() {
+
+    #[inline]
+    fn offer(&mut self, item: T) {
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(item));
+        } else if let Some(mut least) = self.heap.peek_mut() {
             if item > least.0 {
                 least.0 = item;
             }
         }
     }
-    heap.into_iter().map(|Reverse(t)| t).collect()
+
+    /// The ids of the items kept (by `id`), sorted.
+    fn ids(self, id: impl Fn(T) -> ClassId) -> Vec<ClassId> {
+        let mut ids: Vec<ClassId> = self.heap.into_iter().map(|r| id(r.0)).collect();
+        ids.sort_unstable();
+        ids
+    }
 }
 
 /// A [`ClassId`] in a dump: its number.
@@ -583,25 +629,32 @@ mod class_id {
 
 #[cfg(test)]
 mod tests {
-    use super::largest;
+    use super::Largest;
+    use classtrack_shim::ClassId;
+    use std::cmp::Reverse;
 
     #[test]
-    fn largest_keeps_the_k_largest_with_ties_broken_by_the_item() {
+    fn largest_keeps_the_k_largest_with_ties_broken_by_the_first_id() {
         let mut x = 12345u64;
-        let items: Vec<(u64, std::cmp::Reverse<u32>)> = (0..5000u32)
+        let items: Vec<(u64, Reverse<ClassId>)> = (0..5000u32)
             .map(|i| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                (x % 50, std::cmp::Reverse(i))
+                (x % 50, Reverse(ClassId(i)))
             })
             .collect();
         for k in [0, 1, 7, 100, 4999, 5000, 6000] {
-            let mut got = largest(items.iter().copied(), k);
-            got.sort_unstable_by(|a, b| b.cmp(a));
+            let mut heap = Largest::new(k);
+            for &item in &items {
+                heap.offer(item);
+            }
+            let got = heap.ids(|(_, Reverse(id))| id);
             let mut want = items.clone();
             want.sort_unstable_by(|a, b| b.cmp(a));
             want.truncate(k);
+            let mut want: Vec<ClassId> = want.into_iter().map(|(_, Reverse(id))| id).collect();
+            want.sort_unstable();
             assert_eq!(got, want, "k = {k}");
         }
     }

@@ -172,7 +172,14 @@ impl Inner {
         crate::objects::sweep();
         let history = &*self.history;
         let time = history.now();
-        let mut snap = Snapshot::take(time, description);
+        // The snapshot before (the latest so far): read beside the counters, for the classes
+        // that changed since, which it keeps when it is trimmed below.
+        let (previous, keep) = {
+            let st = history.lock();
+            (st.recent.back().cloned(), st.retention.snapshot_classes)
+        };
+        let (mut snap, changed) =
+            Snapshot::take_after(time, description, keep, previous.as_deref());
         // Shared objects are measured first, outside the lock: measuring one runs its `Debug`
         // and may drop it (user code must never run under the lock: it could call back into
         // the tracker), and a panic there leaves no snapshot half recorded.
@@ -286,9 +293,7 @@ impl Inner {
         snap.tracked = tracked;
         st.record_classes(&mut snap, time);
         let snap = Arc::new(snap);
-        let previous = st.recent.back().cloned();
         let changed_before = std::mem::take(&mut st.changed_into_latest);
-        let keep = st.retention.snapshot_classes;
         st.record_snapshot(snap.clone());
         // A snapshot above the recorded peak (which is a step behind the heap at most) is
         // the peak: the peak is never below a snapshot.
@@ -298,7 +303,7 @@ impl Inner {
         // that changed into it or out of it (`Retention::snapshot_classes`). Trimmed outside
         // the lock, then swapped in; dropped (the full one) after it is released.
         if let Some(previous) = previous {
-            let changed = previous.changed_into(&snap, keep);
+            let changed = changed.ids;
             let trimmed = (previous.classes.len() > keep.saturating_add(2)).then(|| {
                 let mut also = changed_before;
                 also.extend_from_slice(&changed);
