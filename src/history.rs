@@ -1,4 +1,5 @@
-//! What a tracker keeps over time, bounded: its recent snapshots in full, a downsampled series
+//! What a tracker keeps over time, bounded: its recent snapshots (the latest whole, the others
+//! trimmed to their largest and changed classes), a downsampled series
 //! of older ones, its tracked classes with their instance-count histories, and its instances
 //! with their size histories.
 //!
@@ -74,7 +75,8 @@ use crate::sync::{Lock, Mailbox};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Retention {
-    /// Snapshots kept in full, the most recent ones ([`ClassTracker::snapshots`]); older ones
+    /// Recent snapshots kept, with their sites ([`ClassTracker::snapshots`]; see
+    /// [`snapshot_classes`](Self::snapshot_classes) for the classes each keeps); older ones
     /// are summarized into the snapshot history. Default 32; may be 0.
     ///
     /// [`ClassTracker::snapshots`]: crate::ClassTracker::snapshots
@@ -93,7 +95,8 @@ pub struct Retention {
     pub dead_instances: usize,
     /// Classes whose totals a snapshot summary keeps: the largest by live bytes, besides the
     /// two reserved classes; the others are summed into the summary's
-    /// [`omitted`](crate::SnapshotStats::omitted). Recent snapshots keep every class. Default
+    /// [`omitted`](crate::SnapshotStats::omitted). Recent snapshots keep more (see
+    /// [`snapshot_classes`](Self::snapshot_classes)). Default
     /// 32; may be 0.
     pub summary_classes: usize,
     /// Sampled allocation sites per class that [`ClassTracker::stats`] (and so a dump) keeps

@@ -28,7 +28,8 @@ use crate::stats_v1::StatsV1;
 /// version 1 file lacks).
 pub const STATS_VERSION: u32 = 3;
 
-/// One snapshot, as kept in [`Stats`]: a recent snapshot in full (every class, and its
+/// One snapshot, as kept in [`Stats`]: a recent snapshot (every class for the latest, the
+/// largest and changed ones for the others: see [`full`](Self::full); and its
 /// allocation sites), or the summary kept of an older one (the largest classes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

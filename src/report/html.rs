@@ -610,7 +610,7 @@ impl<'a> Report<'a> {
                     ") to “" (d.to_description) "” (" (seconds(d.to_time)) ")"
                 }
                 p.note {
-                    "The first and last snapshots kept in full. The allocator's live bytes "
+                    "The first and last snapshots with every class. The allocator's live bytes "
                     "changed by " (signed_bytes(d.live_bytes_change))
                     @if let Some(own) = d.classes.iter().find(|c| c.id == ClassId::OVERHEAD) {
                         ", classtrack's own by " (signed_bytes(own.live_bytes_change))
