@@ -377,25 +377,13 @@ impl SnapshotStats {
     /// The summary kept of `s` once it leaves a tracker's recent snapshots: the reserved
     /// classes and the `classes` largest others by live bytes (ties: the first class).
     pub(crate) fn summary(s: &Snapshot, classes: usize) -> SnapshotStats {
-        let mut users: Vec<&ClassTotals> = s.user_classes().collect();
-        users.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.id.cmp(&b.id)));
-        let mut omitted = s.omitted;
-        for c in users.iter().skip(classes) {
-            omitted.add(c);
-        }
-        users.truncate(classes);
-        let mut kept: Vec<ClassTotals> = s
-            .classes
-            .iter()
-            .filter(|c| c.is_reserved())
-            .chain(users)
-            .cloned()
-            .collect();
-        kept.sort_by_key(|c| c.id);
+        // The largest by a heap of `classes`, not a sort of every class: a summary is made
+        // under the tracker's lock, of a snapshot that may have a million classes.
+        let kept = s.trimmed(classes, &[]);
         SnapshotStats {
             full: false,
-            classes: kept,
-            omitted,
+            classes: kept.classes,
+            omitted: kept.omitted,
             ..SnapshotStats::full_without_classes(s)
         }
     }
