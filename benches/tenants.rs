@@ -10,7 +10,8 @@
 //!
 //! Each row runs in a child process of its own (classes and counter shards are never freed
 //! within a process), and prints:
-//! - the processor time per request ([`serve`]), by the tenant's name (`scope_named`) and by
+//! - the processor time per request ([`serve`]): outside any scope, reading the tenant's name
+//!   (what the request costs without classtrack), by the tenant's name (`scope_named`) and by
 //!   its class id kept with it (`scope_id`);
 //! - the median time of the forty snapshots (each call, trimming the snapshot before included);
 //! - the tracker's memory after them, and per tenant: classtrack's own live bytes
@@ -50,9 +51,9 @@ fn main() {
         chosen
     };
     println!(
-        "| threads × tenants | request, by name | request, by id | snapshot | tracker (per tenant) | registry and the rest | counter shards | RSS | budget round |"
+        "| threads × tenants | request, no scope | request, by name | request, by id | snapshot | tracker (per tenant) | registry and the rest | counter shards | RSS | budget round |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("the bench's own path");
     for (t, n) in rows {
         let out = Command::new(&exe)
@@ -95,6 +96,12 @@ fn run(threads: usize, tenants: usize) {
     let by_name = serve(threads, tenants, |i| {
         classtrack::scope_named(&names[i], || black_box(vec![0u8; 48]));
     });
+    // The same requests outside any scope, reading the tenant's name: what a request costs the
+    // program itself at this many tenants (the name out of cache), without classtrack.
+    let bare = serve(threads, tenants, |i| {
+        black_box(names[i].as_bytes().last());
+        black_box(vec![0u8; 48]);
+    });
     // The same requests with each tenant's class id at hand (`scope_id`): no name to look up.
     let by_id = serve(threads, tenants, |i| {
         classtrack::scope_id(ids[i], || black_box(vec![0u8; 48]));
@@ -134,7 +141,7 @@ fn run(threads: usize, tenants: usize) {
         classtrack::budget_stats().last_round
     };
     println!(
-        "| {threads} × {tenants} | {by_name:.0} ns | {by_id:.0} ns | {:.2} ms | {} ({:.0} B) | {} | {} | {} | {:.2} ms |",
+        "| {threads} × {tenants} | {bare:.0} ns | {by_name:.0} ns | {by_id:.0} ns | {:.2} ms | {} ({:.0} B) | {} | {} | {} | {:.2} ms |",
         median(snapshots),
         mib(tracker_bytes),
         tracker_bytes as f64 / tenants as f64,
