@@ -945,14 +945,20 @@ impl Stats {
     /// ([`Retention::idle_after`](crate::Retention::idle_after)), which it says it left out.
     ///
     /// ```
-    /// let tracker = classtrack::ClassTracker::new();
-    /// let kept = classtrack::scope_named("tenant-42", || vec![0u8; 100]);
-    /// tracker.create_snapshot("now");
-    /// let mut out = Vec::new();
-    /// tracker.stats().print_classes(&mut out, "tenant-4", None).unwrap();
-    /// let text = String::from_utf8(out).unwrap();
-    /// assert!(text.contains("tenant-42"), "{text}");
-    /// drop(kept);
+    /// #[global_allocator]
+    /// static ALLOC: classtrack::TrackingAlloc<std::alloc::System> =
+    ///     classtrack::TrackingAlloc::new(std::alloc::System);
+    ///
+    /// fn main() {
+    ///     let tracker = classtrack::ClassTracker::new();
+    ///     let kept = classtrack::scope_named("tenant-42", || vec![0u8; 100]);
+    ///     tracker.create_snapshot("now");
+    ///     let mut out = Vec::new();
+    ///     tracker.stats().print_classes(&mut out, "tenant-4", None).unwrap();
+    ///     let text = String::from_utf8(out).unwrap();
+    ///     assert!(text.contains("tenant-42"), "{text}");
+    ///     drop(kept);
+    /// }
     /// ```
     pub fn print_classes(
         &self,
