@@ -411,18 +411,12 @@ impl Snapshot {
         };
         let mut ids: Vec<ClassId> = largest.iter().chain(also).copied().collect();
         ids.sort_unstable();
-        let mut ids = ids.into_iter().peekable();
-        let mut omitted = self.omitted;
-        let mut classes =
-            Vec::with_capacity(keep.saturating_add(also.len() + 2).min(self.classes.len()));
-        for c in &self.classes {
-            while ids.next_if(|&id| id < c.id).is_some() {}
-            if c.is_reserved() || ids.next_if(|&id| id == c.id).is_some() {
-                classes.push(c.clone());
-            } else {
-                omitted.add(c);
-            }
-        }
+        ids.dedup();
+        let (classes, omitted) = if ids.len().saturating_mul(16) < self.classes.len() {
+            self.keep_few(&ids)
+        } else {
+            self.keep_many(&ids)
+        };
         Snapshot {
             time: self.time,
             timestamp: self.timestamp,
@@ -441,6 +435,65 @@ impl Snapshot {
             largest: Vec::new(),
             largest_of: 0,
         }
+    }
+
+    /// The reserved classes and those of `ids` (sorted), and the others summed, in one pass
+    /// over every class.
+    fn keep_many(&self, ids: &[ClassId]) -> (Vec<ClassTotals>, crate::stats::OmittedClasses) {
+        let mut ids = ids.iter().copied().peekable();
+        let mut omitted = self.omitted;
+        let mut classes = Vec::with_capacity((ids.len() + 2).min(self.classes.len()));
+        for c in &self.classes {
+            while ids.next_if(|&id| id < c.id).is_some() {}
+            if c.is_reserved() || ids.next_if(|&id| id == c.id).is_some() {
+                classes.push(c.clone());
+            } else {
+                omitted.add(c);
+            }
+        }
+        (classes, omitted)
+    }
+
+    /// As [`keep_many`](Self::keep_many), for few `ids`: each found by a binary search, and
+    /// the others' sums found by subtraction from the allocator's totals (which sum every
+    /// class read), so the classes left out are never gone through.
+    fn keep_few(&self, ids: &[ClassId]) -> (Vec<ClassTotals>, crate::stats::OmittedClasses) {
+        let mut classes: Vec<ClassTotals> = Vec::with_capacity(ids.len() + 2);
+        let mut kept = crate::stats::OmittedClasses::default();
+        let mut reserved = crate::stats::OmittedClasses::default();
+        for c in self.classes.iter().take_while(|c| c.is_reserved()) {
+            classes.push(c.clone());
+            reserved.add(c);
+        }
+        for &id in ids {
+            if let Ok(i) = self.classes.binary_search_by_key(&id, |c| c.id) {
+                let c = &self.classes[i];
+                if !c.is_reserved() {
+                    classes.push(c.clone());
+                    kept.add(c);
+                }
+            }
+        }
+        let a = &self.allocator;
+        let users_listed = self.classes.len() as u64 - reserved.classes;
+        // Exact: the allocator's totals are the sums of every class read. (Saturating only so
+        // that a snapshot whose public fields were changed cannot make this panic.)
+        let rest = |all: u64, reserved: u64, kept: u64| all.saturating_sub(reserved + kept);
+        let omitted = crate::stats::OmittedClasses {
+            classes: self.omitted.classes + users_listed.saturating_sub(kept.classes),
+            live_bytes: rest(a.live_bytes, reserved.live_bytes, kept.live_bytes),
+            live_blocks: rest(a.live_blocks, reserved.live_blocks, kept.live_blocks),
+            allocated_bytes: rest(
+                a.allocated_bytes,
+                reserved.allocated_bytes,
+                kept.allocated_bytes,
+            ),
+            allocations: rest(a.allocations, reserved.allocations, kept.allocations),
+            freed_bytes: rest(a.freed_bytes, reserved.freed_bytes, kept.freed_bytes),
+            frees: rest(a.frees, reserved.frees, kept.frees),
+            idle: self.omitted.idle,
+        };
+        (classes, omitted)
     }
 
     /// What changed from `earlier` to this snapshot, per class, largest growth first.
