@@ -15,10 +15,9 @@
 //!   its class id kept with it (`scope_id`);
 //! - the median time of the forty snapshots (each call, trimming the snapshot before included);
 //! - the tracker's memory after them, and per tenant: classtrack's own live bytes
-//!   (`<classtrack overhead>`) after the snapshots less before the first (the class registry,
-//!   the sampler's tables and the rest of classtrack's process-wide memory are there before);
-//! - the class registry and the rest of classtrack's own memory (before the first snapshot),
-//!   and the counter shards;
+//!   (`<classtrack overhead>`) with the tracker, less once it is dropped;
+//! - the rest of classtrack's own memory then (the class registry's names and table most of
+//!   it), and the counter shards;
 //! - the process's resident memory;
 //! - the time of one round of the budget thread, with a budget on every tenant.
 //!
@@ -111,7 +110,6 @@ fn run(threads: usize, tenants: usize) {
         classtrack_shim::read_live_bytes(&[classtrack_shim::ClassId::OVERHEAD], &mut live);
         live[0]
     };
-    let before = overhead();
     let snapshots: Vec<f64> = (0..40)
         .map(|i| {
             let start = Instant::now();
@@ -124,10 +122,14 @@ fn run(threads: usize, tenants: usize) {
     assert_eq!(check, Some(64), "a tenant's live bytes are exact");
     let rss = snap.process.map(|p| p.resident_bytes).unwrap_or(0);
     let shards = snap.overhead.shard_bytes;
-    // The tracker's own: what classtrack holds now (the latest snapshot is the tracker's, not
-    // another copy) less what it held before the first snapshot.
-    let tracker_bytes = overhead().saturating_sub(before);
     drop(snap);
+    // The tracker's own: what classtrack holds with it (the latest snapshot is the tracker's,
+    // not another copy) less what it holds once the tracker is gone.
+    let with_tracker = overhead();
+    drop(tracker);
+    std::thread::sleep(Duration::from_millis(100));
+    let rest = overhead();
+    let tracker_bytes = with_tracker.saturating_sub(rest);
     // A budget on every tenant, then the time of one round of the budget thread.
     for &id in &ids {
         classtrack::set_budget(id, Some(1 << 20)).unwrap();
@@ -145,7 +147,7 @@ fn run(threads: usize, tenants: usize) {
         median(snapshots),
         mib(tracker_bytes),
         tracker_bytes as f64 / tenants as f64,
-        mib(before),
+        mib(rest),
         mib(shards),
         mib(rss),
         round.as_secs_f64() * 1e3,

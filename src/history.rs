@@ -409,6 +409,8 @@ impl Marks {
     fn mark(&mut self, class: ClassId) -> &mut Mark {
         let i = class.index();
         if i >= self.0.len() {
+            // One class at a time: grown by doubling (the snapshots cover every class at once,
+            // exactly, before they go through them).
             self.0.resize(
                 i + 1,
                 Mark {
@@ -418,6 +420,21 @@ impl Marks {
             );
         }
         &mut self.0[i]
+    }
+
+    /// Makes room for the classes below `classes`, exactly: a vector grown by doubling could
+    /// hold twice the 16 bytes a class.
+    pub(crate) fn cover(&mut self, classes: usize) {
+        if classes > self.0.len() {
+            self.0.reserve_exact(classes - self.0.len());
+            self.0.resize(
+                classes,
+                Mark {
+                    active_at: f32::NAN,
+                    ..Mark::default()
+                },
+            );
+        }
     }
 
     /// Raises `class`'s peak to `bytes` if higher; returns the peak.
@@ -820,6 +837,7 @@ impl State {
     /// [`Retention::idle_after`] are moved from `snap.classes` into its `omitted`.
     pub(crate) fn record_classes(&mut self, snap: &mut Snapshot, time: f64) {
         let idle = self.retention.idle_after.map(|d| d.as_secs_f64());
+        self.peaks.cover(snap.unseen_from as usize);
         let peaks = &mut self.peaks;
         let omitted = &mut snap.omitted;
         snap.classes.retain_mut(|c| {

@@ -152,6 +152,7 @@ fn offer(snap: &Snapshot, histories: &[Arc<History>]) -> bool {
         let time = history.now();
         let keep = {
             let mut st = history.lock();
+            st.peaks.cover(snap.unseen_from as usize);
             for (c, level) in snap.classes.iter().zip(&mut levels) {
                 let peak = st.peaks.raise(c.id, c.live_bytes);
                 *level = (*level).min(peak);
