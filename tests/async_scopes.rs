@@ -258,8 +258,12 @@ fn a_wrapped_stream_polls_in_its_scope() {
 /// Task A and task C enter a scope and hold it across `.await`; task B, scoped nowhere, runs
 /// while they are suspended. Written with guards (wrong), B is charged to them, but the
 /// thread ends back in `<untracked>` whatever the order the guards are dropped in.
+///
+/// The order (A enters, C enters, B runs, A leaves while C is open, C leaves) is forced by
+/// channels rather than timers, so a slow machine (an emulator) cannot reorder it.
 #[test]
 fn guards_held_across_await_on_a_local_set_leave_no_stale_scope() {
+    use tokio::sync::oneshot;
     let tracker = ClassTracker::new();
     let out_of_order = classtrack::scope_exits_out_of_order();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -267,22 +271,33 @@ fn guards_held_across_await_on_a_local_set_leave_no_stale_scope() {
         .build()
         .unwrap();
     let local = tokio::task::LocalSet::new();
+    let (a_entered, a_entered_rx) = oneshot::channel::<()>();
+    let (c_entered, c_entered_rx) = oneshot::channel::<()>();
+    let (b_done, b_done_rx) = oneshot::channel::<()>();
+    let (a_left, a_left_rx) = oneshot::channel::<()>();
     local.block_on(&rt, async {
-        let a = tokio::task::spawn_local(async {
+        let a = tokio::task::spawn_local(async move {
             let _g = classtrack::enter_named("ls_guard::a");
             let v = black_box(vec![0u8; 100]);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            a_entered.send(()).unwrap();
+            b_done_rx.await.unwrap();
             drop(v);
             // A's guard drops while C's (entered later) is still open.
+            drop(_g);
+            a_left.send(()).unwrap();
         });
-        let b = tokio::task::spawn_local(async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let b = tokio::task::spawn_local(async move {
+            c_entered_rx.await.unwrap();
             drop(black_box(vec![0u8; 55]));
+            b_done.send(()).unwrap();
         });
-        let c = tokio::task::spawn_local(async {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let c = tokio::task::spawn_local(async move {
+            a_entered_rx.await.unwrap();
             let _g = classtrack::enter_named("ls_guard::c");
-            tokio::time::sleep(Duration::from_millis(40)).await;
+            c_entered.send(()).unwrap();
+            a_left_rx.await.unwrap();
+            // Still suspended once more with the guard held.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         });
         let _ = tokio::join!(a, b, c);
     });
